@@ -1,0 +1,55 @@
+"""Shared pieces of the CLI: the --root option, error exits, consoles. No command logic here."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("JOBKIT_ROOT") or "runs")
+
+
+root_option = click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Folder holding the sweeps' run directories [default: $JOBKIT_ROOT, else ./runs].")
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
+
+
+def resolve_root(root: Path | None) -> Path:
+    return (root or default_root()).expanduser()
+
+
+def console() -> Console:
+    return Console(highlight=False)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+class UserError(click.ClickException):
+    """A one-line error for bad input; exits 2 and never shows a traceback."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    err = UserError(message)
+    err.exit_code = code
+    raise err
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

@@ -1,0 +1,141 @@
+"""Resolve and validate a workload's parameters: dataclass defaults < preset < explicit values.
+
+Validation is driven by the workload's `Params` dataclass (types plus `choices`/`min`/`max`
+metadata), so every error can name the key and the accepted values before anything runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, Mapping
+
+from .protocol import BaseParams
+
+
+class ParamError(ValueError):
+    """A bad parameter value: `key` names it, the message says what is accepted."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        return f"list of {_type_name(inner)}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Return `value` as type `tp`, or raise ParamError. Ints are accepted for floats, not bools."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ParamError:
+                continue
+        raise ParamError(key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ParamError(key, f"got {value!r}; accepted values: {', '.join(map(str, allowed))}")
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, (list, tuple)):
+            raise ParamError(key, f"expected {_type_name(tp)}, got {value!r}")
+        return [_coerce(key, v, inner) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise ParamError(key, f"expected {_type_name(tp)}, got {value!r}")
+
+
+def _check_bounds(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ParamError(key, f"got {value!r}; accepted values: {', '.join(map(str, choices))}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = meta.get("min"), meta.get("max")
+        if lo is not None and value < lo:
+            raise ParamError(key, f"got {value!r}; must be >= {lo}")
+        if hi is not None and value > hi:
+            raise ParamError(key, f"got {value!r}; must be <= {hi}")
+
+
+def fields_of(params_cls: type[BaseParams]) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(params_cls)}
+
+
+def resolve(params_cls: type[BaseParams], presets: Mapping[str, Mapping[str, Any]],
+            raw: Mapping[str, Any]) -> BaseParams:
+    """Build a validated `params_cls` from `raw` (a sweep run's workload keys).
+
+    Order: dataclass defaults, then the preset named by `raw['preset']` (or the default), then
+    `raw` itself. Raises ParamError naming the first bad key.
+    """
+    fields = fields_of(params_cls)
+    hints = typing.get_type_hints(params_cls)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamError(unknown[0], f"unknown parameter; accepted keys: {', '.join(sorted(fields))}")
+    preset_name = raw.get("preset", fields["preset"].default)
+    if preset_name not in presets:
+        raise ParamError("preset", f"got {preset_name!r}; accepted values: {', '.join(presets)}")
+    values: dict[str, Any] = {}
+    for source in (presets[preset_name], raw):
+        for key, value in source.items():
+            values[key] = _coerce(key, value, hints[key])
+    values["preset"] = preset_name
+    for key, value in values.items():
+        _check_bounds(key, value, fields[key].metadata)
+    params = params_cls(**values)
+    params.check()
+    return params
+
+
+def to_dict(params: BaseParams) -> dict[str, Any]:
+    """JSON-ready dict of every resolved parameter (what goes into spec.json)."""
+    return dataclasses.asdict(params)
+
+
+def from_dict(params_cls: type[BaseParams], data: Mapping[str, Any]) -> BaseParams:
+    """Rebuild resolved params from spec.json, ignoring keys a newer code version dropped."""
+    fields = fields_of(params_cls)
+    return params_cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def describe(params_cls: type[BaseParams]) -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, help) rows, for `jobkit workloads` style listings and errors."""
+    hints = typing.get_type_hints(params_cls)
+    return [(f.name, _type_name(hints[f.name]), f.default, f.metadata.get("help", ""))
+            for f in dataclasses.fields(params_cls)]

@@ -1,0 +1,74 @@
+"""The one contract between the toolkit and the science: what a workload must provide.
+
+`jobs/` implements it without importing Slurm or submitit; `jobkit.runner` drives it without
+importing a model. A workload class is registered by name (see `jobkit.registry`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass
+class BaseParams:
+    """Parameters every workload understands; a workload's own `Params` dataclass subclasses this.
+
+    Every field needs a default. Field metadata may hold `choices` (a list), `min` / `max` (numbers)
+    and `help` (one line); `jobkit.params` uses them to validate sweep files before anything runs.
+    """
+
+    preset: str = field(default="default", metadata={"help": "named bundle of defaults"})
+    steps: int = field(default=1000, metadata={"min": 1, "help": "optimisation steps in total"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seeds every RNG"})
+    checkpoint_every: int = field(default=500, metadata={"min": 0, "help": "steps between checkpoints (0: off)"})
+    checkpoint_minutes: float = field(default=10.0, metadata={"min": 0, "help": "minutes between checkpoints (0: off)"})
+    eval_every: int = field(default=250, metadata={"min": 0, "help": "steps between evaluations (0: end only)"})
+    sample_every: int = field(default=0, metadata={"min": 0, "help": "steps between samples (0: end only)"})
+    log_every: int = field(default=10, metadata={"min": 1, "help": "steps between logged train metrics"})
+    keep_checkpoints: int = field(default=2, metadata={"min": 1, "help": "checkpoints kept on disk"})
+
+    def check(self) -> None:
+        """Cross-field validation; raise `jobkit.params.ParamError(key, message)` on bad values."""
+
+
+@runtime_checkable
+class Workload(Protocol):
+    """One training job. Constructed as `Workload(params)` with its validated `Params` instance.
+
+    Determinism contract (what makes resume bit-exact): all training randomness comes from the
+    global RNGs (which the runner seeds and checkpoints) or from generators kept in `state_dict()`;
+    `evaluate()` and `artifacts()` must not consume the global RNGs (use a local `torch.Generator`).
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseParams]]
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]]  # preset name -> field overrides
+
+    total_steps: int
+
+    def setup(self, run_dir: Path, device: torch.device) -> None:
+        """Load data, build the model and optimizer. Called once per process, before any resume."""
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimisation step (`step` counts from 0); returns metrics, `loss` among them."""
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics (e.g. `val_loss`); no global-RNG use, no gradient."""
+
+    def artifacts(self, step: int, writer: Any, out_dir: Path) -> dict[str, float]:
+        """Write samples (files under `out_dir`, images/text to the TensorBoard `writer`).
+
+        Returns extra metrics worth logging (may be empty).
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: model, optimizer, scheduler, scaler, data generators.
+
+        Must load with `torch.load(weights_only=True)`: tensors, numbers, strings, lists, dicts.
+        """
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict()` returned."""

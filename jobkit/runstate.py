@@ -1,0 +1,144 @@
+"""What a run's own folder says about it: state, progress, requeues — no Slurm call needed.
+
+`jobkit.status` overlays the scheduler's view on this; `jobkit.collect` uses it as is.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .store import RunDir
+
+# Lifecycle event -> state when it is the latest one.
+STATE_OF_EVENT = {
+    "submitted": "PENDING",
+    "started": "RUNNING",
+    "requeued": "REQUEUED",
+    "finished": "COMPLETED",
+    "failed": "FAILED",
+    "cancelled": "CANCELLED",
+}
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "NODE_FAIL", "STOPPED"}
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    sweep: str
+    workload: str
+    path: str
+    params: dict[str, Any]
+    state: str = "NEW"
+    step: int = 0
+    total: int = 0
+    loss: float | None = None
+    val_loss: float | None = None
+    job_id: str | None = None
+    partition: str | None = None
+    executor: str | None = None
+    attempts: int = 0  # jobs started (segments + restarts)
+    requeues: int = 0
+    requeue_reasons: dict[str, int] = field(default_factory=dict)
+    submitted_t: float | None = None
+    started_t: float | None = None
+    ended_t: float | None = None
+    run_seconds: float = 0.0  # wall time spent running, summed over attempts
+    last_checkpoint_t: float | None = None
+    last_checkpoint_step: int | None = None
+    steps_per_s: float | None = None
+    error: str | None = None
+    alarms: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    pid: int | None = None
+    host: str | None = None
+    step_seconds: float | None = None
+    checkpoint_seconds: float | None = None
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.state != "RUNNING" or not self.steps_per_s or self.total <= self.step:
+            return None if self.state != "COMPLETED" else 0.0
+        return (self.total - self.step) / self.steps_per_s
+
+    @property
+    def done(self) -> bool:
+        return self.state == "COMPLETED"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["eta_s"] = self.eta_s
+        return data
+
+
+def summarize(run: RunDir) -> RunSummary:
+    spec = run.spec()
+    s = RunSummary(run_id=run.run_id, sweep=spec.sweep, workload=spec.workload, path=str(run.path),
+                   params=dict(spec.params), total=int(spec.params.get("steps", 0)))
+    attempt_start: float | None = None
+    for ev in run.events():
+        kind, t = ev.get("event"), ev.get("t")
+        if kind in STATE_OF_EVENT:
+            s.state = STATE_OF_EVENT[kind]
+        if kind == "submitted":
+            s.job_id, s.partition, s.executor = ev.get("job_id"), ev.get("partition"), ev.get("executor")
+            s.submitted_t = t
+            s.error = None
+        elif kind == "started":
+            s.attempts += 1
+            s.started_t = s.started_t or t
+            attempt_start = t
+            s.job_id = ev.get("job_id") or s.job_id
+            s.pid, s.host = ev.get("pid"), ev.get("host")
+            s.step = max(s.step, int(ev.get("step", 0)))
+        elif kind == "checkpoint":
+            s.last_checkpoint_t, s.last_checkpoint_step = t, ev.get("step")
+            s.checkpoint_seconds = ev.get("seconds", s.checkpoint_seconds)
+            s.step_seconds = ev.get("step_seconds", s.step_seconds)
+        elif kind == "requeued":
+            s.requeues += 1
+            reason = str(ev.get("reason", "signal"))
+            s.requeue_reasons[reason] = s.requeue_reasons.get(reason, 0) + 1
+        elif kind == "failed":
+            s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
+        elif kind == "alarm":
+            s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
+        elif kind == "warning":
+            s.warnings.append(str(ev.get("message")))
+        if kind in ("requeued", "finished", "failed", "cancelled"):
+            if attempt_start is not None and t is not None:
+                s.run_seconds += max(0.0, t - attempt_start)
+            attempt_start = None
+            s.ended_t = t
+        if "step" in ev and kind != "submitted":
+            s.step = max(s.step, int(ev["step"]))
+    progress = run.progress()
+    if progress:
+        s.step = max(s.step, int(progress.get("step", 0)))
+        s.loss = progress.get("loss", s.loss)
+        s.val_loss = progress.get("val_loss", s.val_loss)
+        s.steps_per_s = progress.get("steps_per_s")
+        if s.state == "RUNNING" and attempt_start is not None and progress.get("t"):
+            s.run_seconds += max(0.0, progress["t"] - attempt_start)
+    if s.state == "RUNNING" and s.executor == "local" and not _alive_here(s.pid, s.host):
+        s.state = "FAILED"  # a local process that died without a word (kill -9, OOM)
+        s.error = s.error or "the process ended without recording why (killed?)"
+    return s
+
+
+def _alive_here(pid: int | None, host: str | None) -> bool:
+    if pid is None or host != socket.gethostname():
+        return True  # cannot tell from here: believe the events
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def age(t: float | None) -> float | None:
+    return None if t is None else max(0.0, time.time() - t)

@@ -1,0 +1,158 @@
+"""JobSpec: one run, fully resolved — what it trains (workload + params) and what it asks for.
+
+The run id is `<readable name>-<8 hex>` where the hex is a hash of everything except the resources,
+so moving a run to another partition or time limit keeps its identity (and its checkpoints).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from .slurmtime import format_time, parse_mem, parse_time
+
+RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk")
+_NAME_SAFE = re.compile(r"[^a-z0-9.]+")
+SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one Slurm job of the run asks for. Never part of the run's identity."""
+
+    time_min: int = 30  # wall time of one job (one segment when chunked)
+    total_time_min: int | None = None  # the whole run's need; > time_min means segments
+    cpus: int = 1
+    mem_mb: int = 4096
+    gpus: int = 0
+    partition: str | None = None  # None: chosen from the cluster's limits
+    chunk: bool = False  # allow splitting into segments that each fit a partition
+
+    def shape(self) -> tuple:
+        """Runs with equal shapes share one job array (one sbatch call)."""
+        return (self.time_min, self.cpus, self.mem_mb, self.gpus, self.partition)
+
+    @property
+    def time(self) -> str:
+        return format_time(self.time_min)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": format_time(self.time_min),
+            "total_time": None if self.total_time_min is None else format_time(self.total_time_min),
+            "cpus": self.cpus,
+            "mem": f"{self.mem_mb}M",
+            "gpus": self.gpus,
+            "partition": self.partition,
+            "chunk": self.chunk,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Resources":
+        return parse_resources(data)
+
+
+def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> Resources:
+    """Resources from sweep/`--set` values. Raises ValueError('key: message') on bad input."""
+    res = base or Resources()
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in RESOURCE_KEYS:
+            raise ValueError(f"{key}: not a resource key ({', '.join(RESOURCE_KEYS)})")
+        try:
+            if key in ("time", "total_time"):
+                if value is None and key == "total_time":
+                    changes["total_time_min"] = None
+                    continue
+                if isinstance(value, bool) or not isinstance(value, (str, int)):
+                    raise ValueError(f"expected a Slurm time like '02:00:00', got {value!r}")
+                minutes = parse_time(str(value))
+                if minutes is None or minutes <= 0:
+                    raise ValueError(f"expected a positive time like '02:00:00', got {value!r}")
+                changes["time_min" if key == "time" else "total_time_min"] = minutes
+            elif key in ("cpus", "gpus"):
+                if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "cpus" else 0):
+                    lo = 1 if key == "cpus" else 0
+                    raise ValueError(f"expected an integer >= {lo}, got {value!r}")
+                changes[key] = value
+            elif key == "mem":
+                if isinstance(value, bool) or not isinstance(value, (str, int)):
+                    raise ValueError(f"expected a size like '4G' or '500M', got {value!r}")
+                changes["mem_mb"] = parse_mem(value)
+            elif key == "partition":
+                if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value)):
+                    raise ValueError(f"expected a partition name (letters, digits, . _ -), got {value!r}")
+                changes["partition"] = value or None
+            elif key == "chunk":
+                if not isinstance(value, bool):
+                    raise ValueError(f"expected true or false, got {value!r}")
+                changes["chunk"] = value
+        except ValueError as exc:
+            msg = str(exc)
+            raise ValueError(msg if msg.startswith(f"{key}:") else f"{key}: {msg}") from None
+    return replace(res, **changes)
+
+
+def _readable(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return _NAME_SAFE.sub("-", str(value).lower()).strip("-.")
+
+
+def readable_name(workload: str, varying: Mapping[str, Any]) -> str:
+    """`charlm-lstm`, `vae-beta4`, `vae-sprites-beta20`: strings bare, numbers as key+value."""
+    parts = [workload]
+    for key, value in varying.items():
+        if isinstance(value, str):
+            text = _readable(value.rsplit("/", 1)[-1].rsplit(":", 1)[-1]) or _readable(key)
+        else:
+            text = _readable(key.replace("_", "")) + _readable(value)
+        parts.append(text[:24])
+    return "-".join(p for p in parts if p)[:80]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One run: workload + resolved params (its identity) and resources (how it is scheduled)."""
+
+    sweep: str
+    workload: str
+    params: Mapping[str, Any]
+    resources: Resources = field(default_factory=Resources)
+    name: str = ""
+
+    @property
+    def signature(self) -> str:
+        blob = json.dumps({"workload": self.workload, "params": dict(self.params)},
+                          sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.name or self.workload}-{self.signature}"
+
+    def with_resources(self, resources: Resources) -> "JobSpec":
+        return replace(self, resources=resources)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "sweep": self.sweep,
+            "workload": self.workload,
+            "name": self.name,
+            "signature": self.signature,
+            "params": dict(self.params),
+            "resources": self.resources.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "JobSpec":
+        return cls(sweep=data["sweep"], workload=data["workload"], params=dict(data["params"]),
+                   resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""))
+
+    def key_values(self, keys: list[str] | None = None) -> dict[str, Any]:
+        """The params that tell this run apart (for status tables)."""
+        return {k: self.params[k] for k in (keys or []) if k in self.params}
+

@@ -1,0 +1,217 @@
+"""The run directory: the single source of truth for one run. No hidden database.
+
+```
+<root>/<sweep>/<run-id>/
+  spec.json            the resolved spec (identity + resources)
+  events.jsonl         append-only lifecycle: submitted, started, checkpoint, requeued, alarm, finished, failed
+  progress.json        the latest step and metrics (rewritten atomically, for status)
+  metrics.json         the latest evaluation and final metrics
+  checkpoints/         step-XXXXXX.pt + latest.json (newest verified first, with size and sha256)
+  tb/ samples/ slurm/  TensorBoard events, workload artifacts, submitit's folder
+```
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from . import atomic
+from .spec import JobSpec
+
+CHECKPOINT_GLOBALS: list[Any] = []  # extra types allowed in checkpoints; none needed today
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    step: int
+    file: str
+    size: int
+    sha256: str
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "file": self.file, "size": self.size, "sha256": self.sha256}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class RunDir:
+    """One run's folder. Every write is atomic; readers tolerate a run that is being written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    # --- layout -------------------------------------------------------------------------------
+    spec_path = property(lambda self: self.path / "spec.json")
+    events_path = property(lambda self: self.path / "events.jsonl")
+    progress_path = property(lambda self: self.path / "progress.json")
+    metrics_path = property(lambda self: self.path / "metrics.json")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    latest_path = property(lambda self: self.path / "checkpoints" / "latest.json")
+    tb_dir = property(lambda self: self.path / "tb")
+    samples_dir = property(lambda self: self.path / "samples")
+    slurm_dir = property(lambda self: self.path / "slurm")
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def exists(self) -> bool:
+        return self.spec_path.is_file()
+
+    @classmethod
+    def create(cls, root: Path, spec: JobSpec) -> "RunDir":
+        """Make `<root>/<sweep>/<run-id>/` (not world-accessible) and write spec.json."""
+        run = cls(Path(root) / spec.sweep / spec.run_id)
+        for sub in (run.path, run.checkpoint_dir, run.tb_dir, run.samples_dir, run.slurm_dir):
+            sub.mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
+        run.write_spec(spec)
+        return run
+
+    def write_spec(self, spec: JobSpec) -> None:
+        atomic.write_json(self.spec_path, spec.to_json())
+
+    def spec(self) -> JobSpec:
+        return JobSpec.from_json(json.loads(self.spec_path.read_text()))
+
+    # --- events -------------------------------------------------------------------------------
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        record = {"t": round(time.time(), 3), "event": kind, **fields}
+        atomic.append_line(self.events_path, json.dumps(record, default=str, sort_keys=True))
+        return record
+
+    def events(self) -> list[dict[str, Any]]:
+        """All events; a torn last line (a kill mid-append) is ignored."""
+        if not self.events_path.exists():
+            return []
+        out = []
+        for line in self.events_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    # --- progress and metrics ------------------------------------------------------------------
+    def write_progress(self, progress: dict[str, Any]) -> None:
+        atomic.write_json(self.progress_path, progress)
+
+    def progress(self) -> dict[str, Any]:
+        return _read_json(self.progress_path) or {}
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        atomic.write_json(self.metrics_path, metrics)
+
+    def metrics(self) -> dict[str, Any]:
+        return _read_json(self.metrics_path) or {}
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def _kept(self) -> list[dict[str, Any]]:
+        data = _read_json(self.latest_path)
+        return list(data.get("checkpoints", [])) if isinstance(data, dict) else []
+
+    def checkpoints(self) -> list[CheckpointInfo]:
+        """Kept checkpoints, newest first, as recorded in latest.json."""
+        return [CheckpointInfo(**{k: c[k] for k in ("step", "file", "size", "sha256")}) for c in self._kept()]
+
+    def save_checkpoint(self, step: int, state: dict[str, Any], keep: int = 2) -> CheckpointInfo:
+        """Write `state` as step-XXXXXX.pt, then point latest.json at it; keep the newest `keep`."""
+        started = time.perf_counter()
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
+        name = f"step-{step:06d}.pt"
+        path = self.checkpoint_dir / name
+        atomic.write_with(path, lambda f: torch.save(state, f))
+        info = CheckpointInfo(step=step, file=name, size=path.stat().st_size, sha256=_sha256(path))
+        kept = [info.to_json()] + [c for c in self._kept() if c.get("file") != name]
+        kept, dropped = kept[:keep], kept[keep:]
+        atomic.write_json(self.latest_path, {"latest": info.to_json(), "checkpoints": kept})
+        keep_files = {c["file"] for c in kept}
+        for c in dropped:
+            if c.get("file") not in keep_files:
+                (self.checkpoint_dir / c["file"]).unlink(missing_ok=True)
+        return CheckpointInfo(**info.to_json(), seconds=time.perf_counter() - started)
+
+    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], CheckpointInfo] | None:
+        """The newest checkpoint that verifies (size, sha256, loads), or None for a fresh run.
+
+        A checkpoint that fails is skipped with a `warning` event naming it; the previous one is used.
+        """
+        for tmp in self.checkpoint_dir.glob(".*.tmp"):  # left by a kill mid-write
+            tmp.unlink(missing_ok=True)
+        for info in self._candidates():
+            path = self.checkpoint_dir / info.file
+            problem = None
+            if not path.is_file():
+                problem = "file missing"
+            elif info.size >= 0 and path.stat().st_size != info.size:
+                problem = f"size {path.stat().st_size} != recorded {info.size}"
+            elif info.sha256 and _sha256(path) != info.sha256:
+                problem = "sha256 mismatch"
+            if problem is None:
+                try:
+                    with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
+                        state = torch.load(path, map_location=map_location, weights_only=True)
+                    return state, info
+                except Exception as exc:  # corrupt pickle/zip: fall back, never crash
+                    problem = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+            self.event("warning", message=f"checkpoint {info.file} skipped: {problem}; trying the previous one")
+        return None
+
+    def _candidates(self) -> Iterator[CheckpointInfo]:
+        """Recorded checkpoints newest first; then any unrecorded files (if latest.json is lost)."""
+        seen = set()
+        for info in self.checkpoints():
+            seen.add(info.file)
+            yield info
+        if not self.checkpoint_dir.is_dir():
+            return
+        for path in sorted(self.checkpoint_dir.glob("step-*.pt"), reverse=True):
+            if path.name not in seen:
+                step = int(path.stem.split("-")[1])
+                yield CheckpointInfo(step=step, file=path.name, size=-1, sha256="")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def find_runs(root: Path, selectors: list[str] | tuple[str, ...] = ()) -> list[RunDir]:
+    """Run folders under `root` chosen by sweep names, run ids, run paths or id prefixes.
+
+    No selectors: every run under root. Raises LookupError naming a selector that matches nothing.
+    """
+    root = Path(root)
+    all_runs = sorted((RunDir(p.parent) for p in root.glob("*/*/spec.json")), key=lambda r: r.path)
+    if not selectors:
+        return all_runs
+    chosen: dict[Path, RunDir] = {}
+    for sel in selectors:
+        as_path = Path(sel)
+        matches = []
+        if (as_path / "spec.json").is_file():
+            matches = [RunDir(as_path.resolve())]
+        else:
+            matches = [r for r in all_runs
+                       if r.path.parent.name == sel or r.run_id == sel or r.run_id.startswith(sel)
+                       or f"{r.path.parent.name}/{r.run_id}" == sel]
+        if not matches:
+            raise LookupError(f"no run or sweep named {sel!r} under {root} (see `jobkit status --root {root}`)")
+        for r in matches:
+            chosen[r.path.resolve()] = r
+    return list(chosen.values())
+
