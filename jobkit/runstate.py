@@ -20,6 +20,7 @@ STATE_OF_EVENT = {
     "finished": "COMPLETED",
     "failed": "FAILED",
     "cancelled": "CANCELLED",
+    "stopped": "STOPPED",  # a foreground run stopped by a signal, checkpointed
 }
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "NODE_FAIL", "STOPPED"}
 
@@ -92,6 +93,7 @@ def summarize(run: RunDir) -> RunSummary:
             attempt_start = t
             s.job_id = ev.get("job_id") or s.job_id
             s.pid, s.host = ev.get("pid"), ev.get("host")
+            s.executor = ev.get("executor") or s.executor
             s.step = max(s.step, int(ev.get("step", 0)))
         elif kind == "checkpoint":
             s.last_checkpoint_t, s.last_checkpoint_step = t, ev.get("step")
@@ -107,7 +109,7 @@ def summarize(run: RunDir) -> RunSummary:
             s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
         elif kind == "warning":
             s.warnings.append(str(ev.get("message")))
-        if kind in ("requeued", "finished", "failed", "cancelled"):
+        if kind in ("requeued", "finished", "failed", "cancelled", "stopped"):
             if attempt_start is not None and t is not None:
                 s.run_seconds += max(0.0, t - attempt_start)
             attempt_start = None
@@ -122,7 +124,7 @@ def summarize(run: RunDir) -> RunSummary:
         s.steps_per_s = progress.get("steps_per_s")
         if s.state == "RUNNING" and attempt_start is not None and progress.get("t"):
             s.run_seconds += max(0.0, progress["t"] - attempt_start)
-    if s.state == "RUNNING" and s.executor == "local" and not _alive_here(s.pid, s.host):
+    if s.state == "RUNNING" and s.executor != "slurm" and not _alive_here(s.pid, s.host):
         s.state = "FAILED"  # a local process that died without a word (kill -9, OOM)
         s.error = s.error or "the process ended without recording why (killed?)"
     return s

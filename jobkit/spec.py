@@ -5,6 +5,7 @@ so moving a run to another partition or time limit keeps its identity (and its c
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import re
@@ -66,6 +67,8 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
                 if value is None and key == "total_time":
                     changes["total_time_min"] = None
                     continue
+                if isinstance(value, datetime.time):  # TOML reads an unquoted 02:00:00 as a time of day
+                    value = value.strftime("%H:%M:%S")
                 if isinstance(value, bool) or not isinstance(value, (str, int)):
                     raise ValueError(f"expected a Slurm time like '02:00:00', got {value!r}")
                 minutes = parse_time(str(value))

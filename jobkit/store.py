@@ -87,8 +87,8 @@ class RunDir:
         return JobSpec.from_json(json.loads(self.spec_path.read_text()))
 
     # --- events -------------------------------------------------------------------------------
-    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
-        record = {"t": round(time.time(), 3), "event": kind, **fields}
+    def event(self, name: str, /, **fields: Any) -> dict[str, Any]:
+        record = {"t": round(time.time(), 3), "event": name, **fields}
         atomic.append_line(self.events_path, json.dumps(record, default=str, sort_keys=True))
         return record
 

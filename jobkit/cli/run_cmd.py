@@ -1,0 +1,42 @@
+"""`jobkit run RUN_DIR`: run or continue one run in the foreground, through the same runner as jobs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import registry, runner
+from ..store import RunDir
+from .common import EXIT_FAILED, console, fail
+
+
+@click.command("run")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+def run(run_dir: Path) -> None:
+    """Run or continue RUN_DIR in this shell, from its latest checkpoint.
+
+    SIGINT, SIGTERM or SIGUSR2 checkpoint at the next step boundary and exit with code 3;
+    running the same command again continues from there.
+
+    \b
+    Example:
+      jobkit run runs/smoke/charlm-lstm-3f9a1c2e
+    """
+    rd = RunDir(run_dir)
+    if not rd.exists():
+        fail(f"{run_dir}: not a run directory (no spec.json); create runs with `jobkit submit SWEEP`")
+    out = console()
+    try:
+        final = runner.run(rd)
+    except runner.Stopped as stop:
+        rd.event("stopped", step=stop.step, reason=stop.reason)
+        out.print(f"[yellow]stopped[/] at step {stop.step} ({stop.reason}); checkpoint saved — "
+                  f"continue with: jobkit run {run_dir}")
+        raise SystemExit(runner.EXIT_STOPPED)
+    except runner.RunFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FAILED)
+    except registry.UnknownWorkload as exc:
+        fail(str(exc))
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in final.items())
+    out.print(f"[green]finished[/] {rd.run_id}: {shown}")

@@ -1,0 +1,204 @@
+"""`jobkit submit` and `jobkit resume`: plan (validate, choose partitions), show, then submit."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .. import cluster as cluster_mod
+from .. import submit as submit_mod
+from .. import sweep as sweep_mod
+from ..spec import JobSpec, Resources, parse_resources
+from ..store import find_runs
+from .common import EXIT_FAILED, console, err_console, fail, json_option, print_json, resolve_root, root_option
+from .status_cmd import wait_for
+
+ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim"}
+
+executor_option = click.option(
+    "--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,
+    help="auto: Slurm when its controller answers, else submitit's local executor (same runner, same resume).")
+dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would be submitted and why; write nothing.")
+wait_option = click.option("--wait", is_flag=True, help="Show live progress until every run has ended.")
+
+
+def _partitions(executor: str) -> list[cluster_mod.Partition] | None:
+    if executor != "slurm":
+        return None
+    try:
+        return cluster_mod.read_partitions()
+    except cluster_mod.ClusterError as exc:
+        fail(str(exc))
+
+
+def _resolve_executor(name: str) -> str:
+    chosen = submit_mod.pick_executor(name)
+    if chosen == "slurm" and name == "slurm" and not submit_mod.slurm_available():
+        fail("--executor slurm: the Slurm controller does not answer (scontrol ping); "
+             "start it (slurm/up.sh) or use --executor local")
+    return chosen
+
+
+def _plan(specs: list[JobSpec], root: Path, executor: str) -> list[submit_mod.PlannedRun]:
+    partitions = _partitions(executor)
+    try:
+        return submit_mod.plan(specs, root, executor, partitions)
+    except cluster_mod.NoFit as exc:
+        fail(str(exc))
+
+
+def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, dry_run: bool) -> None:
+    out = console()
+    title = f"{'Would submit' if dry_run else 'Submitted'} with the {executor} executor"
+    table = Table(title=title, title_justify="left")
+    for col in ("run", "action", "why", "partition", "time", "segments", "job"):
+        table.add_column(col, overflow="fold")
+    for p in planned:
+        style = ACTION_STYLE.get(p.action, "")
+        part = p.partition or ("-" if executor != "slurm" else "?")
+        if explain and p.partition_reason:
+            part = f"{part}: {p.partition_reason}"
+        table.add_row(p.spec.run_id, f"[{style}]{p.action}[/]", p.reason, part, p.job_res.time,
+                      str(p.segments), p.job_id or "-")
+    out.print(table)
+    if explain and executor == "slurm":
+        seen = set()
+        for p in planned:
+            key = (p.job_res.time_min, p.job_res.cpus, p.job_res.mem_mb, p.job_res.gpus, p.spec.resources.partition)
+            if key in seen or not p.verdicts:
+                continue
+            seen.add(key)
+            vt = Table(title=f"Partitions for time {p.job_res.time}, cpus {p.job_res.cpus}, "
+                             f"mem {p.job_res.mem_mb}M, gpus {p.job_res.gpus}", title_justify="left")
+            for col in ("partition", "fits", "reason"):
+                vt.add_column(col)
+            for v in p.verdicts:
+                mark = "[green]yes[/]" if v.fits else "[red]no[/]"
+                chosen = " [bold](chosen)[/]" if v.partition.name == p.partition else ""
+                vt.add_row(v.partition.name + chosen, mark, v.reason)
+            out.print(vt)
+    for p in planned:
+        if p.warning:
+            err_console().print(f"[yellow]warning[/] {p.spec.run_id}: {p.warning}")
+    counts: dict[str, int] = {}
+    for p in planned:
+        counts[p.action] = counts.get(p.action, 0) + 1
+    out.print(", ".join(f"{n} {a}" for a, n in counts.items()))
+
+
+def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, explain: bool,
+        show_script: bool, as_json: bool, wait: bool) -> None:
+    executor = _resolve_executor(executor_name)
+    planned = _plan(specs, root, executor)
+    if not dry_run and any(p.submits for p in planned):
+        sweeps = sorted({s.sweep for s in specs})
+        try:
+            with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
+                planned = _plan(specs, root, executor)  # again, under the lock: no duplicates
+                submit_mod.execute(planned, root, executor)
+        except submit_mod.SubmitError as exc:
+            fail(f"submission refused, nothing was submitted: {exc}", code=EXIT_FAILED)
+    if as_json:
+        data = {"executor": executor, "dry_run": dry_run, "runs": [p.to_json() for p in planned]}
+        if show_script and executor == "slurm":
+            data["scripts"] = {p.spec.run_id: submit_mod.sbatch_script(p, root) for p in planned if p.submits}
+        print_json(data)
+    else:
+        _render(planned, executor, explain, dry_run)
+        if show_script and executor == "slurm":
+            for p in planned:
+                if p.submits:
+                    console().rule(f"sbatch script for {p.spec.run_id}")
+                    click.echo(submit_mod.sbatch_script(p, root))
+    if wait and not dry_run:
+        code = wait_for(root, [p.run_dir for p in planned])
+        raise SystemExit(code)
+
+
+@click.command("submit")
+@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a key for every run that has it (repeatable); lists expand: --set 'beta=[0,4]'; "
+                   "scope to a workload with --set vae.beta=4.")
+@click.option("--only", metavar="PATTERN", help="Only runs whose id matches this glob or substring.")
+@click.option("--chunk", is_flag=True, help="Split runs longer than any partition allows into segments that fit.")
+@executor_option
+@dry_run_option
+@click.option("--explain", is_flag=True, help="With the plan, show every partition and why it fits or not.")
+@click.option("--show-script", is_flag=True, help="Also print the sbatch script that would be sent.")
+@json_option
+@wait_option
+@root_option
+def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: bool, executor: str, dry_run: bool,
+           explain: bool, show_script: bool, as_json: bool, wait: bool, root: Path | None) -> None:
+    """Submit every run of SWEEP_FILE: new runs start, unfinished ones resume, the rest are left alone.
+
+    Runs with the same resources go into one Slurm job array. Submitting the same sweep again
+    submits only what is new or stopped; it never duplicates a queued or running job.
+
+    \b
+    Examples:
+      jobkit submit jobs/sweeps/smoke.toml --dry-run --explain
+      jobkit submit jobs/sweeps/seed.toml --set steps=500 --only 'charlm-*' --wait
+      jobkit submit jobs/sweeps/seed.toml --set time=02:00:00 --set total_time=12:00:00 --chunk
+    """
+    root = resolve_root(root)
+    try:
+        sweep = sweep_mod.load(sweep_file, overrides=sets, only=only)
+    except sweep_mod.SweepError as exc:
+        fail(str(exc))
+    specs = sweep.specs
+    if chunk:
+        specs = [s.with_resources(replace(s.resources, chunk=True)) for s in specs]
+    _go(specs, root, executor, dry_run, explain, show_script, as_json, wait)
+
+
+@click.command("resume")
+@click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...")
+@click.option("--partition", metavar="P", help="Move the runs to this partition (e.g. from test to submit).")
+@click.option("--time", "time_", metavar="T", help="New wall time per job, e.g. 02:00:00 or 1-00:00:00.")
+@click.option("--chunk", is_flag=True, help="Split runs longer than any partition allows into segments that fit.")
+@executor_option
+@dry_run_option
+@json_option
+@wait_option
+@root_option
+def resume(selectors: tuple[str, ...], partition: str | None, time_: str | None, chunk: bool, executor: str,
+           dry_run: bool, as_json: bool, wait: bool, root: Path | None) -> None:
+    """Resubmit unfinished runs that are neither queued nor running, from their latest checkpoint.
+
+    Idempotent: a run that is queued, running or done is left alone.
+
+    \b
+    Examples:
+      jobkit resume smoke
+      jobkit resume charlm-lstm-3f9a1c2e --partition submit --time 1-00:00:00
+    """
+    root = resolve_root(root)
+    try:
+        runs = find_runs(root, selectors)
+    except LookupError as exc:
+        fail(str(exc))
+    if not runs:
+        fail(f"no runs under {root}; create some with `jobkit submit SWEEP_FILE`")
+    changes: dict = {}
+    if partition is not None:
+        changes["partition"] = partition
+    if time_ is not None:
+        changes["time"] = time_
+    specs = []
+    for run in runs:
+        spec = run.spec()
+        try:
+            res: Resources = spec.resources
+            if changes:
+                res = parse_resources(changes, base=res)
+            if chunk:
+                res = replace(res, chunk=True)
+        except ValueError as exc:
+            fail(f"--{str(exc).split(':')[0]}: {str(exc).split(':', 1)[1].strip()}")
+        specs.append(spec.with_resources(res))
+    _go(specs, root, executor, dry_run, False, False, as_json, wait)
+

@@ -1,0 +1,60 @@
+"""The submitit entry point: one picklable callable per run, requeued by submitit on a stop.
+
+submitit's own USR2 handler would call `checkpoint()` inside the signal handler, wherever the main
+thread is (maybe mid optimizer step). Instead the runner's flag handler takes USR2, the loop
+checkpoints at a step boundary, and only then is submitit's handler invoked to requeue the job —
+so submitit still owns requeueing and its bookkeeping, and the state on disk is always consistent.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from . import runner
+from .store import RunDir
+
+
+class TrainJob(submitit.helpers.Checkpointable):
+    """Runs one run directory; safe to pickle (it holds only the path)."""
+
+    def __init__(self, run_dir: str | Path, signal_delay_s: int = 90, time_limit_min: int | None = None) -> None:
+        self.run_dir = str(run_dir)
+        self.signal_delay_s = signal_delay_s
+        self.time_limit_min = time_limit_min  # this job's limit (a segment's, when chunked)
+
+    def __call__(self) -> dict[str, float]:
+        run = RunDir(Path(self.run_dir))
+        env = submitit.JobEnvironment()
+        executor = "local" if type(env).__name__.startswith("Local") else "slurm"
+        spec = run.spec()
+        limit_min = self.time_limit_min or spec.resources.time_min
+        host = runner.Host(executor=executor, job_id=env.job_id, time_limit_s=limit_min * 60,
+                           margin_s=self.signal_delay_s, stop_signals=(signal.SIGUSR2,))
+        submitit_handler = signal.getsignal(signal.SIGUSR2)
+        try:
+            return runner.run(run, host)
+        except runner.Stopped as stop:
+            reason = _classify(stop, host, spec.resources.total_time_min)
+            run.event("requeued", step=stop.step, reason=reason, job_id=env.job_id, detail=stop.reason)
+            if callable(submitit_handler):
+                submitit_handler(signal.SIGUSR2, None)  # submitit requeues and exits
+            raise runner.RunFailed(f"stopped at step {stop.step} but could not requeue") from None
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """The run's state is already on disk: requeue the same callable."""
+        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.signal_delay_s, self.time_limit_min))
+
+
+def _classify(stop: runner.Stopped, host: runner.Host, total_time_min: int | None) -> str:
+    """timeout (segment end) when the job's time limit is near, else preemption."""
+    if host.time_limit_s is None:
+        return "preemption"
+    remaining = host.started + host.time_limit_s - time.time()
+    near_limit = stop.reason.startswith("time limit") or remaining <= host.margin_s + 45
+    if not near_limit:
+        return "preemption"
+    return "segment" if total_time_min and total_time_min * 60 > host.time_limit_s else "timeout"

@@ -1,0 +1,270 @@
+"""The training loop every run goes through, in a Slurm job, a local job or the foreground.
+
+It owns seeding, threads, checkpoint cadence, signals, TensorBoard, events and progress; the
+workload owns the science. A stop request (USR2 from Slurm before a time limit or preemption,
+TERM/INT in the foreground, or the segment's own deadline) only sets a flag: the loop checkpoints
+at the next step boundary, where the state is consistent, and then hands over to the host
+(submitit requeues the job; the foreground exits with `EXIT_STOPPED`).
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import params as params_mod
+from . import registry, rng
+from .divergence import DivergenceMonitor
+from .store import RunDir
+
+CHECKPOINT_FORMAT = 1
+EXIT_STOPPED = 3  # foreground run stopped by a signal, checkpointed, resumable
+PROGRESS_EVERY_S = 5.0
+
+
+class RunFailed(RuntimeError):
+    """The run cannot go on (bad data, NaN loss, no progress); the message is for the user."""
+
+
+class Stopped(Exception):
+    """The loop checkpointed after a stop request; the host decides what happens next."""
+
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(f"stopped at step {step}: {reason}")
+        self.step, self.reason = step, reason
+
+
+@dataclass
+class Host:
+    """Where the loop runs: how it is named in events and what a stop request means there."""
+
+    executor: str = "foreground"
+    job_id: str | None = None
+    time_limit_s: float | None = None  # this job's wall-time limit; the loop stops before it
+    margin_s: float = 60.0  # stop this long before the limit (checkpoint + exit must fit)
+    stop_signals: tuple[int, ...] = (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
+    started: float = field(default_factory=time.time)
+
+    def deadline(self) -> float | None:
+        if self.time_limit_s is None:
+            return None
+        return self.started + self.time_limit_s - self.margin_s
+
+
+class _StopFlag:
+    """Signal handlers that only record the request; the loop acts on it at a step boundary."""
+
+    def __init__(self, signals: tuple[int, ...]) -> None:
+        self.reason: str | None = None
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+        for sig in signals:
+            self.previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self.reason = self.reason or f"signal {signal.Signals(signum).name}"
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def build_workload(run: RunDir):
+    """The workload object for a run, from its spec (params re-validated against the code)."""
+    spec = run.spec()
+    cls = registry.load(spec.workload)
+    params = params_mod.from_dict(cls.Params, spec.params)
+    params.check()
+    return spec, cls(params), params
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out[key] = float(value)
+    return out
+
+
+def _write_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    from torch.utils.tensorboard.summary import hparams as hp_summary
+
+    flat = {k: v for k, v in hparams.items() if isinstance(v, (int, float, str, bool))}
+    final = {f"hparam/{k}": v for k, v in metrics.items() if math.isfinite(v)}
+    for summary in hp_summary(flat, final):
+        writer.file_writer.add_summary(summary)
+    for key, value in final.items():
+        writer.add_scalar(key, value)
+
+
+def run(run: RunDir, host: Host | None = None,
+        on_step: Callable[[int], None] | None = None) -> dict[str, float]:
+    """Run (or continue) one run to its end. Returns the final metrics.
+
+    Raises `Stopped` after checkpointing on a stop request, `RunFailed` on a user-facing failure.
+    `on_step(step)` is a test hook called after every completed step.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    host = host or Host()
+    flag = _StopFlag(host.stop_signals)
+    try:
+        return _loop(run, host, flag, on_step, SummaryWriter)
+    except (Stopped, RunFailed):
+        raise
+    except Exception as exc:  # a bug or a crash in the workload: recorded, then raised
+        run.event("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        raise
+    finally:
+        flag.restore()
+
+
+def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], None] | None,
+          writer_cls: Any) -> dict[str, float]:
+    spec, workload, params = build_workload(run)
+    res = spec.resources
+    torch.set_num_threads(max(1, res.cpus))
+    device = torch.device("cuda" if res.gpus > 0 and torch.cuda.is_available() else "cpu")
+    rng.seed_all(params.seed)
+    attempt = sum(1 for e in run.events() if e.get("event") == "started") + 1
+    try:
+        workload.setup(run.path, device)
+    except (OSError, ValueError, RuntimeError) as exc:
+        message = f"setup failed: {exc}"
+        run.event("failed", step=0, error=message)
+        raise RunFailed(message) from exc
+
+    monitor = DivergenceMonitor()
+    step = 0
+    loaded = run.load_checkpoint(map_location=device)
+    if loaded is not None:
+        state, info = loaded
+        workload.load_state_dict(state["workload"])
+        rng.set_state(state["rng"])
+        monitor.load_state_dict(state.get("runner", {}).get("divergence", {}))
+        step = int(state["step"])
+    total = int(workload.total_steps)
+    if step >= total and any(e.get("event") == "finished" for e in run.events()):
+        return run.metrics()  # already done: a duplicate start changes nothing
+    _refuse_stalled_loop(run, step)
+    run.event("started", attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
+              host=socket.gethostname(), pid=os.getpid(), device=str(device),
+              resumed_from=None if loaded is None else loaded[1].file)
+
+    writer = writer_cls(log_dir=str(run.tb_dir), purge_step=step + 1 if step else None)
+    last_ckpt_time = time.monotonic()
+    last_progress = 0.0
+    step_time_ema: float | None = None
+    last_metrics: dict[str, float] = {}
+    val_metrics: dict[str, float] = run.metrics() if step else {}
+    deadline = host.deadline()
+
+    def checkpoint(reason: str) -> None:
+        nonlocal last_ckpt_time
+        writer.flush()
+        state = {"format": CHECKPOINT_FORMAT, "step": step, "workload": workload.state_dict(),
+                 "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict()}}
+        info = run.save_checkpoint(step, state, keep=params.keep_checkpoints)
+        last_ckpt_time = time.monotonic()
+        run.event("checkpoint", step=step, file=info.file, reason=reason, seconds=round(info.seconds, 4),
+                  step_seconds=None if step_time_ema is None else round(step_time_ema, 5))
+
+    def progress(force: bool = False) -> None:
+        nonlocal last_progress
+        now = time.time()
+        if not force and now - last_progress < PROGRESS_EVERY_S:
+            return
+        last_progress = now
+        run.write_progress({"step": step, "total": total, "t": now, "attempt": attempt,
+                            "loss": last_metrics.get("loss"), "val_loss": val_metrics.get("val_loss"),
+                            "steps_per_s": None if not step_time_ema else 1.0 / step_time_ema})
+
+    def evaluate() -> None:
+        nonlocal val_metrics
+        val_metrics = _scalar_metrics(workload.evaluate())
+        for key, value in val_metrics.items():
+            writer.add_scalar(f"val/{key}", value, step)
+        run.write_metrics({"step": step, **val_metrics})
+
+    def artifacts() -> None:
+        extra = _scalar_metrics(workload.artifacts(step, writer, run.samples_dir) or {})
+        for key, value in extra.items():
+            writer.add_scalar(f"val/{key}", value, step)
+
+    try:
+        while step < total:
+            if flag.reason is None and deadline is not None and time.time() >= deadline:
+                flag.reason = "time limit of this segment"
+            if flag.reason is not None:
+                checkpoint("stop")
+                progress(force=True)
+                raise Stopped(step, flag.reason)
+            t0 = time.perf_counter()
+            metrics = _scalar_metrics(workload.train_step(step))
+            elapsed = time.perf_counter() - t0
+            step_time_ema = elapsed if step_time_ema is None else 0.9 * step_time_ema + 0.1 * elapsed
+            loss = metrics.get("loss")
+            if loss is None or not math.isfinite(loss):
+                good = run.checkpoints()
+                kept = f"the last good checkpoint (step {good[0].step}) is kept" if good else "no checkpoint was written"
+                message = (f"loss is {loss} at step {step + 1}: training diverged; {kept}. "
+                           "Lower the learning rate or enable gradient clipping, then resubmit.")
+                run.event("failed", step=step, error=message)
+                raise RunFailed(message)
+            step += 1
+            last_metrics = metrics
+            for kind, message in monitor.update(step, loss):
+                run.event("alarm", step=step, kind=kind, message=message)
+            if step % params.log_every == 0 or step == total:
+                for key, value in metrics.items():
+                    writer.add_scalar(f"train/{key}", value, step)
+            if params.eval_every and step % params.eval_every == 0 and step < total:
+                evaluate()
+            if params.sample_every and step % params.sample_every == 0 and step < total:
+                artifacts()
+            due_steps = params.checkpoint_every and step % params.checkpoint_every == 0
+            due_time = params.checkpoint_minutes and time.monotonic() - last_ckpt_time >= params.checkpoint_minutes * 60
+            if (due_steps or due_time) and step < total:
+                checkpoint("periodic")
+            progress()
+            if on_step is not None:
+                on_step(step)
+        evaluate()
+        artifacts()
+        checkpoint("final")
+        final = {**{f"train_{k}": v for k, v in last_metrics.items()}, **val_metrics}
+        _write_hparams(writer, dict(spec.params), final)
+        progress(force=True)
+        run.event("finished", step=step, metrics=final)
+        return final
+    finally:
+        writer.close()
+
+
+def _refuse_stalled_loop(run: RunDir, step: int) -> None:
+    """Stop a run that keeps being requeued without finishing a step (it would loop forever)."""
+    stalled = 0
+    for ev in reversed(run.events()):
+        if ev.get("event") == "requeued":
+            if int(ev.get("step", -1)) != step:
+                break
+            stalled += 1
+        elif ev.get("event") in ("finished", "failed", "submitted"):
+            break
+    if stalled >= 3:
+        message = (f"no progress: requeued {stalled} times at step {step} without finishing a step; "
+                   "the job's time limit is too short for setup + one step + a checkpoint. "
+                   "Resubmit with a longer --time.")
+        run.event("failed", step=step, error=message)
+        raise RunFailed(message)

@@ -1,0 +1,253 @@
+"""Plan and submit runs: what is new / to resume / to leave alone, on which partition, in which array.
+
+Submitting is all-or-nothing per call: specs are validated and partitions chosen before anything is
+written; if an sbatch call fails, the arrays already sent by this call are cancelled and the run
+folders it created are removed. A lock per sweep folder keeps two `jobkit submit` of the same sweep
+from creating duplicate jobs.
+"""
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from . import cluster as cluster_mod
+from .job import TrainJob
+from .runstate import RunSummary
+from .spec import JobSpec, Resources
+from .status import collect_status
+from .store import RunDir
+
+ACTIVE = {"PENDING", "REQUEUED", "RUNNING"}
+JOB_NAME_PREFIX = "jobkit-"
+
+
+class SubmitError(RuntimeError):
+    """sbatch (or the local executor) refused a submission; nothing of this call is left behind."""
+
+
+@dataclass
+class PlannedRun:
+    spec: JobSpec  # as the user asked (spec.json); identity + requested resources
+    run_dir: Path
+    action: str  # new | resume | queued | running | done
+    reason: str
+    partition: str | None = None
+    partition_reason: str = ""
+    segments: int = 1
+    verdicts: list[Any] = field(default_factory=list)
+    warning: str | None = None
+    job_id: str | None = None
+    job_res: Resources | None = None  # what one job asks for (a segment's time when chunked)
+
+    def __post_init__(self) -> None:
+        if self.job_res is None:
+            self.job_res = self.spec.resources
+
+    @property
+    def submits(self) -> bool:
+        return self.action in ("new", "resume")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.spec.run_id, "action": self.action, "reason": self.reason,
+                "partition": self.partition, "partition_reason": self.partition_reason,
+                "segments": self.segments, "time": self.job_res.time, "warning": self.warning,
+                "job_id": self.job_id, "path": str(self.run_dir),
+                "verdicts": [{"partition": v.partition.name, "fits": v.fits, "reason": v.reason}
+                             for v in self.verdicts]}
+
+
+def signal_delay_for(res: Resources) -> int:
+    """Seconds between Slurm's warning signal and the kill: enough to checkpoint, never most of the job."""
+    return int(max(10, min(90, res.time_min * 60 // 4)))
+
+
+def slurm_available() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10, text=True).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def pick_executor(name: str) -> str:
+    """`auto` is Slurm when the controller answers, else submitit's local executor."""
+    if name != "auto":
+        return name
+    return "slurm" if slurm_available() else "local"
+
+
+def plan(specs: Sequence[JobSpec], root: Path, executor: str,
+         partitions: list[cluster_mod.Partition] | None,
+         summaries: dict[str, RunSummary] | None = None) -> list[PlannedRun]:
+    """Decide, per spec, what submitting would do. Raises cluster.NoFit before anything is written."""
+    summaries = summaries if summaries is not None else _existing_summaries(specs, root)
+    planned = []
+    for spec in specs:
+        run_dir = Path(root) / spec.sweep / spec.run_id
+        current = summaries.get(spec.run_id)
+        action, reason = _action(current)
+        item = PlannedRun(spec=spec, run_dir=run_dir, action=action, reason=reason,
+                          job_id=current.job_id if current else None)
+        if executor == "slurm" and partitions is not None:
+            choice = cluster_mod.choose_partition(partitions, spec.resources)
+            item.partition = choice.partition.name if choice.partition else None
+            item.partition_reason, item.verdicts, item.segments = choice.reason, choice.verdicts, choice.segments
+            res = spec.resources
+            if choice.segments > 1 and choice.partition is not None:
+                seg = min(res.total_time_min or res.time_min, choice.partition.max_time_min or res.time_min)
+                res = replace(res, time_min=min(res.time_min, seg))
+            item.job_res = replace(res, partition=item.partition)
+        elif spec.resources.total_time_min and spec.resources.total_time_min > spec.resources.time_min:
+            item.segments = math.ceil(spec.resources.total_time_min / spec.resources.time_min)
+        if item.submits and current is not None:
+            item.warning = _signal_warning(current, item.job_res)
+        planned.append(item)
+    return planned
+
+
+def _existing_summaries(specs: Sequence[JobSpec], root: Path) -> dict[str, RunSummary]:
+    runs = [RunDir(Path(root) / s.sweep / s.run_id) for s in specs]
+    runs = [r for r in runs if r.exists()]
+    report = collect_status(runs)
+    return {s.run_id: s for s in report.summaries}
+
+
+def _action(current: RunSummary | None) -> tuple[str, str]:
+    if current is None:
+        return "new", "no run folder yet"
+    if current.state == "COMPLETED":
+        return "done", f"finished at step {current.step}/{current.total}"
+    if current.state == "RUNNING":
+        return "running", f"job {current.job_id} is running (step {current.step}/{current.total})"
+    if current.state in ("PENDING", "REQUEUED"):
+        return "queued", f"job {current.job_id} is queued ({current.state.lower()})"
+    last = f", last state {current.state}" if current.state != "NEW" else ""
+    return "resume", f"unfinished at step {current.step}/{current.total}{last}"
+
+
+def _signal_warning(current: RunSummary, res: Resources) -> str | None:
+    need = (current.step_seconds or 0) * 2 + (current.checkpoint_seconds or 0) * 2 + 5
+    delay = signal_delay_for(res)
+    if current.step_seconds is not None and need > delay:
+        return (f"a step takes {current.step_seconds:.1f}s and a checkpoint {current.checkpoint_seconds or 0:.1f}s: "
+                f"the {delay}s warning before the time limit may be too short to checkpoint; ask for a longer --time")
+    return None
+
+
+@contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Exclusive lock on a sweep folder (blocks until the other submit is done)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    fd = os.open(sweep_dir / ".submit.lock", os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _executor(kind: str, folder: Path, res: Resources, partition: str | None, segments: int, sweep: str) -> Any:
+    import submitit
+
+    delay = signal_delay_for(res)
+    if kind == "slurm":
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=100 + 2 * segments)
+        ex.update_parameters(time=res.time_min, cpus_per_task=res.cpus, mem=f"{res.mem_mb}M",
+                             signal_delay_s=delay, job_name=f"{JOB_NAME_PREFIX}{sweep}",
+                             stderr_to_stdout=False, additional_parameters={"open-mode": "append"})
+        if res.gpus:
+            ex.update_parameters(gpus_per_node=res.gpus)
+        if partition:
+            ex.update_parameters(partition=partition)
+        return ex
+    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=100 + 2 * segments)
+    ex.update_parameters(timeout_min=res.time_min, signal_delay_s=delay, gpus_per_node=res.gpus)
+    return ex
+
+
+def sbatch_script(item: PlannedRun, root: Path) -> str:
+    """The sbatch script submitit would send for this run (for `--dry-run --show-script`)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    res = item.job_res
+    params: dict[str, Any] = dict(time=res.time_min, cpus_per_task=res.cpus, mem=f"{res.mem_mb}M",
+                                  signal_delay_s=signal_delay_for(res), job_name=f"{JOB_NAME_PREFIX}{item.spec.sweep}",
+                                  partition=item.partition, additional_parameters={"open-mode": "append"})
+    if res.gpus:
+        params["gpus_per_node"] = res.gpus
+    return _make_sbatch_string(command="python -u -m submitit.core._submit %j",
+                               folder=str(Path(root) / item.spec.sweep / ".submitit" / "%j"), **params)
+
+
+def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[PlannedRun]:
+    """Submit the runs whose action is new/resume, one array per resource shape. All or nothing."""
+    todo = [p for p in planned if p.submits]
+    groups: dict[tuple, list[PlannedRun]] = {}
+    for item in todo:
+        groups.setdefault((item.spec.sweep, item.job_res.shape(), item.segments), []).append(item)
+    created: list[Path] = []
+    sent: list[Any] = []
+    try:
+        for item in todo:
+            if item.action == "new":
+                created.append(item.run_dir)
+                RunDir.create(Path(root), item.spec)
+            else:
+                RunDir(item.run_dir).write_spec(item.spec)  # resources may have changed; identity cannot
+        for (sweep, _shape, segments), items in groups.items():
+            folder = Path(root).resolve() / sweep / ".submitit" / "%j"
+            partition = items[0].partition
+            ex = _executor(executor, folder, items[0].job_res, partition, segments, sweep)
+            fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min)
+                   for item in items]
+            try:
+                jobs = ex.submit_array(fns) if len(fns) > 1 else [ex.submit(fns[0])]
+            except Exception as exc:  # sbatch refused: say why in one line
+                raise SubmitError(_sbatch_message(exc)) from None
+            sent.extend(jobs)
+            for item, job in zip(items, jobs):
+                item.job_id = str(job.job_id)
+                run = RunDir(item.run_dir)
+                run.event("submitted", job_id=item.job_id, partition=partition, executor=executor,
+                          time=item.job_res.time, segments=item.segments,
+                          resume=item.action == "resume", array_size=len(items))
+                _link_logs(run, folder.parent, item.job_id)
+    except BaseException:
+        for job in sent:
+            try:
+                job.cancel(check=False)
+            except Exception:
+                pass
+        for path in created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return planned
+
+
+def _link_logs(run: RunDir, jobs_folder: Path, job_id: str) -> None:
+    """`<run>/slurm/<job id>` -> submitit's folder for that job (pickles, stdout, stderr)."""
+    link = run.slurm_dir / job_id
+    try:
+        run.slurm_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(jobs_folder / job_id)
+    except OSError:
+        pass  # logs stay reachable through the events' job ids
+
+
+def _sbatch_message(exc: Exception) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "error:" in line.lower() and "sbatch" in line.lower():
+            return line.strip()
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    return lines[-1] if lines else type(exc).__name__

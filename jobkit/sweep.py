@@ -1,0 +1,196 @@
+"""Sweep files (TOML) -> validated JobSpecs, every error found before anything is written.
+
+```toml
+name = "seed"                 # runs go to <root>/seed/
+[defaults]                    # every [[run]] starts from these (resources and workload params)
+time = "00:30:00"
+[[run]]
+workload = "charlm"
+model = ["lstm", "tcn", "transformer"]   # a list expands: one run per value (cartesian product)
+```
+Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus`, `partition`, `chunk`) never change a
+run's identity; every other key is a workload parameter and does.
+"""
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import params as params_mod
+from . import registry
+from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, parse_resources, readable_name
+
+TOP_KEYS = ("name", "defaults", "run")
+
+
+class SweepError(ValueError):
+    """Bad sweep input; the message is one line naming the file, the run and the key."""
+
+
+@dataclass
+class Sweep:
+    name: str
+    path: Path | None
+    specs: list[JobSpec]
+    varying: list[str] = field(default_factory=list)  # params that tell runs apart (for tables)
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> list[tuple[str | None, str, Any]]:
+    """`--set key=value` / `--set workload.key=value`; values are TOML (`[0, 4]`, `true`, `1e-3`),
+    anything that is not valid TOML is taken as a string."""
+    out = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SweepError(f"--set {item!r}: expected key=value, e.g. --set steps=500 or --set 'beta=[0,4]'")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        scope, _, name = key.rpartition(".")
+        out.append((scope or None, name, value))
+    return out
+
+
+def load(path: Path, overrides: list[str] | tuple[str, ...] = (), only: str | None = None) -> Sweep:
+    """Read, expand and validate a sweep file. Raises SweepError with a one-line message."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"{path}: no such sweep file (see jobs/sweeps/ for examples)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SweepError(f"{path}: not a UTF-8 text file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(data, source=str(path), default_name=path.stem, overrides=overrides, only=only)
+
+
+def from_dict(data: Mapping[str, Any], source: str = "<sweep>", default_name: str = "sweep",
+              overrides: list[str] | tuple[str, ...] = (), only: str | None = None) -> Sweep:
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise SweepError(f"{source}: unknown top-level key {unknown[0]!r}; accepted: name, [defaults], [[run]]")
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not SWEEP_NAME.match(name):
+        raise SweepError(f"{source}: name: {name!r} is not a valid sweep name "
+                         "(letters, digits, '.', '_', '-'; at most 64 characters)")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise SweepError(f"{source}: [defaults] must be a table of key = value")
+    runs = data.get("run")
+    if not runs:
+        raise SweepError(f"{source}: no [[run]] tables; add at least one with a workload = \"...\" key")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise SweepError(f"{source}: run must be written as [[run]] tables")
+    sets = parse_set(overrides)
+    _check_set_scopes(sets, runs, defaults, source)
+
+    specs: list[JobSpec] = []
+    varying: list[str] = []
+    for index, run in enumerate(runs, start=1):
+        specs.extend(_expand_run(index, run, defaults, sets, source, name, varying))
+    _check_duplicates(specs, source)
+    if only:
+        chosen = [s for s in specs if fnmatch.fnmatch(s.run_id, only) or only in s.run_id]
+        if not chosen:
+            raise SweepError(f"{source}: --only {only!r} matches none of the {len(specs)} runs "
+                             f"(ids look like {specs[0].run_id})")
+        specs = chosen
+    return Sweep(name=name, path=None if source.startswith("<") else Path(source), specs=specs, varying=varying)
+
+
+def _check_set_scopes(sets: list[tuple[str | None, str, Any]], runs: list[dict], defaults: dict, source: str) -> None:
+    """Every --set must reach at least one run: a known workload scope, a resource or a known param."""
+    known = {r.get("workload", defaults.get("workload")) for r in runs}
+    keys: set[str] = set(RESOURCE_KEYS)
+    for name in known:
+        try:
+            keys |= set(params_mod.fields_of(registry.load(str(name)).Params))
+        except registry.UnknownWorkload:
+            continue  # reported with its run
+    for scope, key, _ in sets:
+        if scope is not None and scope not in known:
+            raise SweepError(f"--set {scope}.{key}: no run of workload {scope!r} in {source} "
+                             f"(workloads here: {', '.join(sorted(map(str, known)))})")
+        if scope is None and key not in keys:
+            raise SweepError(f"--set {key}: no workload in {source} has a parameter {key!r}; "
+                             f"accepted keys: {', '.join(sorted(keys))}")
+
+
+def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, sweep_name: str,
+                varying: list[str]) -> list[JobSpec]:
+    where = f"{source}: run {index}"
+    merged = {**defaults, **run}
+    workload_name = merged.pop("workload", None)
+    if not isinstance(workload_name, str) or not workload_name:
+        avail = ", ".join(sorted(registry.available()))
+        raise SweepError(f"{where}: workload: missing; accepted values: {avail}")
+    try:
+        cls = registry.load(workload_name)
+    except registry.UnknownWorkload as exc:
+        raise SweepError(f"{where}: workload: {exc}") from None
+    where = f"{source}: run {index} ({workload_name})"
+    param_keys = set(params_mod.fields_of(cls.Params))
+    for scope, key, value in sets:
+        if scope == workload_name or (scope is None and (key in param_keys or key in RESOURCE_KEYS)):
+            merged[key] = value
+    _check_set_known(sets, where, workload_name, param_keys)
+
+    resources_raw = {k: merged.pop(k) for k in list(merged) if k in RESOURCE_KEYS}
+    for key, value in resources_raw.items():
+        if isinstance(value, list):
+            raise SweepError(f"{where}: {key}: resource keys take one value, not a list (got {value!r})")
+    try:
+        resources = parse_resources(resources_raw)
+    except ValueError as exc:
+        raise SweepError(f"{where}: {exc}") from None
+
+    list_keys = [k for k, v in merged.items() if isinstance(v, list) and not _list_typed(cls, k)]
+    for key in list_keys:
+        if not merged[key]:
+            raise SweepError(f"{where}: {key}: an empty list expands to no runs; give at least one value")
+        if key not in varying:
+            varying.append(key)
+    combos = itertools.product(*(merged[k] for k in list_keys)) if list_keys else [()]
+    specs = []
+    for combo in combos:
+        raw = dict(merged)
+        raw.update(zip(list_keys, combo))
+        try:
+            resolved = params_mod.resolve(cls.Params, cls.presets, raw)
+        except params_mod.ParamError as exc:
+            extra = f" (in the expansion {dict(zip(list_keys, combo))})" if list_keys else ""
+            raise SweepError(f"{where}: {exc}{extra}") from None
+        name = readable_name(workload_name, dict(zip(list_keys, combo)))
+        specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params_mod.to_dict(resolved),
+                             resources=resources, name=name))
+    return specs
+
+
+def _list_typed(cls: Any, key: str) -> bool:
+    import typing
+
+    hint = typing.get_type_hints(cls.Params).get(key)
+    return typing.get_origin(hint) is list
+
+
+def _check_set_known(sets: list, where: str, workload_name: str, param_keys: set[str]) -> None:
+    for scope, key, _ in sets:
+        if scope == workload_name and key not in param_keys and key not in RESOURCE_KEYS:
+            raise SweepError(f"{where}: --set {scope}.{key}: unknown parameter; accepted keys: "
+                             f"{', '.join(sorted(param_keys))}")
+
+
+def _check_duplicates(specs: list[JobSpec], source: str) -> None:
+    seen: dict[str, int] = {}
+    for spec in specs:
+        if spec.run_id in seen:
+            raise SweepError(f"{source}: two runs resolve to the same parameters ({spec.run_id}); "
+                             "remove the duplicate or change a parameter")
+        seen[spec.run_id] = 1

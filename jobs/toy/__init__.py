@@ -1,0 +1,1 @@
+"""`toy`: a small real regression workload for exercising the toolkit and the cluster in seconds."""

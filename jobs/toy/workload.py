@@ -1,0 +1,102 @@
+"""Fit a random teacher MLP with a student MLP (dropout, AdamW): real training, tiny and fast.
+
+Used by jobkit's tests and benchmarks and as a cluster smoke test: `step_sleep` stretches a step
+so that jobs live long enough to be preempted or to hit a time limit.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from jobkit import atomic
+from jobkit.params import ParamError
+from jobkit.protocol import BaseParams
+
+
+@dataclass
+class ToyParams(BaseParams):
+    dim: int = field(default=16, metadata={"min": 1, "max": 4096, "help": "input size"})
+    hidden: int = field(default=64, metadata={"min": 1, "max": 16384, "help": "hidden units"})
+    batch_size: int = field(default=32, metadata={"min": 1, "help": "examples per step"})
+    lr: float = field(default=1e-2, metadata={"min": 0.0, "help": "AdamW learning rate"})
+    dropout: float = field(default=0.1, metadata={"min": 0.0, "max": 0.9, "help": "dropout probability"})
+    step_sleep: float = field(default=0.0, metadata={"min": 0.0, "max": 60.0, "help": "seconds slept per step"})
+    fail_at: int = field(default=-1, metadata={"min": -1, "help": "make the loss NaN at this step (tests)"})
+
+    def check(self) -> None:
+        if self.fail_at >= self.steps:
+            raise ParamError("fail_at", f"must be < steps ({self.steps}) or -1")
+
+
+def _mlp(dim: int, hidden: int, dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+
+class Toy:
+    name = "toy"
+    Params = ToyParams
+    presets = {"default": {"steps": 200, "checkpoint_every": 50, "eval_every": 50},
+               "tiny": {"steps": 40, "checkpoint_every": 10, "eval_every": 10}}
+
+    def __init__(self, params: ToyParams) -> None:
+        self.p = params
+        self.total_steps = params.steps
+
+    def setup(self, run_dir: Path, device: torch.device) -> None:
+        g = torch.Generator().manual_seed(self.p.seed + 1)
+        self.teacher = _mlp(self.p.dim, self.p.hidden, 0.0)
+        with torch.no_grad():
+            for t in self.teacher.parameters():
+                t.copy_(torch.randn(t.shape, generator=g) / math.sqrt(t.shape[-1]))
+        self.model = _mlp(self.p.dim, self.p.hidden, self.p.dropout)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.p.lr)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: 1.0 / (1.0 + s / 1000))
+        self.data = torch.Generator().manual_seed(self.p.seed + 2)
+        self.val_x = torch.randn(256, self.p.dim, generator=g)
+        with torch.no_grad():
+            self.val_y = self.teacher(self.val_x)
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(self.p.batch_size, self.p.dim, generator=self.data)
+        with torch.no_grad():
+            return x, self.teacher(x)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        if self.p.step_sleep:
+            time.sleep(self.p.step_sleep)
+        x, y = self._batch()
+        loss = nn.functional.mse_loss(self.model(x), y)
+        if step == self.p.fail_at:
+            loss = loss * float("nan")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return {"loss": loss.item(), "lr": self.sched.get_last_lr()[0]}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        loss = nn.functional.mse_loss(self.model(self.val_x), self.val_y).item()
+        self.model.train()
+        return {"val_loss": loss}
+
+    def artifacts(self, step: int, writer: Any, out_dir: Path) -> dict[str, float]:
+        atomic.write_json(out_dir / f"step-{step:06d}.json", {"step": step, **self.evaluate()})
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(), "data": self.data.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.data.set_state(state["data"])

@@ -1,0 +1,193 @@
+"""The runner: any number of signals and kills, and the run ends with bit-identical weights."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from jobkit import params as params_mod
+from jobkit import registry, runner
+from jobkit.spec import JobSpec, Resources
+from jobkit.store import RunDir
+
+
+def make_run(root: Path, **overrides) -> RunDir:
+    cls = registry.load("toy")
+    p = params_mod.resolve(cls.Params, cls.presets, {"preset": "tiny", **overrides})
+    spec = JobSpec(sweep="t", workload="toy", params=params_mod.to_dict(p), name="toy",
+                   resources=Resources(cpus=1))
+    return RunDir.create(root, spec)
+
+
+def final_state(run: RunDir) -> dict:
+    state, info = run.load_checkpoint()
+    assert info.step == state["step"]
+    return state
+
+
+def assert_same_tensors(a, b, path="") -> None:
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"tensor differs at {path}"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same_tensors(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"value differs at {path}: {a!r} != {b!r}"
+
+
+def train_losses(run: RunDir) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run.tb_dir))
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars("train/loss")}
+
+
+def test_in_process_signal_stops_at_a_step_boundary_and_resumes_bit_exact(tmp_path):
+    ref = make_run(tmp_path / "a", steps=30)
+    runner.run(ref)
+    run = make_run(tmp_path / "b", steps=30)
+    for stop_at in (7, 13, 21):
+        def hook(step: int, stop_at=stop_at) -> None:
+            if step == stop_at:
+                os.kill(os.getpid(), signal.SIGUSR2)
+        with pytest.raises(runner.Stopped) as stopped:
+            runner.run(run, on_step=hook)
+        assert stopped.value.step == stop_at
+    runner.run(run)
+    assert_same_tensors(final_state(ref)["workload"], final_state(run)["workload"])
+    assert_same_tensors(final_state(ref)["rng"], final_state(run)["rng"])
+    assert train_losses(ref) == train_losses(run)
+    kinds = [e["event"] for e in run.events()]
+    assert kinds.count("started") == 4 and kinds[-1] == "finished"
+
+
+def _jobkit_run(run: RunDir) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "jobkit", "run", str(run.path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(pred, timeout: float = 60.0, every: float = 0.002) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def _started_step(run: RunDir, attempt: int) -> bool:
+    return sum(e.get("event") == "started" for e in run.events()) >= attempt
+
+
+def test_sigusr2_and_kill9_any_number_of_times_bit_identical(tmp_path):
+    """K=4 interruptions at random steps: SIGUSR2 twice, kill -9 twice (one of them mid checkpoint write)."""
+    rnd = random.Random(1234)
+    big = dict(steps=60, dim=256, hidden=2048, checkpoint_every=1, log_every=1, eval_every=20)
+    ref = make_run(tmp_path / "a", **big)
+    runner.run(ref)
+    run = make_run(tmp_path / "b", **big)
+
+    attempt = 0
+    for how in ("usr2", "kill-during-write", "usr2", "kill"):
+        attempt += 1
+        proc = _jobkit_run(run)
+        _wait_for(lambda: _started_step(run, attempt))
+        start = run.events()[-1]["step"]
+        target = start + rnd.randint(2, 8)
+        _wait_for(lambda: any(e.get("event") == "checkpoint" and e["step"] >= target for e in run.events()))
+        if how == "usr2":
+            proc.send_signal(signal.SIGUSR2)
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == runner.EXIT_STOPPED, out
+            assert run.events()[-1]["event"] == "stopped"
+        elif how == "kill-during-write":
+            tmp_glob = lambda: list(run.checkpoint_dir.glob(".step-*.tmp"))  # noqa: E731
+            _wait_for(lambda: bool(tmp_glob()), every=0.0005)
+            proc.kill()
+            proc.communicate(timeout=60)
+            assert tmp_glob(), "the kill was meant to land during a checkpoint write"
+        else:
+            proc.kill()
+            proc.communicate(timeout=60)
+    proc = _jobkit_run(run)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert not list(run.checkpoint_dir.glob(".*.tmp"))
+    assert_same_tensors(final_state(ref)["workload"], final_state(run)["workload"])
+    assert train_losses(ref) == train_losses(run)
+    assert sum(e.get("event") == "started" for e in run.events()) == 5
+    assert len(list(run.checkpoint_dir.glob("step-*.pt"))) == 2  # keep_checkpoints
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path):
+    run = make_run(tmp_path, steps=20, checkpoint_every=5, keep_checkpoints=3)
+    runner.run(run)
+    newest, previous = run.checkpoints()[:2]
+    path = run.checkpoint_dir / newest.file
+    path.write_bytes(path.read_bytes()[: newest.size // 2])  # truncated, as by a full disk
+    state, info = run.load_checkpoint()
+    assert info.step == previous.step == state["step"]
+    warnings = [e for e in run.events() if e["event"] == "warning"]
+    assert newest.file in warnings[-1]["message"] and "size" in warnings[-1]["message"]
+    # corrupted in place with the same size: the sha256 catches it
+    data = bytearray((run.checkpoint_dir / previous.file).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (run.checkpoint_dir / previous.file).write_bytes(bytes(data))
+    state, info = run.load_checkpoint()
+    assert info.step == run.checkpoints()[2].step
+    assert "sha256" in run.events()[-1]["message"]
+
+
+def test_nan_loss_fails_clearly_and_keeps_the_last_good_checkpoint(tmp_path):
+    run = make_run(tmp_path, steps=30, checkpoint_every=10, fail_at=25)
+    with pytest.raises(runner.RunFailed, match="loss is nan at step 26.*step 20\\) is kept"):
+        runner.run(run)
+    assert run.checkpoints()[0].step == 20
+    assert run.events()[-1]["event"] == "failed"
+
+
+def test_a_run_that_never_progresses_stops_instead_of_looping(tmp_path):
+    run = make_run(tmp_path, steps=10)
+    for _ in range(3):
+        run.event("requeued", step=0, reason="timeout")
+    with pytest.raises(runner.RunFailed, match="no progress"):
+        runner.run(run)
+
+
+def test_finished_run_started_again_changes_nothing(tmp_path):
+    run = make_run(tmp_path, steps=10)
+    first = runner.run(run)
+    before = run.checkpoints()
+    assert runner.run(run) == run.metrics()
+    assert run.checkpoints() == before and first["val_loss"] == run.metrics()["val_loss"]
+
+
+def test_segment_deadline_stops_before_the_time_limit(tmp_path):
+    run = make_run(tmp_path, steps=40, step_sleep=0.05)
+    host = runner.Host(executor="local", time_limit_s=1.5, margin_s=0.5)
+    with pytest.raises(runner.Stopped, match="time limit"):
+        runner.run(run, host)
+    step = run.checkpoints()[0].step
+    assert 5 <= step < 40
+    runner.run(run)
+    assert run.events()[-1]["event"] == "finished"
+
+
+def test_run_folder_is_private(tmp_path):
+    run = make_run(tmp_path, steps=5)
+    runner.run(run)
+    for path in [run.path, run.checkpoint_dir, run.spec_path, run.checkpoint_dir / run.checkpoints()[0].file]:
+        assert not path.stat().st_mode & 0o002, f"{path} is world-writable"
