@@ -7,6 +7,7 @@ so submitit still owns requeueing and its bookkeeping, and the state on disk is 
 """
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -33,12 +34,21 @@ class TrainJob(submitit.helpers.Checkpointable):
         spec = run.spec()
         limit_min = self.time_limit_min or spec.resources.time_min
         host = runner.Host(executor=executor, job_id=env.job_id, time_limit_s=limit_min * 60,
-                           margin_s=self.signal_delay_s, stop_signals=(signal.SIGUSR2,))
+                           margin_s=self.signal_delay_s, stop_signals=(signal.SIGUSR2,),
+                           started=_process_start())
+        chunked = spec.resources.chunk or bool(
+            spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
         submitit_handler = signal.getsignal(signal.SIGUSR2)
         try:
             return runner.run(run, host)
         except runner.Stopped as stop:
-            reason = _classify(stop, host, spec.resources.total_time_min)
+            reason = _classify(stop, host, chunked)
+            if reason == "timeout":
+                # Not chunked: the run asked for less time than it needs. Stop here, resumable,
+                # rather than requeue forever; `jobkit resume --partition/--time` continues it.
+                run.event("timeout", step=stop.step, job_id=env.job_id, detail=stop.reason,
+                          hint="resume with a longer --time, another --partition, or --chunk")
+                return run.metrics()
             run.event("requeued", step=stop.step, reason=reason, job_id=env.job_id, detail=stop.reason)
             if callable(submitit_handler):
                 submitit_handler(signal.SIGUSR2, None)  # submitit requeues and exits
@@ -49,12 +59,23 @@ class TrainJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.signal_delay_s, self.time_limit_min))
 
 
-def _classify(stop: runner.Stopped, host: runner.Host, total_time_min: int | None) -> str:
-    """timeout (segment end) when the job's time limit is near, else preemption."""
+def _classify(stop: runner.Stopped, host: runner.Host, chunked: bool) -> str:
+    """`segment` / `timeout` when the job's time limit is near (chunked or not), else `preemption`."""
     if host.time_limit_s is None:
         return "preemption"
     remaining = host.started + host.time_limit_s - time.time()
     near_limit = stop.reason.startswith("time limit") or remaining <= host.margin_s + 45
     if not near_limit:
         return "preemption"
-    return "segment" if total_time_min and total_time_min * 60 > host.time_limit_s else "timeout"
+    return "segment" if chunked else "timeout"
+
+
+def _process_start() -> float:
+    """When this process started (the job's clock started just before), from /proc; else now."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()

@@ -21,6 +21,7 @@ STATE_OF_EVENT = {
     "failed": "FAILED",
     "cancelled": "CANCELLED",
     "stopped": "STOPPED",  # a foreground run stopped by a signal, checkpointed
+    "timeout": "TIMEOUT",  # a job reached its time limit, checkpointed; resume continues it
 }
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "NODE_FAIL", "STOPPED"}
 
@@ -103,13 +104,15 @@ def summarize(run: RunDir) -> RunSummary:
             s.requeues += 1
             reason = str(ev.get("reason", "signal"))
             s.requeue_reasons[reason] = s.requeue_reasons.get(reason, 0) + 1
+        elif kind == "timeout":
+            s.error = f"time limit reached at step {ev.get('step')}: {ev.get('hint', '')}".strip()
         elif kind == "failed":
             s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
         elif kind == "alarm":
             s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
         elif kind == "warning":
             s.warnings.append(str(ev.get("message")))
-        if kind in ("requeued", "finished", "failed", "cancelled", "stopped"):
+        if kind in ("requeued", "finished", "failed", "cancelled", "stopped", "timeout"):
             if attempt_start is not None and t is not None:
                 s.run_seconds += max(0.0, t - attempt_start)
             attempt_start = None

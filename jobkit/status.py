@@ -114,7 +114,8 @@ def overlay(summary: RunSummary, view: SlurmView) -> RunSummary:
             summary.error = summary.error or "job left the queue without recording an end (see jobkit logs)"
         return summary
     summary.partition = view.partitions.get(summary.job_id) or summary.partition
-    if summary.state in ("COMPLETED", "FAILED", "CANCELLED", "STOPPED") and slurm_state not in SLURM_RUNNING | SLURM_QUEUED:
+    if summary.state in ("COMPLETED", "FAILED", "CANCELLED", "STOPPED", "TIMEOUT") and \
+            slurm_state not in SLURM_RUNNING | SLURM_QUEUED:
         return summary  # the run's own last word wins over the job's exit status
     if slurm_state in SLURM_RUNNING:
         summary.state = "RUNNING"

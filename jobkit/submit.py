@@ -221,6 +221,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
                           time=item.job_res.time, segments=item.segments,
                           resume=item.action == "resume", array_size=len(items))
                 _link_logs(run, folder.parent, item.job_id)
+            _drop_template_folder(folder)
     except BaseException:
         for job in sent:
             try:
@@ -231,6 +232,14 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             shutil.rmtree(path, ignore_errors=True)
         raise
     return planned
+
+
+def _drop_template_folder(folder: Path) -> None:
+    """submitit makes the literal `%j` folder when the executor is created; it stays empty."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _link_logs(run: RunDir, jobs_folder: Path, job_id: str) -> None:

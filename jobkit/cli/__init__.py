@@ -9,7 +9,26 @@ import click
 from .. import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class JobkitGroup(click.Group):
+    """A click group whose usage errors are one line (`error: ...`, exit 2), like every other error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        try:
+            code = super().main(args, prog_name or "jobkit", complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see `jobkit {exc.ctx.info_name} --help`)" if exc.ctx and exc.ctx.parent else " (see `jobkit --help`)"
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=JobkitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="jobkit")
 def cli() -> None:
     """Run deep-learning experiments as Slurm batch jobs that survive time limits and preemption.
@@ -41,7 +60,7 @@ _register()
 def main() -> None:
     """Console entry point: user errors are one line (exit 2); unexpected ones too, unless JOBKIT_DEBUG=1."""
     try:
-        cli.main(standalone_mode=True)
+        cli.main()
     except SystemExit:
         raise
     except KeyboardInterrupt:

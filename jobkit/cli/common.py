@@ -28,12 +28,17 @@ def resolve_root(root: Path | None) -> Path:
     return (root or default_root()).expanduser()
 
 
+def _width() -> int | None:
+    """Rich's own width on a terminal; wide enough for the status table when piped or logged."""
+    return None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+
+
 def console() -> Console:
-    return Console(highlight=False)
+    return Console(highlight=False, width=_width())
 
 
 def err_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, width=_width())
 
 
 class UserError(click.ClickException):

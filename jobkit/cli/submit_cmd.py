@@ -51,7 +51,8 @@ def _plan(specs: list[JobSpec], root: Path, executor: str) -> list[submit_mod.Pl
 
 def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, dry_run: bool) -> None:
     out = console()
-    title = f"{'Would submit' if dry_run else 'Submitted'} with the {executor} executor"
+    verb = "Would submit" if dry_run else "Submitted"
+    title = f"{verb} with the {executor} executor" if any(p.submits for p in planned) else "Nothing to submit"
     table = Table(title=title, title_justify="left")
     for col in ("run", "action", "why", "partition", "time", "segments", "job"):
         table.add_column(col, overflow="fold")
@@ -59,7 +60,8 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
         style = ACTION_STYLE.get(p.action, "")
         part = p.partition or ("-" if executor != "slurm" else "?")
         if explain and p.partition_reason:
-            part = f"{part}: {p.partition_reason}"
+            reason = p.partition_reason
+            part = reason if reason.startswith(f"{part}:") else f"{part}: {reason}"
         table.add_row(p.spec.run_id, f"[{style}]{p.action}[/]", p.reason, part, p.job_res.time,
                       str(p.segments), p.job_id or "-")
     out.print(table)

@@ -1,0 +1,60 @@
+"""`jobkit collect SWEEP`: one page per sweep — runs table, loss curves, samples side by side, grids per β."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import UserError, console, json_option, print_json, resolve_root, root_option
+
+
+@click.command("collect")
+@click.argument("sweep")
+@root_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the report [default: <root>/<sweep>/report/].")
+@json_option
+def collect(sweep: str, root: Path | None, out: Path | None, as_json: bool) -> None:
+    """Collect SWEEP into one self-contained report page.
+
+    Writes index.html (inline CSS and SVG charts, images copied beside it under img/, nothing
+    fetched from the network), summary.json and summary.md: a runs table (key values, state, steps,
+    best and final metrics, time, segments, requeues), every run's train and validation loss on one
+    plot per workload (read from the TensorBoard files), charlm samples side by side with the true
+    continuation, and β-VAE grids per β with MIG. A sweep that is still running gives a report of what
+    exists plus a list of what is missing. SWEEP may also be the sweep's folder.
+
+    \b
+    Examples:
+      jobkit collect charlm-models                  # -> runs/charlm-models/report/index.html
+      jobkit collect vae-beta --root /scratch/runs --out ~/public_html/vae
+      jobkit collect charlm-models --json | jq '.runs[] | {run_id, state, final}'
+    """
+    from ..collect import CollectError
+    from ..collect import collect as collect_sweep
+
+    root, sweep = _locate(sweep, root)
+    try:
+        report = collect_sweep(root, sweep, out)
+    except CollectError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        print_json(report.summary)
+        return
+    s = report.summary
+    states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(s["counts"]["states"].items()))
+    con = console()
+    con.print(f"{s['counts']['runs']} runs ({states})"
+              + (f"; {len(s['missing'])} item(s) missing or in progress" if s["missing"] else "; complete"))
+    click.echo(str(report.index))
+
+
+def _locate(sweep: str, root: Path | None) -> tuple[Path, str]:
+    """`SWEEP` as a name under --root, or (without --root) as the path of a sweep folder."""
+    if root is None and ("/" in sweep or sweep.startswith(".")):
+        p = Path(sweep).expanduser()
+        if p.is_dir() and any(p.glob("*/spec.json")):
+            return p.resolve().parent, p.resolve().name
+    if "/" in sweep:
+        raise UserError(f"no sweep folder {sweep!r} (give a sweep name with --root, or the folder of a sweep)")
+    return resolve_root(root), sweep

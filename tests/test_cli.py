@@ -1,0 +1,148 @@
+"""The CLI without a cluster: bad input is one line and exit 2, leaving nothing behind; the local
+executor runs a sweep end to end with the same resume semantics."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from jobkit.cli import cli
+
+SWEEP = """
+name = "cli"
+[defaults]
+time = "00:05:00"
+cpus = 1
+mem = "1G"
+[[run]]
+workload = "toy"
+preset = "tiny"
+hidden = [8, 16]
+"""
+
+
+@pytest.fixture
+def sweep_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cli.toml"
+    path.write_text(SWEEP)
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+BAD_SWEEPS = {
+    "unknown_workload": '[[run]]\nworkload = "nope"\n',
+    "unknown_param": '[[run]]\nworkload = "toy"\nbogus = 1\n',
+    "wrong_type": '[[run]]\nworkload = "toy"\nsteps = "many"\n',
+    "out_of_range": '[[run]]\nworkload = "toy"\ndropout = 2.0\n',
+    "bad_preset": '[[run]]\nworkload = "toy"\npreset = "xl"\n',
+    "bad_time": '[[run]]\nworkload = "toy"\ntime = "forever"\n',
+    "bad_mem": '[[run]]\nworkload = "toy"\nmem = "plenty"\n',
+    "shell_in_partition": '[[run]]\nworkload = "toy"\npartition = "test; rm -rf ~"\n',
+    "list_resource": '[[run]]\nworkload = "toy"\ncpus = [1, 2]\n',
+    "no_runs": 'name = "x"\n',
+    "bad_name": 'name = "../escape"\n[[run]]\nworkload = "toy"\n',
+    "not_toml": '[[run]\nworkload = "toy"\n',
+    "duplicate": '[[run]]\nworkload = "toy"\n[[run]]\nworkload = "toy"\n',
+    "cross_field": '[[run]]\nworkload = "toy"\nsteps = 5\nfail_at = 9\n',
+    "missing_workload": '[[run]]\nsteps = 5\n',
+    "bad_top_key": 'runs = 1\n[[run]]\nworkload = "toy"\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SWEEPS))
+def test_bad_sweep_files_exit_2_with_one_line_and_write_nothing(tmp_path, name):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(BAD_SWEEPS[name])
+    root = tmp_path / "runs"
+    result = invoke("submit", path, "--executor", "local", "--root", root)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert str(path) in result.stderr or name == "bad_name"
+    assert not root.exists() or not any(root.rglob("spec.json"))
+
+
+@pytest.mark.parametrize("args", [
+    ["submit", "{sweep}", "--set", "steps"],
+    ["submit", "{sweep}", "--set", "nosuch=3"],
+    ["submit", "{sweep}", "--set", "toy.nosuch=3"],
+    ["submit", "{sweep}", "--set", "hidden=[]"],
+    ["submit", "{sweep}", "--only", "zzz"],
+    ["submit", "{tmp}/missing.toml"],
+    ["submit", "{sweep}", "--executor", "cloud"],
+    ["status", "no-such-run"],
+    ["resume", "no-such-sweep"],
+    ["cancel", "no-such-sweep"],
+    ["logs", "no-such-run"],
+    ["run", "{tmp}/not-a-run"],
+    ["collect", "no-such-sweep"],
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, sweep_file, args):
+    root = tmp_path / "runs"
+    args = [a.format(sweep=sweep_file, tmp=tmp_path) for a in args]
+    result = invoke(*args, "--root", root) if args[0] != "run" else invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.strip(), result.stderr
+    assert "Traceback" not in result.output
+    assert not root.exists() or not any(root.rglob("spec.json"))
+
+
+def test_dry_run_json_plans_and_writes_nothing(tmp_path, sweep_file):
+    root = tmp_path / "runs"
+    result = invoke("submit", sweep_file, "--executor", "local", "--dry-run", "--json", "--root", root)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert [r["action"] for r in plan["runs"]] == ["new", "new"]
+    assert {r["run_id"].rsplit("-", 1)[0] for r in plan["runs"]} == {"toy-hidden8", "toy-hidden16"}
+    assert not root.exists()
+
+
+def _jobkit(*args: str, root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JOBKIT_ROOT": str(root)}
+    return subprocess.run([sys.executable, "-m", "jobkit", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_local_executor_end_to_end_then_resubmit_is_a_no_op(tmp_path, sweep_file):
+    root = tmp_path / "runs"
+    done = _jobkit("submit", sweep_file, "--executor", "local", "--wait", root=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = json.loads(_jobkit("status", "cli", "--json", root=root).stdout)
+    assert [r["state"] for r in status["runs"]] == ["COMPLETED", "COMPLETED"]
+    assert all(r["step"] == r["total"] == 40 for r in status["runs"])
+    assert status["slurm_calls"] == 0
+    again = json.loads(_jobkit("submit", sweep_file, "--executor", "local", "--json", root=root).stdout)
+    assert [r["action"] for r in again["runs"]] == ["done", "done"]
+    for run in status["runs"]:
+        events = [json.loads(l)["event"] for l in (Path(run["path"]) / "events.jsonl").read_text().splitlines()]
+        assert events.count("submitted") == 1 and events[-1] == "finished"
+    logs = _jobkit("logs", status["runs"][0]["run_id"], root=root)
+    assert logs.returncode == 0 and "Job completed successfully" in logs.stdout
+
+
+def test_failed_run_shows_its_error_and_status_exits_1(tmp_path):
+    path = tmp_path / "nan.toml"
+    path.write_text('[[run]]\nworkload = "toy"\npreset = "tiny"\nfail_at = 15\ncpus = 1\n')
+    root = tmp_path / "runs"
+    done = _jobkit("submit", path, "--executor", "local", "--wait", root=root)
+    assert done.returncode == 1
+    status = _jobkit("status", "--json", root=root)
+    assert status.returncode == 1
+    (run,) = json.loads(status.stdout)["runs"]
+    assert run["state"] == "FAILED" and "loss is nan at step 16" in run["error"]
+    table = _jobkit("status", root=root)
+    assert "FAILED" in table.stdout and "loss is nan" in table.stdout
+
+
+def test_help_of_every_command_has_an_example():
+    for name, command in cli.commands.items():
+        result = invoke(name, "--help")
+        assert result.exit_code == 0
+        assert "Example" in result.output, f"`jobkit {name} --help` lacks an example"
