@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Stop the Slurm cluster that slurm/up.sh started from STATE_DIR — exactly the daemons whose PIDs it
+# recorded there (slurmd, slurmctld, slurmdbd, MariaDB, munged), nothing found by name.
+#
+#   slurm/down.sh [STATE_DIR] [--purge]
+#
+# STATE_DIR defaults to <repo>/.slurm (or $JOBKIT_SLURM_STATE). Jobs are kept: the next up.sh resumes
+# them from the saved state. --purge cancels every job first, then deletes STATE_DIR (and the
+# /etc/slurm/slurm.conf link when it points there).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+STATE=${JOBKIT_SLURM_STATE:-}
+PURGE=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --purge) PURGE=1 ;;
+        -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) echo "down.sh: unknown option $1" >&2; exit 2 ;;
+        *) STATE=$1 ;;
+    esac
+    shift
+done
+STATE=${STATE:-$REPO/.slurm}
+if [ ! -d "$STATE" ]; then echo "slurm/down.sh: nothing to stop ($STATE does not exist)" >&2; exit 0; fi
+STATE=$(cd "$STATE" && pwd -P)
+PIDS=$STATE/pids
+CONF=$STATE/etc/slurm.conf
+export PATH="$PATH:/usr/sbin:/sbin"
+export SLURM_CONF=$CONF
+
+pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$1" ]; }
+
+stop() {  # stop NAME...: TERM the recorded PIDs together, wait, KILL what still runs after 15 s
+    local name p i left
+    local -a names=() pids=()
+    for name in "$@"; do
+        if alive "$name"; then names+=("$name"); pids+=("$(pid_of "$name")"); kill -TERM "$(pid_of "$name")" 2>/dev/null || true; fi
+    done
+    for i in $(seq 1 150); do
+        left=0
+        for j in "${!pids[@]}"; do [ "$(cat "/proc/${pids[$j]}/comm" 2>/dev/null)" = "${names[$j]}" ] && left=1; done
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    for j in "${!pids[@]}"; do
+        if [ "$(cat "/proc/${pids[$j]}/comm" 2>/dev/null)" = "${names[$j]}" ]; then
+            echo "slurm/down.sh: ${names[$j]} (pid ${pids[$j]}) ignored TERM for 15 s: killing it" >&2
+            kill -KILL "${pids[$j]}" 2>/dev/null || true
+        fi
+        rm -f "$PIDS/${names[$j]}.pid"
+        echo "stopped ${names[$j]} (pid ${pids[$j]})" >&2
+    done
+}
+
+if [ "$PURGE" = 1 ] && alive slurmctld; then
+    # Cancel all jobs so that no job step outlives the cluster whose state is being deleted.
+    if [ -n "$(timeout 10 squeue -h -o %i 2>/dev/null)" ]; then
+        timeout 10 scancel --full --quiet $(timeout 10 squeue -h -o %i) 2>/dev/null || true
+        for i in $(seq 1 60); do
+            [ -z "$(timeout 10 squeue -h -o %i 2>/dev/null)" ] && break
+            sleep 0.5
+        done
+    fi
+fi
+
+# slurmctld saves its state and flushes accounting to slurmdbd before that stops; munged goes last.
+stop slurmd slurmctld
+stop slurmdbd
+stop mariadbd munged
+
+if [ "$PURGE" = 1 ]; then
+    if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$CONF" ]; then rm -f /etc/slurm/slurm.conf; fi
+    rm -rf "$STATE"
+    echo "removed $STATE" >&2
+fi

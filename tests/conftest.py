@@ -1,0 +1,187 @@
+"""Shared test setup: data location, and the live Slurm cluster for tests marked `slurm`.
+
+- `JOBKIT_DATA` defaults to `<repo>/../shared/data`.
+- `slurm_cluster` (session): a running cluster — the one `sinfo` already answers for, else the one
+  `slurm/up.sh` brings up (state dir `$JOBKIT_SLURM_STATE` or `<repo>/.slurm`; left running afterwards,
+  `make slurm-down` stops it). `SLURM_CONF` is exported for the whole session so that client commands and
+  the jobs submitit starts find the config.
+- Every test marked `slurm` gets `slurm_cluster` (it need not ask for it). When no cluster can be had,
+  these tests are skipped — or fail when `JOBKIT_REQUIRE_SLURM=1` (CI).
+- `slurm_cluster_noacct` (session): a second cluster without accounting (no slurmdbd: `sacct` fails,
+  squeue/scontrol work), on other ports in a temporary state dir, stopped and deleted at the end. Tests
+  use it through its `env` (`monkeypatch.setenv("SLURM_CONF", c.conf)` or `subprocess.run(..., env=c.env)`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("JOBKIT_DATA", str(REPO.parent / "shared" / "data"))
+
+UP = REPO / "slurm" / "up.sh"
+DOWN = REPO / "slurm" / "down.sh"
+NOACCT_PORT_BASES = range(int(os.environ.get("JOBKIT_SLURM_NOACCT_PORT_BASE", "7817")), 9000, 10)
+
+
+def slurm_required() -> bool:
+    return os.environ.get("JOBKIT_REQUIRE_SLURM", "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclass
+class SlurmCluster:
+    conf: Path  # the slurm.conf clients and jobs use (SLURM_CONF)
+    state_dir: Path | None  # None: a cluster this checkout did not start
+    partitions: list = field(default_factory=list)  # jobkit.cluster.Partition, as read live
+    accounting: bool = True
+    started_here: bool = False  # brought up by this test session
+    port_base: int = 6817  # slurmctld's port; slurmd +1, slurmdbd +2, MariaDB +3
+
+    @property
+    def partition_names(self) -> list[str]:
+        return [p.name for p in self.partitions]
+
+    @property
+    def default_partition(self) -> str | None:
+        return next((p.name for p in self.partitions if p.is_default), None)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+
+def _answers(env: dict[str, str]) -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    if not Path(env.get("SLURM_CONF") or "/etc/slurm/slurm.conf").exists():
+        return False  # Slurm's clients would retry a missing config for 60 s
+    try:
+        return subprocess.run(["sinfo", "-h", "-o", "%P"], env=env, capture_output=True, text=True,
+                              timeout=15).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _current_conf() -> Path:
+    conf = os.environ.get("SLURM_CONF")
+    if conf:
+        return Path(conf)
+    link = Path("/etc/slurm/slurm.conf")
+    return link.resolve() if link.exists() else link
+
+
+def _up(state: Path, *args: str) -> tuple[Path | None, str]:
+    """Run slurm/up.sh; (conf, '') on success, (None, why) on failure."""
+    if not UP.exists():
+        return None, f"{UP} is missing"
+    try:
+        proc = subprocess.run(["bash", str(UP), *args, str(state)], capture_output=True, text=True,
+                              timeout=900, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, "slurm/up.sh did not finish in 900 s"
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        return None, f"slurm/up.sh failed (exit {proc.returncode}): {tail}"
+    for line in proc.stdout.splitlines():
+        if line.startswith("export SLURM_CONF="):
+            return Path(line.split("=", 1)[1].strip()), ""
+    return state / "etc" / "slurm.conf", ""
+
+
+def _no_cluster(reason: str):
+    if slurm_required():
+        pytest.fail(f"JOBKIT_REQUIRE_SLURM=1 but no Slurm cluster: {reason}", pytrace=False)
+    pytest.skip(f"no Slurm cluster: {reason}")
+
+
+def _read_partitions(env: dict[str, str]) -> list:
+    from jobkit import cluster
+
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = env["SLURM_CONF"]
+    try:
+        return cluster.read_partitions(timeout=20)
+    finally:
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+
+
+def _accounting(conf: Path) -> bool:
+    try:
+        text = conf.read_text()
+    except OSError:
+        return True
+    return "accounting_storage/none" not in "\n".join(
+        ln for ln in text.splitlines() if ln.strip().startswith("AccountingStorageType"))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> SlurmCluster:
+    conf = _current_conf()
+    started = False
+    state: Path | None = None
+    if not _answers({**os.environ, "SLURM_CONF": str(conf)}):
+        state = Path(os.environ.get("JOBKIT_SLURM_STATE") or REPO / ".slurm")
+        new_conf, why = _up(state)
+        if new_conf is None:
+            _no_cluster(why)
+        conf, started = new_conf, True
+        if not _answers({**os.environ, "SLURM_CONF": str(conf)}):
+            _no_cluster(f"slurm/up.sh succeeded but sinfo does not answer with SLURM_CONF={conf}")
+    elif conf.parent.name == "etc" and (conf.parent.parent / "pids").is_dir():
+        state = conf.parent.parent
+    os.environ["SLURM_CONF"] = str(conf)  # for submitit, and for the jobs it starts (sbatch exports it)
+    cluster = SlurmCluster(conf=conf, state_dir=state, accounting=_accounting(conf), started_here=started)
+    try:
+        cluster.partitions = _read_partitions(cluster.env)
+    except Exception as exc:  # noqa: BLE001 - report, do not crash collection
+        _no_cluster(f"cannot read partitions: {exc}")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster_noacct(tmp_path_factory, slurm_cluster) -> SlurmCluster:
+    """A second cluster, without accounting, beside the main one; removed at the end of the session."""
+    state = tmp_path_factory.mktemp("slurm-noacct")
+    why = "no free ports"
+    for base in NOACCT_PORT_BASES:  # another test session may hold a base: take the next free one
+        if any(_port_busy(base + i) for i in range(2)):
+            continue
+        conf, why = _up(state, "--no-accounting", "--port-base", str(base))
+        if conf is not None:
+            break
+        subprocess.run(["bash", str(DOWN), str(state), "--purge"], capture_output=True, timeout=120)
+        state.mkdir(parents=True, exist_ok=True)
+        if "in use" not in why:
+            break
+    else:
+        conf = None
+    if conf is None:
+        _no_cluster(f"no-accounting cluster: {why}")
+    cluster = SlurmCluster(conf=conf, state_dir=state, accounting=False, started_here=True, port_base=base)
+    try:
+        cluster.partitions = _read_partitions(cluster.env)
+        yield cluster
+    finally:
+        subprocess.run(["bash", str(DOWN), str(state), "--purge"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def _slurm_marker(request):
+    """Tests marked `slurm` get the cluster (which skips them, or fails them under JOBKIT_REQUIRE_SLURM=1)."""
+    if request.node.get_closest_marker("slurm") is not None:
+        request.getfixturevalue("slurm_cluster")
