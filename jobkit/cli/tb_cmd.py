@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from .common import EXIT_OK, UserError, err_console, resolve_root, root_option
+from .collect_cmd import _locate
+from .common import EXIT_OK, UserError, err_console, root_option
 
 
 @click.command("tb")
@@ -37,8 +38,9 @@ def tb(sweep: str, root: Path | None, port: int | None, host: str, reload_interv
     from .. import tb as tbmod
     from ..collect import CollectError, sweep_runs
 
+    root, sweep = _locate(sweep, root)
     try:
-        runs = sweep_runs(resolve_root(root), sweep)
+        runs = sweep_runs(root, sweep)
         plan = tbmod.plan(runs, host=host, port=port, reload_interval=reload_interval)
     except (CollectError, ValueError) as exc:
         raise UserError(str(exc)) from None

@@ -1,0 +1,8 @@
+"""Collect a sweep into one report a person reads: runs table, loss curves, samples side by side, grids per β.
+
+`collect(root, sweep, out=None)` writes `index.html` (self-contained), `summary.json` and `summary.md`
+into `out` (default `<root>/<sweep>/report/`) and returns a `Report`; `CollectError` for an unknown sweep.
+"""
+from .report import CollectError, Report, collect, default_out, gather, list_sweeps, sweep_runs, write
+
+__all__ = ["CollectError", "Report", "collect", "default_out", "gather", "list_sweeps", "sweep_runs", "write"]
