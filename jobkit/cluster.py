@@ -427,7 +427,7 @@ def choose_partition(partitions: list[Partition], res: Resources, *,
 
     limits = "; ".join(f"{v.partition.name}: {v.reason}" for v in verdicts)
     hint = (" — use --chunk to run in segments that fit, or ask less time" if time_only
-            else " — ask fewer resources or name a partition with --partition")
+            else " — ask fewer resources")
     raise NoFit(f"no partition fits {_asked(res)} ({limits}){hint}", verdicts)
 
 
@@ -461,7 +461,8 @@ def _check_named(partitions: list[Partition], res: Resources, named: str, groups
     if problems or (not time_ok and not res.chunk):
         alternatives = []
         for q in partitions:
-            if q.name != named and not _resource_problems(q, res, groups) and _time_ok(q, res.time_min):
+            if (q.name != named and not _resource_problems(q, res, groups) and _time_ok(q, res.time_min)
+                    and not _preempting(q, partitions)):
                 alternatives.append(q)
         alt = (f"; fits: {', '.join(q.name + ' (MaxTime ' + q.max_time + ')' for q in sorted(alternatives, key=_rank))}"
                if alternatives else "")

@@ -276,11 +276,11 @@ SQL
     exists() { [ -n "$(timeout 10 sacctmgr -n -P show "$@" 2>/dev/null)" ]; }
     exists cluster "$CLUSTER" format=cluster || timeout 20 sacctmgr -i add cluster "$CLUSTER" >/dev/null
     exists account jobkit format=account || timeout 20 sacctmgr -i add account jobkit Cluster="$CLUSTER" Description=jobkit Organization=jobkit >/dev/null
-    for u in root "$user"; do
+    for u in $(printf "%s\n" root "$user" | sort -u); do
         exists association user="$u" account=jobkit cluster="$CLUSTER" format=user \
             || timeout 20 sacctmgr -i add user "$u" Account=jobkit Cluster="$CLUSTER" >/dev/null
     done
-    log "accounting registered (cluster $CLUSTER, account jobkit, users root${user:+ $user})"
+    log "accounting registered (cluster $CLUSTER, account jobkit, users $(printf "%s " root "$user" | tr " " "\n" | sort -u | xargs))"
 fi
 
 if ! alive slurmctld; then

@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,10 +154,24 @@ def slurm_cluster() -> SlurmCluster:
     return cluster
 
 
+def _reap_orphans() -> None:
+    """Stop throwaway clusters left by test sessions that were killed before their teardown ran."""
+    for owner in Path(tempfile.gettempdir()).glob("pytest-of-*/pytest-*/slurm-noacct*/owner"):
+        try:
+            pid = int(owner.read_text().strip())
+            alive = b"pytest" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            alive = False
+        if not alive:
+            subprocess.run(["bash", str(DOWN), str(owner.parent), "--purge"], capture_output=True, timeout=120)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster_noacct(tmp_path_factory, slurm_cluster) -> SlurmCluster:
     """A second cluster, without accounting, beside the main one; removed at the end of the session."""
+    _reap_orphans()
     state = tmp_path_factory.mktemp("slurm-noacct")
+    (state / "owner").write_text(f"{os.getpid()}\n")
     why = "no free ports"
     for base in NOACCT_PORT_BASES:  # another test session may hold a base: take the next free one
         if any(_port_busy(base + i) for i in range(2)):
