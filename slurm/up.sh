@@ -8,6 +8,7 @@
 # Idempotent: when the cluster of STATE_DIR already runs, it changes nothing and returns in about a second;
 # when only some of its daemons run, it starts the missing ones.
 #
+# A state dir remembers its mode (accounting, ports): later calls without options reuse it.
 #   --no-accounting   no MariaDB/slurmdbd: AccountingStorageType=accounting_storage/none, so `sacct`
 #                     fails (as on clusters without accounting); squeue/scontrol still answer.
 #                     Same as JOBKIT_SLURM_ACCOUNTING=0.
@@ -24,14 +25,14 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
-ACCOUNTING=${JOBKIT_SLURM_ACCOUNTING:-1}
-PORT_BASE=${JOBKIT_SLURM_PORT_BASE:-6817}
+ACCOUNTING=${JOBKIT_SLURM_ACCOUNTING:-}
+PORT_BASE=${JOBKIT_SLURM_PORT_BASE:-}
 SYMLINK=1
 STATE=${JOBKIT_SLURM_STATE:-}
 CLUSTER=${JOBKIT_SLURM_CLUSTER:-jobkit}
 T0=$(date +%s%N)
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-accounting) ACCOUNTING=0 ;;
@@ -45,12 +46,18 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-case "$ACCOUNTING" in 0|no|false|off) ACCOUNTING=0 ;; *) ACCOUNTING=1 ;; esac
-[[ "$PORT_BASE" =~ ^[0-9]+$ ]] || { echo "up.sh: --port-base must be a number" >&2; exit 2; }
-[ "$PORT_BASE" = 6817 ] || SYMLINK=0
 STATE=${STATE:-$REPO/.slurm}
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd -P)
+# Unless asked otherwise, a state dir keeps the mode it was first started with (file `mode`).
+if [ -f "$STATE/mode" ]; then
+    [ -n "$ACCOUNTING" ] || ACCOUNTING=$(sed -n 's/.*accounting=\([0-9]*\).*/\1/p' "$STATE/mode")
+    [ -n "$PORT_BASE" ] || PORT_BASE=$(sed -n 's/.*port_base=\([0-9]*\).*/\1/p' "$STATE/mode")
+fi
+case "${ACCOUNTING:-1}" in 0|no|false|off) ACCOUNTING=0 ;; *) ACCOUNTING=1 ;; esac
+PORT_BASE=${PORT_BASE:-6817}
+[[ "$PORT_BASE" =~ ^[0-9]+$ ]] || { echo "up.sh: --port-base must be a number" >&2; exit 2; }
+[ "$PORT_BASE" = 6817 ] || SYMLINK=0
 
 elapsed() { local ms=$(( ($(date +%s%N) - T0) / 1000000 )); printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)); }
 log() { printf '[slurm/up %5ss] %s\n' "$(elapsed)" "$*" >&2; }
