@@ -52,11 +52,25 @@ class Host:
     margin_s: float = 60.0  # stop this long before the limit (checkpoint + exit must fit)
     stop_signals: tuple[int, ...] = (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
     started: float = field(default_factory=time.time)
+    early_s: float = 35.0  # slurmctld checks limits every 30 s: its warning may come this much early
+    defer_s: float = 20.0  # ...so a warning near the limit is acted on this much later at most
 
     def deadline(self) -> float | None:
         if self.time_limit_s is None:
             return None
         return self.started + self.time_limit_s - self.margin_s
+
+    def stop_now(self, signal_at: float, now: float) -> bool:
+        """Whether a stop signal received at `signal_at` must be acted on at `now`.
+
+        A signal within `early_s` of our own deadline is the time-limit warning, sent early: the
+        loop keeps training until the deadline (or `defer_s`), which makes short segments useful.
+        Any other signal (a preemption) is acted on at once.
+        """
+        deadline = self.deadline()
+        if deadline is None or signal_at < deadline - self.early_s:
+            return True
+        return now >= min(deadline, signal_at + self.defer_s)
 
 
 class _StopFlag:
@@ -65,6 +79,7 @@ class _StopFlag:
     def __init__(self, signals: tuple[int, ...]) -> None:
         self.reason: str | None = None
         self.signum: int | None = None
+        self.at: float | None = None  # when the first stop signal arrived
         self.previous: dict[int, Any] = {}
         for sig in signals:
             self.previous[sig] = signal.getsignal(sig)
@@ -72,6 +87,7 @@ class _StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.signum = signum
+        self.at = self.at or time.time()
         self.reason = self.reason or f"signal {signal.Signals(signum).name}"
 
     def restore(self) -> None:
@@ -206,7 +222,7 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         while step < total:
             if flag.reason is None and deadline is not None and time.time() >= deadline:
                 flag.reason = "time limit of this segment"
-            if flag.reason is not None:
+            if flag.reason is not None and host.stop_now(flag.at or time.time(), time.time()):
                 checkpoint("stop")
                 progress(force=True)
                 raise Stopped(step, flag.reason)

@@ -109,7 +109,8 @@ def readable_name(workload: str, varying: Mapping[str, Any]) -> str:
     parts = [workload]
     for key, value in varying.items():
         if isinstance(value, str):
-            text = _readable(value.rsplit("/", 1)[-1].rsplit(":", 1)[-1]) or _readable(key)
+            base = value.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+            text = _readable(base.rsplit(".", 1)[0] if "." in base[1:] else base) or _readable(key)
         else:
             text = _readable(key.replace("_", "")) + _readable(value)
         parts.append(text[:24])

@@ -9,14 +9,16 @@ workload = "charlm"
 model = ["lstm", "tcn", "transformer"]   # a list expands: one run per value (cartesian product)
 ```
 Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus`, `partition`, `chunk`) never change a
-run's identity; every other key is a workload parameter and does.
+run's identity; every other key is a workload parameter and does. `$VAR` in a string value is
+replaced by that environment variable when the sweep is read.
 """
 from __future__ import annotations
 
 import fnmatch
 import itertools
+import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -95,6 +97,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<sweep>", default_name: st
     varying: list[str] = []
     for index, run in enumerate(runs, start=1):
         specs.extend(_expand_run(index, run, defaults, sets, source, name, varying))
+    specs = _name_runs(specs, varying)
     _check_duplicates(specs, source)
     if only:
         chosen = [s for s in specs if fnmatch.fnmatch(s.run_id, only) or only in s.run_id]
@@ -160,17 +163,44 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
     combos = itertools.product(*(merged[k] for k in list_keys)) if list_keys else [()]
     specs = []
     for combo in combos:
-        raw = dict(merged)
-        raw.update(zip(list_keys, combo))
+        raw = {k: _expand_env(v) for k, v in merged.items()}
+        raw.update((k, _expand_env(v)) for k, v in zip(list_keys, combo))
         try:
             resolved = params_mod.resolve(cls.Params, cls.presets, raw)
         except params_mod.ParamError as exc:
             extra = f" (in the expansion {dict(zip(list_keys, combo))})" if list_keys else ""
             raise SweepError(f"{where}: {exc}{extra}") from None
-        name = readable_name(workload_name, dict(zip(list_keys, combo)))
         specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params_mod.to_dict(resolved),
-                             resources=resources, name=name))
+                             resources=resources, name=workload_name))
     return specs
+
+
+def _name_runs(specs: list[JobSpec], varying: list[str]) -> list[JobSpec]:
+    """Readable names from the params that tell a workload's runs apart in this sweep: `model` /
+    `dataset` and the listed keys (e.g. `vae-sprites-beta4` beside `vae-lfw-faces-25px-beta4`),
+    then other differing keys only while names would still collide; at most three keys."""
+    by_workload: dict[str, list[JobSpec]] = {}
+    for spec in specs:
+        by_workload.setdefault(spec.workload, []).append(spec)
+    named = {}
+    for workload, group in by_workload.items():
+        differing = [k for k in group[0].params if len({repr(s.params.get(k)) for s in group}) > 1]
+        core = [k for k in ("model", "dataset") if k in differing] + [k for k in varying if k in differing]
+        core = list(dict.fromkeys(core))
+        extra = sorted(k for k in differing if k not in core)
+        keys = core
+        for k in extra:
+            if len({tuple(repr(s.params[c]) for c in keys) for s in group}) == len(group):
+                break
+            keys = keys + [k]
+        for spec in group:
+            named[id(spec)] = replace(spec, name=readable_name(workload, {k: spec.params[k] for k in keys[:3]}))
+    return [named[id(s)] for s in specs]
+
+
+def _expand_env(value: Any) -> Any:
+    """`$VAR` / `${VAR}` in string values (e.g. `npy:${JOBKIT_DATA}/faces.npy`); unset ones stay as written."""
+    return os.path.expandvars(value) if isinstance(value, str) and "$" in value else value
 
 
 def _list_typed(cls: Any, key: str) -> bool:

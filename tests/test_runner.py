@@ -191,3 +191,12 @@ def test_run_folder_is_private(tmp_path):
     runner.run(run)
     for path in [run.path, run.checkpoint_dir, run.spec_path, run.checkpoint_dir / run.checkpoints()[0].file]:
         assert not path.stat().st_mode & 0o002, f"{path} is world-writable"
+
+
+def test_an_early_time_limit_warning_is_used_up_but_a_preemption_is_not():
+    host = runner.Host(executor="slurm", time_limit_s=60, margin_s=15, started=1000.0)  # deadline 1045
+    assert host.stop_now(signal_at=1005.0, now=1005.0)  # far from the limit: preemption, stop now
+    assert not host.stop_now(signal_at=1015.0, now=1020.0)  # the warning, 30 s early: keep training
+    assert host.stop_now(signal_at=1015.0, now=1035.0)  # ...for defer_s at most
+    assert host.stop_now(signal_at=1040.0, now=1045.0)  # and never past the deadline
+    assert runner.Host().stop_now(signal_at=5.0, now=5.0)  # foreground: no deadline, stop at once

@@ -138,7 +138,13 @@ def test_spec_json_round_trip():
     assert again == spec and again.run_id == spec.run_id
 
 
+def test_names_tell_apart_runs_of_different_blocks(tmp_path):
+    path = write(tmp_path, '[[run]]\nworkload = "toy"\nhidden = [8, 16]\n[[run]]\nworkload = "toy"\nhidden = 8\ndim = 4\n')
+    names = [s.name for s in sweep.load(path).specs]
+    assert names == ["toy-hidden8-dim16", "toy-hidden16-dim16", "toy-hidden8-dim4"]
+
+
 def test_readable_names():
     assert readable_name("charlm", {"model": "lstm"}) == "charlm-lstm"
     assert readable_name("vae", {"beta": 4}) == "vae-beta4"
-    assert readable_name("vae", {"dataset": "npy:/x/lfw_faces.npy", "beta": 20.0}) == "vae-lfw-faces.npy-beta20"
+    assert readable_name("vae", {"dataset": "npy:/x/lfw_faces.npy", "beta": 20.0}) == "vae-lfw-faces-beta20"

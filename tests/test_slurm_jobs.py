@@ -1,0 +1,223 @@
+"""jobkit on the live local Slurm cluster: arrays, idempotent resubmission, status with and without
+accounting, timeouts moved to another partition, real preemption, segments, scontrol requeue."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from jobkit import runner
+from jobkit.status import collect_status
+from jobkit.store import RunDir, find_runs
+
+pytestmark = pytest.mark.slurm
+
+
+def jobkit(*args, root: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    full_env = {**(env or os.environ), "JOBKIT_ROOT": str(root)}
+    done = subprocess.run([sys.executable, "-m", "jobkit", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def write_sweep(tmp_path: Path, text: str, name: str = "sweep") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def wait_until(root: Path, pred, timeout: float, every: float = 2.0):
+    end = time.time() + timeout
+    while True:
+        summaries = collect_status(find_runs(root)).summaries
+        if pred(summaries):
+            return summaries
+        if time.time() > end:
+            raise AssertionError(f"timed out; states: {[(s.run_id, s.state, s.step) for s in summaries]}")
+        time.sleep(every)
+
+
+def all_ended(summaries) -> bool:
+    return all(s.state in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED") for s in summaries)
+
+
+def weights(run: RunDir) -> dict:
+    state, _ = run.load_checkpoint()
+    return state["workload"]["model"]
+
+
+def test_three_runs_go_in_as_one_array_complete_and_are_not_resubmitted(tmp_path):
+    root = tmp_path / "runs"
+    sweep = write_sweep(tmp_path, """
+name = "arr"
+[defaults]
+time = "00:05:00"
+cpus = 1
+mem = "500M"
+[[run]]
+workload = "toy"
+preset = "tiny"
+hidden = [8, 16, 32]
+""")
+    plan = json.loads(jobkit("submit", sweep, "--json", root=root).stdout)
+    ids = [r["job_id"] for r in plan["runs"]]
+    assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == ["0", "1", "2"]
+    assert all(r["partition"] == "test" for r in plan["runs"])
+    summaries = wait_until(root, all_ended, 180)
+    assert [s.state for s in summaries] == ["COMPLETED"] * 3
+    status = json.loads(jobkit("status", "--json", root=root).stdout)
+    assert status["scheduler"] == "sacct" and status["slurm_calls"] == 1
+    assert all(r["state"] == "COMPLETED" and r["partition"] == "test" for r in status["runs"])
+    again = json.loads(jobkit("submit", sweep, "--json", root=root).stdout)
+    assert [r["action"] for r in again["runs"]] == ["done"] * 3
+    assert [r["job_id"] for r in again["runs"]] == ids
+    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "--name", "jobkit-arr"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(sacct) == sorted(ids)
+
+
+def test_time_over_every_partition_is_refused_naming_the_limits(tmp_path):
+    root = tmp_path / "runs"
+    sweep = write_sweep(tmp_path, '[[run]]\nworkload = "toy"\ntime = "3-00:00:00"\n')
+    done = jobkit("submit", sweep, root=root, check=False)
+    assert done.returncode == 2
+    assert "00:10:00" in done.stderr and "2-00:00:00" in done.stderr and "--chunk" in done.stderr
+    assert done.stderr.count("\n") == 1 and not root.exists()
+
+
+def test_status_without_accounting_answers_from_squeue_and_events(slurm_cluster_noacct, tmp_path):
+    root = tmp_path / "runs"
+    env = slurm_cluster_noacct.env
+    sweep = write_sweep(tmp_path, """
+name = "noacct"
+[[run]]
+workload = "toy"
+preset = "tiny"
+steps = 200
+step_sleep = 0.05
+cpus = 1
+mem = "500M"
+time = "00:05:00"
+""")
+    jobkit("submit", sweep, root=root, env=env)
+    seen = set()
+    end = time.time() + 180
+    while time.time() < end:
+        status = json.loads(jobkit("status", "--json", root=root, env=env, check=False).stdout)
+        assert status["scheduler"] == "squeue" and status["slurm_calls"] == 1
+        (run,) = status["runs"]
+        seen.add(run["state"])
+        if run["state"] == "COMPLETED":
+            break
+        time.sleep(1)
+    assert run["state"] == "COMPLETED" and run["step"] == 200
+    assert "RUNNING" in seen
+
+
+def test_timeout_on_test_then_resume_on_submit(tmp_path):
+    """The report's story: a job too long for `test` stops at its limit (checkpointed); resume moves it."""
+    root = tmp_path / "runs"
+    sweep = write_sweep(tmp_path, """
+name = "tmo"
+[[run]]
+workload = "toy"
+preset = "tiny"
+steps = 160
+step_sleep = 0.5
+checkpoint_every = 20
+time = "00:01:00"
+cpus = 1
+mem = "500M"
+""")
+    jobkit("submit", sweep, root=root)
+    (s,) = wait_until(root, all_ended, 150)
+    assert s.state == "TIMEOUT" and 20 <= s.step < 160
+    stopped_at = s.step
+    plan = json.loads(jobkit("resume", "tmo", "--partition", "submit", "--time", "00:05:00", "--json",
+                             root=root).stdout)
+    assert plan["runs"][0]["action"] == "resume" and plan["runs"][0]["partition"] == "submit"
+    again = json.loads(jobkit("resume", "tmo", "--json", root=root).stdout)  # idempotent
+    assert again["runs"][0]["action"] in ("queued", "running")
+    (s,) = wait_until(root, all_ended, 240)
+    assert s.state == "COMPLETED" and s.partition == "submit"
+    run = RunDir(Path(s.path))
+    starts = [e for e in run.events() if e["event"] == "started"]
+    assert len(starts) == 2 and starts[1]["step"] == stopped_at
+
+
+def test_real_preemption_ends_with_the_same_weights(tmp_path):
+    root = tmp_path / "runs"
+    sweep = write_sweep(tmp_path, """
+name = "pre"
+[[run]]
+workload = "toy"
+preset = "tiny"
+steps = 150
+step_sleep = 0.15
+checkpoint_every = 1000
+time = "00:05:00"
+cpus = 2
+mem = "1G"
+""")
+    plan = json.loads(jobkit("submit", sweep, "--json", root=root).stdout)
+    run = RunDir(Path(plan["runs"][0]["path"]))
+    wait_until(root, lambda ss: ss[0].state == "RUNNING" and ss[0].step >= 30, 120, every=0.5)
+    hog = subprocess.run(["sbatch", "--parsable", "-p", "preempt", "-c", "2", "--mem", "500M", "-t", "1",
+                          "-o", "/dev/null", "--wrap", "sleep 5"], capture_output=True, text=True, check=True)
+    assert hog.stdout.strip()
+    (s,) = wait_until(root, all_ended, 240)
+    assert s.state == "COMPLETED"
+    requeues = [e for e in run.events() if e["event"] == "requeued"]
+    assert requeues and requeues[0]["reason"] == "preemption" and 30 <= requeues[0]["step"] < 150
+    # the same spec run straight through, here
+    ref = RunDir.create(tmp_path / "ref", run.spec())
+    runner.run(ref)
+    for key, tensor in weights(ref).items():
+        assert torch.equal(tensor, weights(run)[key]), key
+
+
+def test_three_segments_of_a_one_minute_limit_and_scontrol_requeue(tmp_path):
+    root = tmp_path / "runs"
+    sweep = write_sweep(tmp_path, """
+name = "seg"
+[defaults]
+workload = "toy"
+preset = "tiny"
+cpus = 1
+mem = "500M"
+[[run]]
+steps = 180
+step_sleep = 0.5
+checkpoint_every = 1000
+time = "00:01:00"
+total_time = "00:03:00"
+[[run]]
+steps = 300
+step_sleep = 0.1
+checkpoint_every = 10
+time = "00:05:00"
+""")
+    plan = json.loads(jobkit("submit", sweep, "--json", "--chunk", root=root).stdout)
+    seg, req = sorted(plan["runs"], key=lambda r: r["time"])
+    assert seg["segments"] == 3 and seg["time"] == "00:01:00"
+    req_run = RunDir(Path(req["path"]))
+    wait_until(root, lambda ss: any(s.run_id == req["run_id"] and (s.last_checkpoint_step or 0) >= 50 for s in ss),
+               120, every=0.5)
+    subprocess.run(["scontrol", "requeue", req["job_id"]], check=True)
+    summaries = wait_until(root, all_ended, 420, every=3)
+    assert [s.state for s in summaries] == ["COMPLETED", "COMPLETED"]
+    seg_run = RunDir(Path(seg["path"]))
+    seg_starts = [e for e in seg_run.events() if e["event"] == "started"]
+    assert len(seg_starts) >= 3
+    assert all(e["reason"] == "segment" for e in seg_run.events() if e["event"] == "requeued")
+    req_starts = [e for e in req_run.events() if e["event"] == "started"]
+    assert len(req_starts) == 2 and req_starts[1]["step"] >= 50 and req_starts[1]["step"] % 10 == 0
+    assert not [e for e in req_run.events() if e["event"] == "requeued"]  # no signal: nothing checkpointed then
