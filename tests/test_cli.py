@@ -146,3 +146,14 @@ def test_help_of_every_command_has_an_example():
         result = invoke(name, "--help")
         assert result.exit_code == 0
         assert "Example" in result.output, f"`jobkit {name} --help` lacks an example"
+
+
+def test_submit_warns_when_the_signal_delay_is_too_short_for_a_step():
+    from jobkit.runstate import RunSummary
+    from jobkit.spec import Resources
+    from jobkit.submit import _signal_warning
+
+    slow = RunSummary(run_id="r", sweep="s", workload="toy", path="/x", params={}, step_seconds=12.0,
+                      checkpoint_seconds=3.0)
+    assert "too short" in _signal_warning(slow, Resources(time_min=1))  # 15 s warning for a 12 s step
+    assert _signal_warning(slow, Resources(time_min=60)) is None  # 90 s is enough

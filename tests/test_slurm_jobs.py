@@ -221,3 +221,35 @@ time = "00:05:00"
     req_starts = [e for e in req_run.events() if e["event"] == "started"]
     assert len(req_starts) == 2 and req_starts[1]["step"] >= 50 and req_starts[1]["step"] % 10 == 0
     assert not [e for e in req_run.events() if e["event"] == "requeued"]  # no signal: nothing checkpointed then
+
+
+def test_two_concurrent_submits_of_one_sweep_create_no_duplicate_jobs(tmp_path):
+    root = tmp_path / "runs"
+    sweep = write_sweep(tmp_path, """
+name = "race"
+[[run]]
+workload = "toy"
+preset = "tiny"
+steps = 5
+hidden = [8, 16]
+cpus = 1
+mem = "500M"
+time = "00:05:00"
+""")
+    env = {**os.environ, "JOBKIT_ROOT": str(root)}
+    procs = [subprocess.Popen([sys.executable, "-m", "jobkit", "submit", str(sweep), "--json"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    plans = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        plans.append({r["run_id"]: r["action"] for r in json.loads(out)["runs"]})
+    actions = sorted(a for plan in plans for a in plan.values())
+    assert actions.count("new") == 2 and not actions.count("resume")  # one submit won, the other saw it
+    wait_until(root, all_ended, 120)
+    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "--name", "jobkit-race"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert len(sacct) == 2
+    for run in find_runs(root):
+        assert sum(e["event"] == "submitted" for e in run.events()) == 1
+
