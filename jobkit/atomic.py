@@ -22,8 +22,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_with(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
-    """Atomically replace `path` with what `writer(f)` writes to a binary file object."""
+def write_with(path: Path, writer: Callable[[IO[bytes]], None], sync: bool = True) -> None:
+    """Atomically replace `path` with what `writer(f)` writes to a binary file object.
+
+    `sync=False` skips the fsyncs (the rename is still atomic) for callers that write many files
+    and then make them all durable with one `os.sync()`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -31,13 +35,15 @@ def write_with(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
         with os.fdopen(fd, "wb") as f:
             writer(f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -48,15 +54,17 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: Path, obj: Any, sync: bool = True) -> None:
+    data = (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+    write_with(path, lambda f: f.write(data), sync=sync)
 
 
-def append_line(path: Path, line: str) -> None:
+def append_line(path: Path, line: str, sync: bool = True) -> None:
     """Append one line with a single write + fsync (O_APPEND: concurrent writers never interleave)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
         os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)

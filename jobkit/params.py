@@ -6,6 +6,7 @@ metadata), so every error can name the key and the accepted values before anythi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any, Literal, Mapping
@@ -92,8 +93,15 @@ def _check_bounds(key: str, value: Any, meta: Mapping[str, Any]) -> None:
             raise ParamError(key, f"got {value!r}; must be <= {hi}")
 
 
+@functools.lru_cache(maxsize=None)
 def fields_of(params_cls: type[BaseParams]) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(params_cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def hints_of(params_cls: type[BaseParams]) -> dict[str, Any]:
+    """Resolved field types, once per class (a 1000-run sweep resolves the same class 1000 times)."""
+    return typing.get_type_hints(params_cls)
 
 
 def resolve(params_cls: type[BaseParams], presets: Mapping[str, Mapping[str, Any]],
@@ -104,7 +112,7 @@ def resolve(params_cls: type[BaseParams], presets: Mapping[str, Mapping[str, Any
     `raw` itself. Raises ParamError naming the first bad key.
     """
     fields = fields_of(params_cls)
-    hints = typing.get_type_hints(params_cls)
+    hints = hints_of(params_cls)
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ParamError(unknown[0], f"unknown parameter; accepted keys: {', '.join(sorted(fields))}")
@@ -136,6 +144,6 @@ def from_dict(params_cls: type[BaseParams], data: Mapping[str, Any]) -> BasePara
 
 def describe(params_cls: type[BaseParams]) -> list[tuple[str, str, Any, str]]:
     """(key, type, default, help) rows, for `jobkit workloads` style listings and errors."""
-    hints = typing.get_type_hints(params_cls)
+    hints = hints_of(params_cls)
     return [(f.name, _type_name(hints[f.name]), f.default, f.metadata.get("help", ""))
             for f in dataclasses.fields(params_cls)]

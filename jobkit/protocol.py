@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # torch only types the protocol; importing it would slow every CLI command
+    import torch
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Workload(Protocol):
 
     total_steps: int
 
-    def setup(self, run_dir: Path, device: torch.device) -> None:
+    def setup(self, run_dir: Path, device: "torch.device") -> None:
         """Load data, build the model and optimizer. Called once per process, before any resume."""
 
     def train_step(self, step: int) -> dict[str, float]:

@@ -17,12 +17,13 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import atomic
 from .spec import JobSpec
+
+if TYPE_CHECKING:
+    import torch
 
 CHECKPOINT_GLOBALS: list[Any] = []  # extra types allowed in checkpoints; none needed today
 
@@ -72,24 +73,27 @@ class RunDir:
         return self.spec_path.is_file()
 
     @classmethod
-    def create(cls, root: Path, spec: JobSpec) -> "RunDir":
-        """Make `<root>/<sweep>/<run-id>/` (not world-accessible) and write spec.json."""
+    def create(cls, root: Path, spec: JobSpec, sync: bool = True) -> "RunDir":
+        """Make `<root>/<sweep>/<run-id>/` (not world-accessible) and write spec.json.
+
+        `sync=False`: the caller makes many runs durable at once with `os.sync()`.
+        """
         run = cls(Path(root) / spec.sweep / spec.run_id)
         for sub in (run.path, run.checkpoint_dir, run.tb_dir, run.samples_dir, run.slurm_dir):
             sub.mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
-        run.write_spec(spec)
+        run.write_spec(spec, sync=sync)
         return run
 
-    def write_spec(self, spec: JobSpec) -> None:
-        atomic.write_json(self.spec_path, spec.to_json())
+    def write_spec(self, spec: JobSpec, sync: bool = True) -> None:
+        atomic.write_json(self.spec_path, spec.to_json(), sync=sync)
 
     def spec(self) -> JobSpec:
         return JobSpec.from_json(json.loads(self.spec_path.read_text()))
 
     # --- events -------------------------------------------------------------------------------
-    def event(self, name: str, /, **fields: Any) -> dict[str, Any]:
+    def event(self, name: str, /, *, sync: bool = True, **fields: Any) -> dict[str, Any]:
         record = {"t": round(time.time(), 3), "event": name, **fields}
-        atomic.append_line(self.events_path, json.dumps(record, default=str, sort_keys=True))
+        atomic.append_line(self.events_path, json.dumps(record, default=str, sort_keys=True), sync=sync)
         return record
 
     def events(self) -> list[dict[str, Any]]:
@@ -128,6 +132,8 @@ class RunDir:
 
     def save_checkpoint(self, step: int, state: dict[str, Any], keep: int = 2) -> CheckpointInfo:
         """Write `state` as step-XXXXXX.pt, then point latest.json at it; keep the newest `keep`."""
+        import torch  # here, not at the top: status and submit never need it
+
         started = time.perf_counter()
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
         name = f"step-{step:06d}.pt"
@@ -143,11 +149,12 @@ class RunDir:
                 (self.checkpoint_dir / c["file"]).unlink(missing_ok=True)
         return CheckpointInfo(**info.to_json(), seconds=time.perf_counter() - started)
 
-    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], CheckpointInfo] | None:
+    def load_checkpoint(self, map_location: "str | torch.device" = "cpu") -> tuple[dict[str, Any], CheckpointInfo] | None:
         """The newest checkpoint that verifies (size, sha256, loads), or None for a fresh run.
 
         A checkpoint that fails is skipped with a `warning` event naming it; the previous one is used.
         """
+        import torch
         for tmp in self.checkpoint_dir.glob(".*.tmp"):  # left by a kill mid-write
             tmp.unlink(missing_ok=True)
         for info in self._candidates():

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from . import cluster as cluster_mod
-from .job import TrainJob
 from .runstate import RunSummary
 from .spec import JobSpec, Resources
 from .status import collect_status
@@ -100,11 +99,7 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
             choice = cluster_mod.choose_partition(partitions, spec.resources)
             item.partition = choice.partition.name if choice.partition else None
             item.partition_reason, item.verdicts, item.segments = choice.reason, choice.verdicts, choice.segments
-            res = spec.resources
-            if choice.segments > 1 and choice.partition is not None:
-                seg = min(res.total_time_min or res.time_min, choice.partition.max_time_min or res.time_min)
-                res = replace(res, time_min=min(res.time_min, seg))
-            item.job_res = replace(res, partition=item.partition)
+            item.job_res = replace(spec.resources, time_min=choice.time_min, partition=item.partition)
         elif spec.resources.total_time_min and spec.resources.total_time_min > spec.resources.time_min:
             item.segments = math.ceil(spec.resources.total_time_min / spec.resources.time_min)
         if item.submits and current is not None:
@@ -190,6 +185,8 @@ def sbatch_script(item: PlannedRun, root: Path) -> str:
 
 def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[PlannedRun]:
     """Submit the runs whose action is new/resume, one array per resource shape. All or nothing."""
+    from .job import TrainJob  # imports torch: only when something is submitted
+
     todo = [p for p in planned if p.submits]
     groups: dict[tuple, list[PlannedRun]] = {}
     for item in todo:
@@ -200,9 +197,10 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
         for item in todo:
             if item.action == "new":
                 created.append(item.run_dir)
-                RunDir.create(Path(root), item.spec)
-            else:
-                RunDir(item.run_dir).write_spec(item.spec)  # resources may have changed; identity cannot
+                RunDir.create(Path(root), item.spec, sync=False)
+            else:  # resources may have changed; identity cannot
+                RunDir(item.run_dir).write_spec(item.spec, sync=False)
+        os.sync()  # one flush for every spec, before any job can start (not an fsync per file)
         for (sweep, _shape, segments), items in groups.items():
             folder = Path(root).resolve() / sweep / ".submitit" / "%j"
             partition = items[0].partition
@@ -217,11 +215,12 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             for item, job in zip(items, jobs):
                 item.job_id = str(job.job_id)
                 run = RunDir(item.run_dir)
-                run.event("submitted", job_id=item.job_id, partition=partition, executor=executor,
+                run.event("submitted", sync=False, job_id=item.job_id, partition=partition, executor=executor,
                           time=item.job_res.time, segments=item.segments,
                           resume=item.action == "resume", array_size=len(items))
                 _link_logs(run, folder.parent, item.job_id)
             _drop_template_folder(folder)
+        os.sync()
     except BaseException:
         for job in sent:
             try:

@@ -18,6 +18,7 @@ import fnmatch
 import itertools
 import os
 import tomllib
+import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -204,10 +205,7 @@ def _expand_env(value: Any) -> Any:
 
 
 def _list_typed(cls: Any, key: str) -> bool:
-    import typing
-
-    hint = typing.get_type_hints(cls.Params).get(key)
-    return typing.get_origin(hint) is list
+    return typing.get_origin(params_mod.hints_of(cls.Params).get(key)) is list
 
 
 def _check_set_known(sets: list, where: str, workload_name: str, param_keys: set[str]) -> None:

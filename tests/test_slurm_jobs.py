@@ -67,6 +67,7 @@ workload = "toy"
 preset = "tiny"
 hidden = [8, 16, 32]
 """)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
     plan = json.loads(jobkit("submit", sweep, "--json", root=root).stdout)
     ids = [r["job_id"] for r in plan["runs"]]
     assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == ["0", "1", "2"]
@@ -79,9 +80,13 @@ hidden = [8, 16, 32]
     again = json.loads(jobkit("submit", sweep, "--json", root=root).stdout)
     assert [r["action"] for r in again["runs"]] == ["done"] * 3
     assert [r["job_id"] for r in again["runs"]] == ids
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "--name", "jobkit-arr"],
+    parent = ids[0].split("_")[0]
+    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "-j", parent],
                            capture_output=True, text=True, check=True).stdout.split()
-    assert sorted(sacct) == sorted(ids)
+    assert sorted(sacct) == sorted(ids)  # the array holds these three tasks and nothing else
+    mine = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "--name", "jobkit-arr", "-S", started],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(mine) == sorted(ids)  # no other job was submitted for this sweep
 
 
 def test_time_over_every_partition_is_refused_naming_the_limits(tmp_path):
@@ -237,6 +242,7 @@ mem = "500M"
 time = "00:05:00"
 """)
     env = {**os.environ, "JOBKIT_ROOT": str(root)}
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
     procs = [subprocess.Popen([sys.executable, "-m", "jobkit", "submit", str(sweep), "--json"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     plans = []
@@ -247,7 +253,7 @@ time = "00:05:00"
     actions = sorted(a for plan in plans for a in plan.values())
     assert actions.count("new") == 2 and not actions.count("resume")  # one submit won, the other saw it
     wait_until(root, all_ended, 120)
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "--name", "jobkit-race"],
+    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "--name", "jobkit-race", "-S", started],
                            capture_output=True, text=True, check=True).stdout.split()
     assert len(sacct) == 2
     for run in find_runs(root):

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import click
 
-from .. import registry, runner
 from ..store import RunDir
 from .common import EXIT_FAILED, console, fail
 
@@ -22,6 +21,8 @@ def run(run_dir: Path) -> None:
     Example:
       jobkit run runs/smoke/charlm-lstm-3f9a1c2e
     """
+    from .. import registry, runner  # torch comes with them: only this command needs it
+
     rd = RunDir(run_dir)
     if not rd.exists():
         fail(f"{run_dir}: not a run directory (no spec.json); create runs with `jobkit submit SWEEP`")

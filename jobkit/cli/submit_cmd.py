@@ -41,10 +41,11 @@ def _resolve_executor(name: str) -> str:
     return chosen
 
 
-def _plan(specs: list[JobSpec], root: Path, executor: str) -> list[submit_mod.PlannedRun]:
+def _plan(specs: list[JobSpec], root: Path, executor: str, check_only: bool = False) -> list[submit_mod.PlannedRun]:
+    """The plan; `check_only` skips reading the runs' state (partitions and input checks only)."""
     partitions = _partitions(executor)
     try:
-        return submit_mod.plan(specs, root, executor, partitions)
+        return submit_mod.plan(specs, root, executor, partitions, summaries={} if check_only else None)
     except cluster_mod.NoFit as exc:
         fail(str(exc))
 
@@ -93,13 +94,16 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
 def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, explain: bool,
         show_script: bool, as_json: bool, wait: bool) -> None:
     executor = _resolve_executor(executor_name)
-    planned = _plan(specs, root, executor)
-    if not dry_run and any(p.submits for p in planned):
+    if dry_run:
+        planned = _plan(specs, root, executor)
+    else:
+        _plan(specs, root, executor, check_only=True)  # NoFit and friends before anything is written
         sweeps = sorted({s.sweep for s in specs})
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
-                planned = _plan(specs, root, executor)  # again, under the lock: no duplicates
-                submit_mod.execute(planned, root, executor)
+                planned = _plan(specs, root, executor)  # under the lock: no duplicate jobs
+                if any(p.submits for p in planned):
+                    submit_mod.execute(planned, root, executor)
         except submit_mod.SubmitError as exc:
             fail(f"submission refused, nothing was submitted: {exc}", code=EXIT_FAILED)
     if as_json:
