@@ -11,6 +11,10 @@ DEMO_SWEEP ?= jobs/sweeps/smoke.toml
 DEMO_NAME ?= smoke
 DEMO_OUT ?= reports/$(DEMO_NAME)
 BENCHES ?= $(sort $(wildcard bench/bench_*.py))
+# Datasets are read by path, never copied: the shared folder beside this checkout when it exists.
+ifneq ($(wildcard ../shared/data),)
+export JOBKIT_DATA ?= $(abspath ../shared/data)
+endif
 
 .PHONY: venv slurm-up slurm-down slurm-purge test demo bench clean
 

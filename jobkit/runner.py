@@ -178,7 +178,8 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
               host=socket.gethostname(), pid=os.getpid(), device=str(device),
               resumed_from=None if loaded is None else loaded[1].file)
 
-    writer = writer_cls(log_dir=str(run.tb_dir), purge_step=step + 1 if step else None)
+    # a deep queue: scalars are handed to the writer thread in bursts (it is flushed at checkpoints)
+    writer = writer_cls(log_dir=str(run.tb_dir), purge_step=step + 1 if step else None, max_queue=1000)
     last_ckpt_time = time.monotonic()
     last_progress = 0.0
     step_time_ema: float | None = None

@@ -17,6 +17,15 @@ from jobkit.status import collect_status
 from jobkit.store import RunDir, find_runs
 
 pytestmark = pytest.mark.slurm
+SWEEPS = ("arr", "tmo", "pre", "seg", "race")  # the sweep names these tests submit
+
+
+@pytest.fixture(autouse=True)
+def _cancel_leftovers():
+    """A failed test must not leave jobs queued on the shared cluster for the next one."""
+    yield
+    for name in SWEEPS:
+        subprocess.run(["scancel", "--name", f"jobkit-{name}"], capture_output=True)
 
 
 def jobkit(*args, root: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
