@@ -1,7 +1,6 @@
 """The runner: any number of signals and kills, and the run ends with bit-identical weights."""
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -10,20 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from jobkit import params as params_mod
-from jobkit import registry, runner
-from jobkit.spec import JobSpec, Resources
+from jobkit import runner, testing
 from jobkit.store import RunDir
 
 
 def make_run(root: Path, **overrides) -> RunDir:
-    cls = registry.load("toy")
-    p = params_mod.resolve(cls.Params, cls.presets, {"preset": "tiny", **overrides})
-    spec = JobSpec(sweep="t", workload="toy", params=params_mod.to_dict(p), name="toy",
-                   resources=Resources(cpus=1))
-    return RunDir.create(root, spec)
+    return testing.make_run(root, "toy", {"preset": "tiny", **overrides})
 
 
 def final_state(run: RunDir) -> dict:
@@ -32,19 +24,7 @@ def final_state(run: RunDir) -> dict:
     return state
 
 
-def assert_same_tensors(a, b, path="") -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"tensor differs at {path}"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_same_tensors(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tensors(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"value differs at {path}: {a!r} != {b!r}"
+assert_same_tensors = testing.assert_same
 
 
 def train_losses(run: RunDir) -> dict[int, float]:
@@ -60,11 +40,8 @@ def test_in_process_signal_stops_at_a_step_boundary_and_resumes_bit_exact(tmp_pa
     runner.run(ref)
     run = make_run(tmp_path / "b", steps=30)
     for stop_at in (7, 13, 21):
-        def hook(step: int, stop_at=stop_at) -> None:
-            if step == stop_at:
-                os.kill(os.getpid(), signal.SIGUSR2)
         with pytest.raises(runner.Stopped) as stopped:
-            runner.run(run, on_step=hook)
+            runner.run(run, on_step=testing.stop_at_steps([stop_at]))
         assert stopped.value.step == stop_at
     runner.run(run)
     assert_same_tensors(final_state(ref)["workload"], final_state(run)["workload"])

@@ -376,35 +376,10 @@ def test_sprites_mig_set_is_fixed_and_cached():
 
 
 def test_through_the_runner_stopped_and_resumed_equals_uninterrupted(tmp_path):
-    import signal
+    from jobkit.testing import check_resume_through_runner
 
-    from jobkit import params as params_mod
-    from jobkit import registry, runner
-    from jobkit.spec import JobSpec, Resources
-    from jobkit.store import RunDir
-
-    name = "vae" if "vae" in registry.available() else "jobs.vae.workload:BetaVAE"
     raw = {**FAST, "steps": 12, "eval_every": 6, "sample_every": 6, "checkpoint_every": 4, "log_every": 2}
-
-    def make_run(root: Path) -> RunDir:
-        p = params_mod.resolve(BetaVAE.Params, BetaVAE.presets, raw)
-        spec = JobSpec(sweep="t", workload=name, params=params_mod.to_dict(p), name="vae", resources=Resources(cpus=1))
-        return RunDir.create(root, spec)
-
-    ref = make_run(tmp_path / "a")
-    runner.run(ref)
-    run = make_run(tmp_path / "b")
-
-    def hook(step: int) -> None:
-        if step == 5:
-            os.kill(os.getpid(), signal.SIGUSR2)
-
-    with pytest.raises(runner.Stopped):
-        runner.run(run, on_step=hook)
-    runner.run(run)
-    a, b = ref.load_checkpoint()[0]["workload"], run.load_checkpoint()[0]["workload"]
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    ref, run = check_resume_through_runner(tmp_path, "vae", raw, stop_at=(5,))
     assert ref.metrics()["mig"] == run.metrics()["mig"]
     names = {p.name for p in run.samples_dir.iterdir()}
     assert {"step-000006-prior.png", "step-000012-rotation.png", "step-000012.json"} <= names
