@@ -7,13 +7,13 @@ Nothing here touches the global RNGs: sampling draws from the `torch.Generator` 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
+
+from jobkit.atomic import write_text
 
 
 def prompt_offsets(n_val: int, prompt_len: int, sample_len: int, count: int, seed: int) -> list[int]:
@@ -74,30 +74,15 @@ def render_markdown(step: int, model_name: str, samples: Sequence[dict[str, Any]
                   f"| **Initialization** | '{_md(s['prompt'])}' |",
                   f"| **book** | — {_md(s['truth'])} |",
                   f"| **{model_name} model** | — {_md(s['generated'])} |", ""]
-    return "\n".join(lines)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same folder, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return "\n".join(lines).rstrip("\n")
 
 
 def write_samples(out_dir: Path, step: int, model_name: str, samples: Sequence[dict[str, Any]], *,
                   temperature: float, top_k: int) -> str:
-    """Write `step-XXXXXX.md` and `step-XXXXXX.json` under `out_dir`; return the Markdown."""
+    """Write `step-XXXXXX.md` and `step-XXXXXX.json` under `out_dir` (atomically); return the Markdown."""
     markdown = render_markdown(step, model_name, samples, temperature=temperature, top_k=top_k)
     record = {"step": step, "model": model_name, "temperature": temperature, "top_k": top_k,
               "samples": list(samples)}
-    write_text_atomic(out_dir / f"step-{step:06d}.json", json.dumps(record, ensure_ascii=False, indent=1))
-    write_text_atomic(out_dir / f"step-{step:06d}.md", markdown)
+    write_text(out_dir / f"step-{step:06d}.json", json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+    write_text(out_dir / f"step-{step:06d}.md", markdown + "\n")
     return markdown

@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jobkit.atomic import write_text
+
 from .data import Corpus, Vocab, load_corpus, random_batch, val_window_starts, windows
 from .models import TCNLM, build_model, count_params
 from .params import CharLMParams
 from .presets import PRESETS
-from .sampling import generate, prompt_offsets, write_samples, write_text_atomic
+from .sampling import generate, prompt_offsets, write_samples
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class CharLM:
         self.corpus: Corpus = load_corpus(p.data, lowercase=p.lowercase, val_fraction=p.val_fraction,
                                           min_split=max(p.context, p.prompt_len) + 1)
         self.vocab = self.corpus.vocab
-        write_text_atomic(self.run_dir / "vocab.json", self.vocab.to_json())
+        write_text(self.run_dir / "vocab.json", self.vocab.to_json() + "\n")
 
         self.model = build_seeded_model(p, len(self.vocab)).to(self.device)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, p.weight_decay), lr=p.lr,
