@@ -133,12 +133,13 @@ def test_samples_from_a_checkpoint_without_the_corpus(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ models
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("pos", ["learned", "sinusoidal", "none"])
-def test_every_model_is_causal(model, pos):
-    if model != "transformer" and pos != "learned":
-        pytest.skip("pos only applies to the transformer")
-    params = resolve(CharLM.Params, CharLM.presets, {"preset": "tiny", "model": model, "pos": pos})
+@pytest.mark.parametrize("raw", [
+    {"model": "lstm"}, {"model": "tcn"}, {"model": "tcn", "kernel": 2, "levels": 3},
+    {"model": "transformer"}, {"model": "transformer", "pos": "sinusoidal"},
+    {"model": "transformer", "pos": "none", "activation": "gelu"},
+], ids=lambda raw: "-".join(str(v) for v in raw.values()))
+def test_every_model_is_causal(raw):
+    params = resolve(CharLM.Params, CharLM.presets, {"preset": "tiny", **raw})
     torch.manual_seed(0)
     net = build_model(params, 65).eval()
     x = torch.randint(0, 65, (2, 32))
@@ -306,6 +307,7 @@ def test_presets_and_overrides():
 @pytest.mark.parametrize("raw,key,text", [
     ({"model": "gru"}, "model", "accepted values: lstm, tcn, transformer"),
     ({"pos": "rotary"}, "pos", "learned, sinusoidal, none"),
+    ({"activation": "tanh"}, "activation", "swiglu, gelu, relu"),
     ({"preset": "huge"}, "preset", "tiny, cpu-small, default"),
     ({"width": 130, "heads": 4}, "heads", "must divide width=130"),
     ({"lr": 1e-4, "min_lr": 1e-3}, "min_lr", "must be <= lr"),

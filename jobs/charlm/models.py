@@ -3,7 +3,7 @@
 - `LSTMLM`: embedding, `torch.nn.LSTM` (its fused kernels), linear read-out;
 - `TCNLM`: causal dilated residual blocks with weight norm (Bai, Kolter & Koltun 2018);
 - `TransformerLM`: decoder-only, pre-LayerNorm, `F.scaled_dot_product_attention(is_causal=True)`,
-  positions learned, sinusoidal or none.
+  SwiGLU feed-forward (GELU / ReLU as ablations), positions learned, sinusoidal or none, GPT-2 init.
 Every model is causal: logits at position t depend on ids[..., :t+1] only.
 """
 from __future__ import annotations
@@ -120,14 +120,45 @@ class CausalSelfAttention(nn.Module):
         return self.drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
 
 
+class MLP(nn.Module):
+    """Position-wise feed-forward. `swiglu` (the default) uses 2 x 8/3 width hidden units, about the
+    parameters of the 4 x width `gelu` / `relu` MLP."""
+
+    def __init__(self, width: int, activation: str, dropout: float) -> None:
+        super().__init__()
+        self.activation = activation
+        if activation == "swiglu":
+            hidden = (8 * width // 3 + 7) // 8 * 8
+            self.fc = nn.Linear(width, 2 * hidden)
+        elif activation in ("gelu", "relu"):
+            hidden = 4 * width
+            self.fc = nn.Linear(width, hidden)
+        else:
+            raise ValueError(f"activation: got {activation!r}; accepted values: swiglu, gelu, relu")
+        self.proj = nn.Linear(hidden, width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        if self.activation == "swiglu":
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        elif self.activation == "gelu":
+            h = F.gelu(h)
+        else:
+            h = F.relu(h)
+        return self.drop(self.proj(h))
+
+
 class Block(nn.Module):
-    def __init__(self, width: int, heads: int, dropout: float) -> None:
+    """Pre-LayerNorm residual block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, width: int, heads: int, dropout: float, activation: str) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(width)
         self.attn = CausalSelfAttention(width, heads, dropout)
         self.ln2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width),
-                                 nn.Dropout(dropout))
+        self.mlp = MLP(width, activation, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
@@ -136,7 +167,7 @@ class Block(nn.Module):
 
 class TransformerLM(nn.Module):
     def __init__(self, vocab_size: int, context: int, width: int, layers: int, heads: int, dropout: float,
-                 pos: str = "learned", tie_weights: bool = True) -> None:
+                 pos: str = "learned", activation: str = "swiglu", tie_weights: bool = False) -> None:
         super().__init__()
         self.context, self.pos = context, pos
         self.embed = nn.Embedding(vocab_size, width)
@@ -147,7 +178,7 @@ class TransformerLM(nn.Module):
         elif pos != "none":
             raise ValueError(f"pos: got {pos!r}; accepted values: learned, sinusoidal, none")
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList([Block(width, heads, dropout) for _ in range(layers)])
+        self.blocks = nn.ModuleList([Block(width, heads, dropout, activation) for _ in range(layers)])
         self.ln_f = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size, bias=False)
         self._init(layers)
@@ -158,7 +189,7 @@ class TransformerLM(nn.Module):
         """GPT-2 style: N(0, 0.02), zero biases, residual projections scaled by 1/sqrt(2 * layers)."""
         for name, p in self.named_parameters():
             if p.dim() >= 2:
-                std = 0.02 / math.sqrt(2 * layers) if name.endswith(("attn.proj.weight", "mlp.2.weight")) else 0.02
+                std = 0.02 / math.sqrt(2 * layers) if name.endswith("proj.weight") else 0.02
                 nn.init.normal_(p, std=std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
@@ -188,5 +219,5 @@ def build_model(params, vocab_size: int) -> nn.Module:
         return TCNLM(vocab_size, p.embed, p.channels, levels, p.kernel, p.dropout)
     if p.model == "transformer":
         return TransformerLM(vocab_size, p.context, p.width, p.layers, p.heads, p.dropout, p.pos,
-                             p.tie_weights)
+                             p.activation, p.tie_weights)
     raise ValueError(f"model: got {p.model!r}; accepted values: lstm, tcn, transformer")

@@ -14,6 +14,7 @@ from jobkit.protocol import BaseParams
 
 MODELS = ("lstm", "tcn", "transformer")
 POSITIONS = ("learned", "sinusoidal", "none")
+ACTIVATIONS = ("swiglu", "gelu", "relu")
 
 
 @dataclass
@@ -42,7 +43,9 @@ class CharLMParams(BaseParams):
     heads: int = field(default=6, metadata={"min": 1, "help": "Transformer attention heads (divide width)"})
     pos: str = field(default="learned", metadata={
         "choices": list(POSITIONS), "help": "Transformer positions ('none': the report's variant)"})
-    tie_weights: bool = field(default=True, metadata={
+    activation: str = field(default="swiglu", metadata={
+        "choices": list(ACTIVATIONS), "help": "Transformer feed-forward (swiglu learns fastest here)"})
+    tie_weights: bool = field(default=False, metadata={
         "help": "Transformer: output layer shares the token embedding"})
     # lstm
     lstm_layers: int = field(default=2, metadata={"min": 1, "help": "LSTM layers"})

@@ -26,8 +26,9 @@ TINY: dict[str, Any] = {
 
 CPU_SMALL: dict[str, Any] = {
     "steps": 2000, "context": 64, "batch_size": 12,
-    "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "weight_decay": 0.1, "dropout": 0.0,
-    "layers": 4, "width": 128, "heads": 4, "pos": "learned",
+    "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "dropout": 0.0,
+    "weight_decay": 0.01, "beta2": 0.999, "grad_clip": 5.0,
+    "layers": 4, "width": 128, "heads": 4, "pos": "learned", "activation": "swiglu", "tie_weights": False,
     "lstm_layers": 2, "hidden": 246, "embed": 64,
     "kernel": 3, "levels": 0, "channels": 166,
     "val_windows": 0,
@@ -36,8 +37,9 @@ CPU_SMALL: dict[str, Any] = {
 
 DEFAULT: dict[str, Any] = {
     "steps": 5000, "context": 256, "batch_size": 64,
-    "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "weight_decay": 0.1, "dropout": 0.2,
-    "layers": 6, "width": 384, "heads": 6, "pos": "learned",
+    "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "dropout": 0.2,
+    "weight_decay": 0.1, "beta2": 0.99, "grad_clip": 1.0,
+    "layers": 6, "width": 384, "heads": 6, "pos": "learned", "activation": "swiglu", "tie_weights": False,
     "lstm_layers": 2, "hidden": 896, "embed": 128,
     "kernel": 3, "levels": 0, "channels": 512,
     "val_windows": 0,

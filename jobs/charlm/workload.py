@@ -57,6 +57,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_adamw(groups: list[dict[str, Any]], **kwargs: Any) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (one pass over all parameters, CPU and CUDA) where torch has it."""
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # older torch: no fused CPU kernel
+        return torch.optim.AdamW(groups, **kwargs)
+
+
 def build_seeded_model(params: CharLMParams, vocab_size: int) -> nn.Module:
     """The model initialised from `params.seed` alone, leaving the global CPU RNG untouched."""
     with torch.random.fork_rng(devices=[]):
@@ -94,8 +102,7 @@ class CharLM:
         write_text(self.run_dir / "vocab.json", self.vocab.to_json() + "\n")
 
         self.model = build_seeded_model(p, len(self.vocab)).to(self.device)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, p.weight_decay), lr=p.lr,
-                                           betas=(0.9, p.beta2))
+        self.optimizer = make_adamw(param_groups(self.model, p.weight_decay), lr=p.lr, betas=(0.9, p.beta2))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, WarmupCosine(p.lr, p.min_lr, p.warmup_steps, p.steps))
         self.batch_generator = torch.Generator().manual_seed(p.seed)
@@ -129,16 +136,16 @@ class CharLM:
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        metrics: dict[str, float] = {}
         if p.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
-            metrics["grad_norm"] = grad_norm.item()
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([q.grad for q in self.model.parameters() if q.grad is not None])
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
-        metrics["loss"] = loss.item()
-        seconds = time.perf_counter() - start
-        return {**metrics, "lr": lr, "tokens_per_s": x.numel() / seconds}
+        metrics = {"loss": loss.item(), "grad_norm": grad_norm.item(), "lr": lr}
+        metrics["tokens_per_s"] = x.numel() / (time.perf_counter() - start)
+        return metrics
 
     # -------------------------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, float]:
