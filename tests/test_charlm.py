@@ -229,58 +229,19 @@ def test_resume_is_bit_exact(tmp_path, model):
     assert torch.equal(straight.batch_generator.get_state(), resumed.batch_generator.get_state())
 
 
-def _same(a, b, path=""):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for key in a:
-            _same(a[key], b[key], f"{path}/{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, path
-
-
 def test_through_the_runner_stopped_and_resumed_equals_uninterrupted(tmp_path):
-    import os
-    import signal
-
-    from jobkit import params as params_mod
-    from jobkit import registry, runner
-    from jobkit.spec import JobSpec, Resources
-    from jobkit.store import RunDir
+    from jobkit import registry
+    from jobkit.testing import check_resume_through_runner
 
     name = "charlm" if "charlm" in registry.available() else "jobs.charlm.workload:CharLM"
     raw = {"preset": "tiny", "model": "transformer", "steps": 12, "dropout": 0.1, "eval_every": 6,
            "sample_every": 6, "checkpoint_every": 4, "log_every": 2, "val_windows": 8, "sample_len": 16}
-
-    def make_run(root: Path) -> RunDir:
-        p = params_mod.resolve(CharLM.Params, CharLM.presets, raw)
-        spec = JobSpec(sweep="t", workload=name, params=params_mod.to_dict(p), name="charlm",
-                       resources=Resources(cpus=1))
-        return RunDir.create(root, spec)
-
-    ref = make_run(tmp_path / "a")
-    runner.run(ref)
-    run = make_run(tmp_path / "b")
-
-    def hook(step: int) -> None:
-        if step == 5:
-            os.kill(os.getpid(), signal.SIGUSR2)
-
-    with pytest.raises(runner.Stopped):
-        runner.run(run, on_step=hook)
-    runner.run(run)
-    a, b = ref.load_checkpoint()[0], run.load_checkpoint()[0]
-    _same(a["workload"], b["workload"])
-    _same(a["rng"], b["rng"])
-    assert ref.metrics()["val_loss"] == run.metrics()["val_loss"]
+    straight, resumed = check_resume_through_runner(tmp_path, name, raw, stop_at=(3, 7))
+    assert straight.metrics()["val_loss"] == resumed.metrics()["val_loss"]
     for sample in ("step-000006.json", "step-000012.json", "step-000012.md"):
-        assert (ref.samples_dir / sample).read_text(encoding="utf-8") == (run.samples_dir / sample).read_text(encoding="utf-8")
-    assert json.loads((run.path / "vocab.json").read_text(encoding="utf-8"))["size"] == 65
+        assert (straight.samples_dir / sample).read_text(encoding="utf-8") == \
+            (resumed.samples_dir / sample).read_text(encoding="utf-8")
+    assert json.loads((resumed.path / "vocab.json").read_text(encoding="utf-8"))["size"] == 65
 
 
 def test_resume_refuses_a_different_vocabulary(tmp_path):
