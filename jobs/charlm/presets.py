@@ -32,7 +32,7 @@ CPU_SMALL: dict[str, Any] = {
     "lstm_layers": 2, "hidden": 246, "embed": 64,
     "kernel": 3, "levels": 0, "channels": 166,
     "val_windows": 0,
-    "eval_every": 250, "sample_every": 500, "checkpoint_every": 500, "log_every": 50,
+    "eval_every": 500, "sample_every": 500, "checkpoint_every": 500, "log_every": 50,
 }
 
 DEFAULT: dict[str, Any] = {
