@@ -160,23 +160,8 @@ def full_run(name: str, trainer, steps: int, chars_per_step: int) -> dict[str, f
             "chars_per_s": steps * chars_per_step / train_s, "params": n_params(trainer.model)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="200 steps per full run, short throughput rounds")
-    ap.add_argument("--data", default=None, help="text file (default: tinyshakespeare from JOBKIT_DATA or ../shared/data)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--skip-reference", action="store_true", help="do not train the reference to the end")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = args.data
-    if data is None:
-        env = os.environ.get("JOBKIT_DATA")
-        data = str(Path(env) / "tinyshakespeare.txt") if env else str(ROOT.parent / "shared/data/tinyshakespeare.txt")
-    steps = 200 if args.quick else 2000
-    tp_steps, tp_rounds = (20, 1) if args.quick else (50, 3)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_charlm."))
-
+def bench(data: str, tmp: Path, steps: int, tp_steps: int, tp_rounds: int, skip_reference: bool = False) -> None:
+    """Print the throughput table, then train each model for `steps` and print its validation loss."""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {data}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
@@ -197,7 +182,7 @@ def main() -> None:
     print(f"\n## full cpu-small runs: {steps} steps, batch 12 x context 64, validation = every "
           f"non-overlapping window of the last 10%")
     results = {}
-    order = ["transformer"] + ([] if args.skip_reference else ["reference"]) + ["lstm", "tcn"]
+    order = ["transformer"] + ([] if skip_reference else ["reference"]) + ["lstm", "tcn"]
     for name in order:
         torch.manual_seed(0)
         workload = make(data, tmp / f"run-{name}", model="transformer" if name == "reference" else name,
@@ -214,6 +199,25 @@ def main() -> None:
         print(f"| {name} | {r['params']:,} | {r['val_loss']:.4f} | {r['val_loss'] / math.log(2):.3f} | "
               f"{r['train_s']:.1f} | {r['chars_per_s']:,.0f} |")
     print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="200 steps per full run, short throughput rounds")
+    ap.add_argument("--data", default=None, help="text file (default: tinyshakespeare from JOBKIT_DATA or ../shared/data)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--skip-reference", action="store_true", help="do not train the reference to the end")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = args.data
+    if data is None:
+        env = os.environ.get("JOBKIT_DATA")
+        data = str(Path(env) / "tinyshakespeare.txt") if env else str(ROOT.parent / "shared/data/tinyshakespeare.txt")
+    steps = 200 if args.quick else 2000
+    tp_steps, tp_rounds = (20, 1) if args.quick else (50, 3)
+    with tempfile.TemporaryDirectory(prefix="bench_charlm.") as tmp:
+        bench(data, Path(tmp), steps, tp_steps, tp_rounds, args.skip_reference)
 
 
 if __name__ == "__main__":
