@@ -3,7 +3,7 @@
 Each preset sizes all three models, so a sweep over `model` compares them at about the same
 parameter count (counts for the 65-character tinyshakespeare vocabulary):
 
-- `tiny`: seconds on a CPU, for tests and demos (~40k parameters each);
+- `tiny`: seconds on a CPU, for tests and demos (45k-115k parameters);
 - `cpu-small`: the issue's CPU reference — Transformer 4 layers, 4 heads, width 128, context 64,
   batch 12, AdamW lr 1e-3 cosine to 1e-4 after 100 warmup steps, dropout 0, 2000 steps
   (Transformer 0.81M, LSTM 2x246 0.81M, TCN 5 levels x 166 channels 0.81M);
