@@ -216,13 +216,11 @@ def profile_runner(workload: str, overrides: dict, cpus: int, scratch: Path) -> 
 def charlm_available() -> str | None:
     """None when `jobs.charlm` imports and its corpus is found; else the reason to skip."""
     try:
-        cls = registry.load("charlm")
-        from jobs.charlm.data import find_corpus  # noqa: F401
-    except Exception as exc:  # a colleague's work in progress: skip, never fail
+        registry.load("charlm")
+        from jobs.charlm.data import find_corpus
+    except Exception as exc:  # not installed or broken: skip, never fail
         return f"{type(exc).__name__}: {exc}"
     try:
-        from jobs.charlm.data import find_corpus
-
         path = find_corpus("tinyshakespeare")
         if not Path(path).is_file():
             return f"corpus not found at {path}"

@@ -23,7 +23,6 @@ from .spec import JobSpec, Resources
 from .status import collect_status
 from .store import RunDir
 
-ACTIVE = {"PENDING", "REQUEUED", "RUNNING"}
 JOB_NAME_PREFIX = "jobkit-"
 
 
