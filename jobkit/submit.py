@@ -10,8 +10,11 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import re
+import shlex
 import shutil
 import subprocess
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,6 +76,17 @@ def slurm_available() -> bool:
         return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10, text=True).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=,-]+$")
+
+
+def check_root_for_slurm(root: Path) -> None:
+    """The run root ends up in #SBATCH lines (--output, --error): refuse what they cannot carry."""
+    text = str(Path(root).resolve())
+    if not SAFE_PATH.match(text):
+        raise ValueError(f"--root {text!r}: Slurm job scripts cannot safely name a folder with spaces or "
+                         "shell characters; choose a --root made of letters, digits and . _ - /")
 
 
 def pick_executor(name: str) -> str:
@@ -178,7 +192,7 @@ def sbatch_script(item: PlannedRun, root: Path) -> str:
                                   partition=item.partition, additional_parameters={"open-mode": "append"})
     if res.gpus:
         params["gpus_per_node"] = res.gpus
-    return _make_sbatch_string(command="python -u -m submitit.core._submit %j",
+    return _make_sbatch_string(command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit %j",
                                folder=str(Path(root) / item.spec.sweep / ".submitit" / "%j"), **params)
 
 

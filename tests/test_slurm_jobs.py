@@ -268,3 +268,11 @@ time = "00:05:00"
     for run in find_runs(root):
         assert sum(e["event"] == "submitted" for e in run.events()) == 1
 
+
+
+def test_a_root_that_sbatch_lines_cannot_carry_is_refused(tmp_path):
+    root = tmp_path / "my runs"
+    sweep = write_sweep(tmp_path, '[[run]]\nworkload = "toy"\npreset = "tiny"\n')
+    done = jobkit("submit", sweep, root=root, check=False)
+    assert done.returncode == 2 and "spaces or shell characters" in done.stderr
+    assert done.stderr.count("\n") == 1 and not root.exists()

@@ -94,6 +94,11 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
 def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, explain: bool,
         show_script: bool, as_json: bool, wait: bool) -> None:
     executor = _resolve_executor(executor_name)
+    if executor == "slurm":
+        try:
+            submit_mod.check_root_for_slurm(root)
+        except ValueError as exc:
+            fail(str(exc))
     if dry_run:
         planned = _plan(specs, root, executor)
     else:
