@@ -41,9 +41,9 @@ def _resolve_executor(name: str) -> str:
     return chosen
 
 
-def _plan(specs: list[JobSpec], root: Path, executor: str, check_only: bool = False) -> list[submit_mod.PlannedRun]:
+def _plan(specs: list[JobSpec], root: Path, executor: str, partitions: list[cluster_mod.Partition] | None,
+          check_only: bool = False) -> list[submit_mod.PlannedRun]:
     """The plan; `check_only` skips reading the runs' state (partitions and input checks only)."""
-    partitions = _partitions(executor)
     try:
         return submit_mod.plan(specs, root, executor, partitions, summaries={} if check_only else None)
     except cluster_mod.NoFit as exc:
@@ -99,14 +99,15 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
             submit_mod.check_root_for_slurm(root)
         except ValueError as exc:
             fail(str(exc))
+    partitions = _partitions(executor)  # read once: the limits do not change within a submit
     if dry_run:
-        planned = _plan(specs, root, executor)
+        planned = _plan(specs, root, executor, partitions)
     else:
-        _plan(specs, root, executor, check_only=True)  # NoFit and friends before anything is written
+        _plan(specs, root, executor, partitions, check_only=True)  # NoFit and friends before anything is written
         sweeps = sorted({s.sweep for s in specs})
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
-                planned = _plan(specs, root, executor)  # under the lock: no duplicate jobs
+                planned = _plan(specs, root, executor, partitions)  # under the lock: no duplicate jobs
                 if any(p.submits for p in planned):
                     submit_mod.execute(planned, root, executor)
         except submit_mod.SubmitError as exc:
