@@ -98,6 +98,20 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
     return replace(res, **changes)
 
 
+def differing_keys(param_sets: list[Mapping[str, Any]]) -> dict[str, int]:
+    """Keys whose values are not all equal across `param_sets` -> how many distinct values they take
+    (first-seen order; a missing key counts as a value of its own). What tells runs apart."""
+    keys: dict[str, None] = {}
+    for params in param_sets:
+        keys.update(dict.fromkeys(params))
+    counts = {}
+    for key in keys:
+        values = {json.dumps(p[key], sort_keys=True, default=str) if key in p else "<unset>" for p in param_sets}
+        if len(values) > 1:
+            counts[key] = len(values)
+    return counts
+
+
 def _readable(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)

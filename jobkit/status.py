@@ -60,7 +60,7 @@ def query_slurm(job_ids: Sequence[str]) -> SlurmView:
                     view.partitions[parts[0]] = parts[2]
             return view
         if out is not None:
-            view.error = _last_line(out.stderr or out.stdout) or "sacct failed"
+            view.error = last_line(out.stderr or out.stdout) or "sacct failed"
     return _squeue(view)
 
 
@@ -78,7 +78,7 @@ def accounting_enabled() -> bool:
     return False
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [l for l in text.strip().splitlines() if l.strip()]
     return lines[-1].strip() if lines else ""
 
@@ -91,7 +91,7 @@ def _squeue(view: SlurmView) -> SlurmView:
         view.error = str(exc)
         return view
     if out.returncode != 0:
-        view.error = _last_line(out.stderr) or "squeue failed"
+        view.error = last_line(out.stderr) or "squeue failed"
         return view
     view.source = "squeue"
     for line in out.stdout.splitlines():
@@ -125,7 +125,7 @@ def overlay(summary: RunSummary, view: SlurmView) -> RunSummary:
         # the job ended fine but the run did not finish: submitit gave up requeueing
         summary.state = summary.state if summary.state in TERMINAL else "FAILED"
     else:
-        summary.state = slurm_state if slurm_state in TERMINAL else slurm_state
+        summary.state = slurm_state
         if slurm_state in ("TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY") and not summary.error:
             summary.error = f"Slurm ended job {summary.job_id}: {slurm_state}"
     return summary

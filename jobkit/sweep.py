@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from . import params as params_mod
 from . import registry
-from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, parse_resources, readable_name
+from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, differing_keys, parse_resources, readable_name
 
 TOP_KEYS = ("name", "defaults", "run")
 
@@ -185,7 +185,7 @@ def _name_runs(specs: list[JobSpec], varying: list[str]) -> list[JobSpec]:
         by_workload.setdefault(spec.workload, []).append(spec)
     named = {}
     for workload, group in by_workload.items():
-        differing = [k for k in group[0].params if len({repr(s.params.get(k)) for s in group}) > 1]
+        differing = list(differing_keys([s.params for s in group]))
         core = [k for k in ("model", "dataset") if k in differing] + [k for k in varying if k in differing]
         core = list(dict.fromkeys(core))
         extra = sorted(k for k in differing if k not in core)

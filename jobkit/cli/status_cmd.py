@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..runstate import TERMINAL, RunSummary, age
-from ..status import StatusReport, collect_status
+from ..spec import differing_keys
+from ..status import StatusReport, collect_status, last_line
 from ..store import RunDir, find_runs
 from .common import EXIT_FAILED, console, fail, json_option, print_json, resolve_root, root_option
 
@@ -44,12 +45,7 @@ def _fmt_f(value: float | None) -> str:
 
 def varying_keys(summaries: Sequence[RunSummary], limit: int = 3) -> list[str]:
     """Params whose values differ between the runs shown (the columns that tell them apart)."""
-    keys: list[str] = []
-    for key in sorted({k for s in summaries for k in s.params}):
-        if key in ("seed",) and len(keys) >= limit:
-            continue
-        if len({repr(s.params.get(key)) for s in summaries}) > 1:
-            keys.append(key)
+    keys = sorted(differing_keys([s.params for s in summaries]))
     priority = ["workload", "model", "beta", "dataset"]
     keys.sort(key=lambda k: (priority.index(k) if k in priority else len(priority), k))
     return keys[:limit]
@@ -182,7 +178,7 @@ def cancel(selectors: tuple[str, ...], as_json: bool, root: Path | None) -> None
     if slurm_ids:
         done = subprocess.run(["scancel", *slurm_ids], capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
-            problems.append(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "scancel failed")
+            problems.append(last_line(done.stderr) or "scancel failed")
     for s in active:
         if s.executor != "slurm":
             for pid in (s.pid, int(s.job_id) if (s.job_id or "").isdigit() else None):

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import atomic
 from ..runstate import TERMINAL, RunSummary, summarize
+from ..spec import differing_keys
 from ..store import RunDir, find_runs
 from . import samples as samples_mod
 from .plots import color
@@ -93,16 +94,10 @@ def _sort_value(v: Any) -> tuple:
 
 def _differing(params: list[dict[str, Any]]) -> list[str]:
     """Param names whose values are not all equal across `params` (first-seen order)."""
-    keys: list[str] = []
-    for p in params:
-        keys.extend(k for k in p if k not in keys)
-    distinct = {}
-    for k in keys:
-        values = {json.dumps(p[k], sort_keys=True, default=str) if k in p else "<unset>" for p in params}
-        if len(values) > 1:
-            distinct[k] = len(values)
+    distinct = differing_keys(params)
+    order = list(distinct)
     # Coarser keys first (dataset before beta): the table then reads as groups.
-    return sorted(distinct, key=lambda k: (distinct[k], keys.index(k)))
+    return sorted(distinct, key=lambda k: (distinct[k], order.index(k)))
 
 
 def fmt_value(v: Any) -> str:
