@@ -60,11 +60,29 @@ def write_json(path: Path, obj: Any, sync: bool = True) -> None:
 
 
 def append_line(path: Path, line: str, sync: bool = True) -> None:
-    """Append one line with a single write + fsync (O_APPEND: concurrent writers never interleave)."""
+    """Append one line with a single write + fsync (O_APPEND: concurrent writers never interleave).
+
+    A file whose last line was torn (a kill or a full disk mid-write) gets a newline first, so the
+    torn line stays one skippable line instead of swallowing this one.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
-        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+        data = (line.rstrip("\n") + "\n").encode("utf-8")
+        size = os.fstat(fd).st_size
+        if size and _last_byte(path, size) != b"\n":
+            data = b"\n" + data
+        while data:  # a short write (disk filling up) continues; the next write raises ENOSPC
+            data = data[os.write(fd, data):]
         if sync:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(size - 1)
+            return f.read(1)
+    except OSError:
+        return b"\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> dict[str, float]:
         run = RunDir(Path(self.run_dir))
+        if not run.exists():  # removed while the job waited in the queue: nothing to run, nothing to touch
+            print(f"jobkit: run folder {self.run_dir} no longer exists (removed while the job was queued); "
+                  "nothing to do", file=sys.stderr, flush=True)
+            return {}
         env = submitit.JobEnvironment()
         executor = "local" if type(env).__name__.startswith("Local") else "slurm"
         spec = run.spec()

@@ -2,16 +2,21 @@
 
 Validation is driven by the workload's `Params` dataclass (types plus `choices`/`min`/`max`
 metadata), so every error can name the key and the accepted values before anything runs.
+Floats must be finite unless a field's metadata says `allow_nonfinite: True`; integers without a
+`max` are capped at `INT_MAX` (2^53: larger counts are not exact as floats and no run lasts that long).
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from typing import Any, Literal, Mapping
 
 from .protocol import BaseParams
+
+INT_MAX = 2**53
 
 
 class ParamError(ValueError):
@@ -82,11 +87,19 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 
 def _check_bounds(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _check_bounds(key, item, meta)
+        return
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ParamError(key, f"got {value!r}; accepted values: {', '.join(map(str, choices))}")
+    if isinstance(value, float) and not math.isfinite(value) and not meta.get("allow_nonfinite"):
+        raise ParamError(key, f"got {value!r}; must be a finite number")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         lo, hi = meta.get("min"), meta.get("max")
+        if hi is None and isinstance(value, int):
+            hi = INT_MAX
         if lo is not None and value < lo:
             raise ParamError(key, f"got {value!r}; must be >= {lo}")
         if hi is not None and value > hi:

@@ -13,23 +13,28 @@ if TYPE_CHECKING:  # torch only types the protocol; importing it would slow ever
     import torch
 
 
+MAX_STEPS = 10**9  # a billion steps: beyond any real run, far below what overflows a counter
+MAX_BATCH = 1 << 20  # upper bound for workloads' batch sizes
+
+
 @dataclass
 class BaseParams:
     """Parameters every workload understands; a workload's own `Params` dataclass subclasses this.
 
-    Every field needs a default. Field metadata may hold `choices` (a list), `min` / `max` (numbers)
-    and `help` (one line); `jobkit.params` uses them to validate sweep files before anything runs.
+    Every field needs a default. Field metadata may hold `choices` (a list), `min` / `max` (numbers),
+    `allow_nonfinite` (a float field that may be nan/inf) and `help` (one line); `jobkit.params` uses
+    them to validate sweep files before anything runs.
     """
 
     preset: str = field(default="default", metadata={"help": "named bundle of defaults"})
-    steps: int = field(default=1000, metadata={"min": 1, "help": "optimisation steps in total"})
+    steps: int = field(default=1000, metadata={"min": 1, "max": MAX_STEPS, "help": "optimisation steps in total"})
     seed: int = field(default=0, metadata={"min": 0, "help": "seeds every RNG"})
     checkpoint_every: int = field(default=500, metadata={"min": 0, "help": "steps between checkpoints (0: off)"})
-    checkpoint_minutes: float = field(default=10.0, metadata={"min": 0, "help": "minutes between checkpoints (0: off)"})
+    checkpoint_minutes: float = field(default=10.0, metadata={"min": 0, "max": 10**6, "help": "minutes between checkpoints (0: off)"})
     eval_every: int = field(default=250, metadata={"min": 0, "help": "steps between evaluations (0: end only)"})
     sample_every: int = field(default=0, metadata={"min": 0, "help": "steps between samples (0: end only)"})
     log_every: int = field(default=10, metadata={"min": 1, "help": "steps between logged train metrics"})
-    keep_checkpoints: int = field(default=2, metadata={"min": 1, "help": "checkpoints kept on disk"})
+    keep_checkpoints: int = field(default=2, metadata={"min": 1, "max": 1000, "help": "checkpoints kept on disk"})
 
     def check(self) -> None:
         """Cross-field validation; raise `jobkit.params.ParamError(key, message)` on bad values."""
@@ -49,6 +54,14 @@ class Workload(Protocol):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]]  # preset name -> field overrides
 
     total_steps: int
+
+    def check_data(self) -> None:
+        """Cheap check, at submit, that the data this run will read is there and usable.
+
+        Existence, readability, size, a format's header — never a full read. Raise
+        `jobkit.datacheck.DataProblem(key, path, problem, expected)`. A workload without data
+        (or without this method) is not checked. Runs with `check_data = false` skip it.
+        """
 
     def setup(self, run_dir: Path, device: "torch.device") -> None:
         """Load data, build the model and optimizer. Called once per process, before any resume."""

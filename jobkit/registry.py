@@ -5,10 +5,14 @@ setup.cfg; the toolkit never imports a model module by name itself.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 
-from .protocol import Workload
+from .protocol import BaseParams, Workload
+
+REQUIRED_METHODS = ("setup", "train_step", "evaluate", "artifacts", "state_dict", "load_state_dict")
 
 GROUP = "jobkit.workloads"
 
@@ -33,6 +37,24 @@ def load(name: str) -> type[Workload]:
     module_name, _, attr = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise UnknownWorkload(f"workload {name!r} cannot be loaded from {target}: {exc}") from None
+    except Exception as exc:  # ImportError, AttributeError, or whatever the module raises on import
+        raise UnknownWorkload(f"workload {name!r} cannot be loaded from {target}: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    missing = missing_members(cls)
+    if missing:
+        raise UnknownWorkload(f"workload {name!r}: {target} is not a workload class; it lacks "
+                              f"{', '.join(missing)} (see jobkit.protocol.Workload)")
     return cls
+
+
+def missing_members(cls: object) -> list[str]:
+    """What `cls` lacks to be a workload: a class with a `Params` dataclass subclassing BaseParams,
+    a `presets` mapping and the methods of `jobkit.protocol.Workload`."""
+    missing = [] if isinstance(cls, type) else [f"being a class (it is a {type(cls).__name__})"]
+    params = getattr(cls, "Params", None)
+    if not (isinstance(params, type) and issubclass(params, BaseParams) and dataclasses.is_dataclass(params)):
+        missing.append("Params (a dataclass subclassing jobkit.protocol.BaseParams)")
+    if not isinstance(getattr(cls, "presets", None), Mapping):
+        missing.append("presets (a mapping of preset name -> overrides)")
+    missing += [f"{m}()" for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
+    return missing

@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import torch
 
+from . import faults, registry, rng
 from . import params as params_mod
-from . import registry, rng
 from .divergence import DivergenceMonitor
 from .store import RunDir
 
@@ -138,11 +138,24 @@ def run(run: RunDir, host: Host | None = None,
         return _loop(run, host, flag, on_step, SummaryWriter)
     except (Stopped, RunFailed):
         raise
-    except Exception as exc:  # a bug or a crash in the workload: recorded, then raised
+    except Exception as exc:
+        if faults.is_no_space(exc):  # a full disk or quota: named, the last good checkpoint stays latest
+            needed = getattr(exc, "needed", None) or _checkpoint_size(run)
+            message = faults.message(run.path, needed)
+            faults.record_no_space(run, message, detail=f"{type(exc).__name__}: {str(exc)[:200]}")
+            raise RunFailed(f"{message}; make room, then `jobkit resume` continues from the last checkpoint") from None
+        # a bug or a crash in the workload: recorded, then raised
         run.event("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
         raise
     finally:
         flag.restore()
+        faults.release_reserve(run.path)
+
+
+def _checkpoint_size(run: RunDir) -> int:
+    """Room a run needs to go on: its newest checkpoint's size (1 MB before the first one)."""
+    kept = run.checkpoints()
+    return max(kept[0].size, faults.RESERVE_BYTES) if kept else 1_000_000
 
 
 def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], None] | None,
@@ -153,9 +166,13 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
     device = torch.device("cuda" if res.gpus > 0 and torch.cuda.is_available() else "cpu")
     rng.seed_all(params.seed)
     attempt = sum(1 for e in run.events() if e.get("event") == "started") + 1
+    run.remove_temp_files()
+    faults.ensure_reserve(run.path)
     try:
         workload.setup(run.path, device)
     except (OSError, ValueError, RuntimeError) as exc:
+        if faults.is_no_space(exc):
+            raise
         message = f"setup failed: {exc}"
         run.event("failed", step=0, error=message)
         raise RunFailed(message) from exc
@@ -262,10 +279,15 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         final = {**{f"train_{k}": v for k, v in last_metrics.items()}, **val_metrics}
         _write_hparams(writer, dict(spec.params), final)
         progress(force=True)
-        run.event("finished", step=step, metrics=final)
-        return final
-    finally:
-        writer.close()
+    except BaseException:
+        try:
+            writer.close()  # may re-raise the writer thread's own error: the first one is what counts
+        except Exception:
+            pass
+        raise
+    writer.close()
+    run.event("finished", step=step, metrics=final)
+    return final
 
 
 def _refuse_stalled_loop(run: RunDir, step: int) -> None:

@@ -80,48 +80,67 @@ def summarize(run: RunDir) -> RunSummary:
     s = RunSummary(run_id=run.run_id, sweep=spec.sweep, workload=spec.workload, path=str(run.path),
                    params=dict(spec.params), total=int(spec.params.get("steps", 0)))
     attempt_start: float | None = None
-    for ev in run.events():
-        kind, t = ev.get("event"), ev.get("t")
-        if kind in STATE_OF_EVENT:
-            s.state = STATE_OF_EVENT[kind]
-        if kind == "submitted":
-            s.job_id, s.partition, s.executor = ev.get("job_id"), ev.get("partition"), ev.get("executor")
-            s.submitted_t = t
-            s.error = None
-        elif kind == "started":
-            s.attempts += 1
-            s.started_t = s.started_t or t
-            attempt_start = t
-            s.job_id = ev.get("job_id") or s.job_id
-            s.pid, s.host = ev.get("pid"), ev.get("host")
-            s.executor = ev.get("executor") or s.executor
-            s.step = max(s.step, int(ev.get("step", 0)))
-        elif kind == "checkpoint":
-            s.last_checkpoint_t, s.last_checkpoint_step = t, ev.get("step")
-            s.checkpoint_seconds = ev.get("seconds", s.checkpoint_seconds)
-            s.step_seconds = ev.get("step_seconds", s.step_seconds)
-        elif kind == "requeued":
-            s.requeues += 1
-            reason = str(ev.get("reason", "signal"))
-            s.requeue_reasons[reason] = s.requeue_reasons.get(reason, 0) + 1
-        elif kind == "timeout":
-            s.error = f"time limit reached at step {ev.get('step')}: {ev.get('hint', '')}".strip()
-        elif kind == "failed":
-            s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
-        elif kind == "alarm":
-            s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
-        elif kind == "warning":
-            s.warnings.append(str(ev.get("message")))
-        if kind in ("requeued", "finished", "failed", "cancelled", "stopped", "timeout"):
-            if attempt_start is not None and t is not None:
-                s.run_seconds += max(0.0, t - attempt_start)
-            attempt_start = None
-            s.ended_t = t
-        if "step" in ev and kind != "submitted":
-            s.step = max(s.step, int(ev["step"]))
+    events, s.warnings = run.read_events()
+    for ev in events:
+        try:
+            attempt_start = _apply(s, ev, attempt_start)
+        except (TypeError, ValueError, AttributeError, IndexError):
+            s.warnings.append(f"event {str(ev)[:80]} has unusable fields and was skipped")
+    return _rest(s, run, attempt_start)
+
+
+def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> float | None:
+    """Fold one event into the summary; returns when the current attempt started."""
+    kind, t = ev.get("event"), ev.get("t")
+    if t is not None and not isinstance(t, (int, float)):
+        raise TypeError("t")
+    if kind in STATE_OF_EVENT:
+        s.state = STATE_OF_EVENT[kind]
+    if kind == "submitted":
+        s.job_id, s.partition, s.executor = ev.get("job_id"), ev.get("partition"), ev.get("executor")
+        s.submitted_t = t
+        s.error = None
+    elif kind == "started":
+        s.attempts += 1
+        s.started_t = s.started_t or t
+        attempt_start = t
+        s.job_id = ev.get("job_id") or s.job_id
+        s.pid, s.host = ev.get("pid"), ev.get("host")
+        s.executor = ev.get("executor") or s.executor
+        s.step = max(s.step, int(ev.get("step", 0)))
+    elif kind == "checkpoint":
+        s.last_checkpoint_t, s.last_checkpoint_step = t, ev.get("step")
+        s.checkpoint_seconds = ev.get("seconds", s.checkpoint_seconds)
+        s.step_seconds = ev.get("step_seconds", s.step_seconds)
+    elif kind == "requeued":
+        s.requeues += 1
+        reason = str(ev.get("reason", "signal"))
+        s.requeue_reasons[reason] = s.requeue_reasons.get(reason, 0) + 1
+    elif kind == "timeout":
+        s.error = f"time limit reached at step {ev.get('step')}: {ev.get('hint', '')}".strip()
+    elif kind == "failed":
+        s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
+    elif kind == "alarm":
+        s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
+    elif kind in ("warning", "checkpoint_rejected"):
+        s.warnings.append(str(ev.get("message")))
+    if kind in ("requeued", "finished", "failed", "cancelled", "stopped", "timeout"):
+        if attempt_start is not None and t is not None:
+            s.run_seconds += max(0.0, t - attempt_start)
+        attempt_start = None
+        s.ended_t = t
+    if "step" in ev and kind != "submitted":
+        s.step = max(s.step, int(ev["step"]))
+    return attempt_start
+
+
+def _rest(s: RunSummary, run: RunDir, attempt_start: float | None) -> RunSummary:
     progress = run.progress()
     if progress:
-        s.step = max(s.step, int(progress.get("step", 0)))
+        try:
+            s.step = max(s.step, int(progress.get("step", 0)))
+        except (TypeError, ValueError):
+            s.warnings.append("progress.json has an unusable step; ignored")
         s.loss = progress.get("loss", s.loss)
         s.val_loss = progress.get("val_loss", s.val_loss)
         s.steps_per_s = progress.get("steps_per_s")

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 from .slurmtime import format_time, parse_mem, parse_time
 
-RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk")
+# what a run asks for and how it is handled; none of these is part of its identity
+RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk", "check_data")
 _NAME_SAFE = re.compile(r"[^a-z0-9.]+")
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -30,6 +31,7 @@ class Resources:
     gpus: int = 0
     partition: str | None = None  # None: chosen from the cluster's limits
     chunk: bool = False  # allow splitting into segments that each fit a partition
+    check_data: bool = True  # a run setting: check the data at submit (false: it exists only on compute nodes)
 
     def shape(self) -> tuple:
         """Runs with equal shapes share one job array (one sbatch call)."""
@@ -48,6 +50,7 @@ class Resources:
             "gpus": self.gpus,
             "partition": self.partition,
             "chunk": self.chunk,
+            "check_data": self.check_data,
         }
 
     @classmethod
@@ -88,10 +91,10 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
                 if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value)):
                     raise ValueError(f"expected a partition name (letters, digits, . _ -), got {value!r}")
                 changes["partition"] = value or None
-            elif key == "chunk":
+            elif key in ("chunk", "check_data"):
                 if not isinstance(value, bool):
                     raise ValueError(f"expected true or false, got {value!r}")
-                changes["chunk"] = value
+                changes[key] = value
         except ValueError as exc:
             msg = str(exc)
             raise ValueError(msg if msg.startswith(f"{key}:") else f"{key}: {msg}") from None

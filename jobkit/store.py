@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from . import atomic
+from . import atomic, faults
 from .spec import JobSpec
 
 if TYPE_CHECKING:
@@ -97,16 +97,30 @@ class RunDir:
         return record
 
     def events(self) -> list[dict[str, Any]]:
-        """All events; a torn last line (a kill mid-append) is ignored."""
-        if not self.events_path.exists():
-            return []
-        out = []
-        for line in self.events_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+        """All events; malformed or torn lines (a kill or a full disk mid-append) are skipped."""
+        return self.read_events()[0]
+
+    def read_events(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """(events, one warning per skipped line): what `status` and `collect` read."""
+        try:
+            text = self.events_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return [], []
+        except OSError as exc:
+            return [], [f"events.jsonl cannot be read ({exc.strerror})"]
+        out, problems = [], []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
                 continue
-        return out
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+                problems.append(f"events.jsonl line {number} is malformed or truncated and was skipped")
+                continue
+            out.append(record)
+        return out, problems
 
     # --- progress and metrics ------------------------------------------------------------------
     def write_progress(self, progress: dict[str, Any]) -> None:
@@ -138,11 +152,24 @@ class RunDir:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
         name = f"step-{step:06d}.pt"
         path = self.checkpoint_dir / name
-        atomic.write_with(path, lambda f: torch.save(state, f))
+        needed = faults.state_bytes(state) + 64 * 1024
+        if faults.free_bytes(self.checkpoint_dir) < needed:  # do not fill the disk to the last byte
+            raise faults.NoSpace(self.checkpoint_dir, needed)
+        try:
+            atomic.write_with(path, lambda f: torch.save(state, f))
+        except Exception as exc:  # the temp file is gone; latest.json still names the previous one
+            if faults.is_no_space(exc):
+                raise faults.NoSpace(self.checkpoint_dir, needed) from exc
+            raise
         info = CheckpointInfo(step=step, file=name, size=path.stat().st_size, sha256=_sha256(path))
         kept = [info.to_json()] + [c for c in self._kept() if c.get("file") != name]
         kept, dropped = kept[:keep], kept[keep:]
-        atomic.write_json(self.latest_path, {"latest": info.to_json(), "checkpoints": kept})
+        try:
+            atomic.write_json(self.latest_path, {"latest": info.to_json(), "checkpoints": kept})
+        except OSError:
+            if name not in {c.get("file") for c in self._kept()}:
+                path.unlink(missing_ok=True)  # unrecorded: free its room, the previous one stays latest
+            raise
         keep_files = {c["file"] for c in kept}
         for c in dropped:
             if c.get("file") not in keep_files:
@@ -155,8 +182,7 @@ class RunDir:
         A checkpoint that fails is skipped with a `warning` event naming it; the previous one is used.
         """
         import torch
-        for tmp in self.checkpoint_dir.glob(".*.tmp"):  # left by a kill mid-write
-            tmp.unlink(missing_ok=True)
+        self.remove_temp_files()
         for info in self._candidates():
             path = self.checkpoint_dir / info.file
             problem = None
@@ -173,8 +199,19 @@ class RunDir:
                     return state, info
                 except Exception as exc:  # corrupt pickle/zip: fall back, never crash
                     problem = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
-            self.event("warning", message=f"checkpoint {info.file} skipped: {problem}; trying the previous one")
+            self.event("checkpoint_rejected", file=info.file, step=info.step, problem=problem,
+                       message=f"checkpoint {info.file} rejected: {problem}; using the previous one")
         return None
+
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the `.NAME.*.tmp` files a kill mid-write left (run folder, checkpoints, samples)."""
+        removed = []
+        for folder in (self.path, self.checkpoint_dir, self.samples_dir):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                    removed.append(tmp)
+        return removed
 
     def _candidates(self) -> Iterator[CheckpointInfo]:
         """Recorded checkpoints newest first; then any unrecorded files (if latest.json is lost)."""

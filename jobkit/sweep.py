@@ -9,14 +9,16 @@ workload = "charlm"
 model = ["lstm", "tcn", "transformer"]   # a list expands: one run per value (cartesian product)
 ```
 Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus`, `partition`, `chunk`) never change a
-run's identity; every other key is a workload parameter and does. `$VAR` in a string value is
-replaced by that environment variable when the sweep is read.
+run's identity, nor does the run setting `check_data`; every other key is a workload parameter and
+does. `$VAR` / `${VAR}` in a string value is replaced by that environment variable when the sweep is
+read; an unset one is an error.
 """
 from __future__ import annotations
 
 import fnmatch
 import itertools
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field, replace
@@ -164,8 +166,11 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
     combos = itertools.product(*(merged[k] for k in list_keys)) if list_keys else [()]
     specs = []
     for combo in combos:
-        raw = {k: _expand_env(v) for k, v in merged.items()}
-        raw.update((k, _expand_env(v)) for k, v in zip(list_keys, combo))
+        try:
+            raw = {k: _expand_env(k, v) for k, v in merged.items()}
+            raw.update((k, _expand_env(k, v)) for k, v in zip(list_keys, combo))
+        except ValueError as exc:
+            raise SweepError(f"{where}: {exc}") from None
         try:
             resolved = params_mod.resolve(cls.Params, cls.presets, raw)
         except params_mod.ParamError as exc:
@@ -199,9 +204,28 @@ def _name_runs(specs: list[JobSpec], varying: list[str]) -> list[JobSpec]:
     return [named[id(s)] for s in specs]
 
 
-def _expand_env(value: Any) -> Any:
-    """`$VAR` / `${VAR}` in string values (e.g. `npy:${JOBKIT_DATA}/faces.npy`); unset ones stay as written."""
-    return os.path.expandvars(value) if isinstance(value, str) and "$" in value else value
+_ENV_REF = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _expand_env(key: str, value: Any) -> Any:
+    """`$VAR` / `${VAR}` in string values (e.g. `npy:${JOBKIT_DATA}/faces.npy`).
+
+    An unset variable raises ValueError naming it (a path with the literal `${VAR}` in it would
+    only surface later as a baffling missing file).
+    """
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def sub(match: re.Match) -> str:
+        name = match.group(1) if match.group(1) is not None else match.group(2)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"{key}: {match.group(0)!r} in {value!r} is not a valid variable reference")
+        if name not in os.environ:
+            raise ValueError(f"{key}: environment variable {name} is not set (used in {value!r}); "
+                             f"export {name}=... before submitting, or write the value out")
+        return os.environ[name]
+
+    return _ENV_REF.sub(sub, value)
 
 
 def _list_typed(cls: Any, key: str) -> bool:

@@ -54,19 +54,86 @@ BAD_SWEEPS = {
     "cross_field": '[[run]]\nworkload = "toy"\nsteps = 5\nfail_at = 9\n',
     "missing_workload": '[[run]]\nsteps = 5\n',
     "bad_top_key": 'runs = 1\n[[run]]\nworkload = "toy"\n',
+    # numbers: non-finite floats and absurd counts
+    "lr_nan": '[[run]]\nworkload = "toy"\nlr = nan\n',
+    "lr_inf": '[[run]]\nworkload = "toy"\nlr = inf\n',
+    "dropout_neg_inf": '[[run]]\nworkload = "toy"\ndropout = -inf\n',
+    "huge_steps": '[[run]]\nworkload = "toy"\nsteps = 100000000000000000000\n',
+    "huge_steps_float": '[[run]]\nworkload = "toy"\nsteps = 1e20\n',
+    "huge_batch": '[[run]]\nworkload = "toy"\nbatch_size = 1000000000\n',
+    "huge_keep": '[[run]]\nworkload = "toy"\nkeep_checkpoints = 100000\n',
+    "charlm_lr_nan_in_list": '[[run]]\nworkload = "charlm"\nlr = [1e-3, nan]\n',
+    # workloads that are not workloads
+    "not_a_class": '[[run]]\nworkload = "os:system"\n',
+    "class_without_params": '[[run]]\nworkload = "jobkit.spec:Resources"\n',
+    "module_missing": '[[run]]\nworkload = "no_such_module_xyz:Thing"\n',
+    # environment
+    "unset_env_var": '[[run]]\nworkload = "charlm"\ndata = "${JOBKIT_TEST_UNSET_VAR}/corpus.txt"\n',
+    "unset_env_var_bare": '[[run]]\nworkload = "vae"\ndataset = "npy:$JOBKIT_TEST_UNSET_VAR/x.npy"\n',
+    "bad_env_reference": '[[run]]\nworkload = "charlm"\ndata = "${not a name}/x.txt"\n',
+    # data, checked at submit
+    "charlm_missing_data": '[[run]]\nworkload = "charlm"\ndata = "/no/such/corpus.txt"\n',
+    "charlm_data_is_a_dir": '[[run]]\nworkload = "charlm"\ndata = "/"\n',
+    "charlm_empty_data": '[[run]]\nworkload = "charlm"\ndata = "{tmp}/empty.txt"\n',
+    "charlm_not_utf8": '[[run]]\nworkload = "charlm"\ndata = "{tmp}/latin1.txt"\n',
+    "charlm_too_short": '[[run]]\nworkload = "charlm"\ndata = "{tmp}/short.txt"\ncontext = 256\n',
+    "vae_celeba_missing": '[[run]]\nworkload = "vae"\ndataset = "celeba"\ndata_dir = "{tmp}/nodata"\n',
+    "vae_npy_missing": '[[run]]\nworkload = "vae"\ndataset = "npy:/no/such/faces.npy"\n',
+    "vae_npy_bad_shape": '[[run]]\nworkload = "vae"\ndataset = "npy:{tmp}/flat.npy"\n',
+    "vae_folder_missing": '[[run]]\nworkload = "vae"\ndataset = "folder:/no/such/folder"\n',
+    "check_data_not_bool": '[[run]]\nworkload = "toy"\ncheck_data = "no"\n',
 }
 
 
+def _data_files(tmp: Path) -> None:
+    """The files the data cases of BAD_SWEEPS name."""
+    import numpy as np
+
+    (tmp / "empty.txt").write_bytes(b"")
+    (tmp / "latin1.txt").write_bytes("caf\u00e9 au lait ".encode("latin-1") * 10)
+    (tmp / "short.txt").write_text("too short for a context of 256\n")
+    np.save(tmp / "flat.npy", np.zeros((4, 8), np.uint8))
+
+
 @pytest.mark.parametrize("name", sorted(BAD_SWEEPS))
-def test_bad_sweep_files_exit_2_with_one_line_and_write_nothing(tmp_path, name):
+def test_bad_sweep_files_exit_2_with_one_line_and_write_nothing(tmp_path, monkeypatch, name):
+    monkeypatch.delenv("JOBKIT_TEST_UNSET_VAR", raising=False)
+    _data_files(tmp_path)
     path = tmp_path / f"{name}.toml"
-    path.write_text(BAD_SWEEPS[name])
+    path.write_text(BAD_SWEEPS[name].replace("{tmp}", str(tmp_path)))
     root = tmp_path / "runs"
     result = invoke("submit", path, "--executor", "local", "--root", root)
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.output
     assert str(path) in result.stderr or name == "bad_name"
-    assert not root.exists() or not any(root.rglob("spec.json"))
+    assert not root.exists(), "nothing may be written"
+
+
+def test_bad_input_errors_name_the_problem(tmp_path, monkeypatch):
+    """The messages say what is wrong and where: the run, the key, the path, the variable."""
+    monkeypatch.delenv("JOBKIT_TEST_UNSET_VAR", raising=False)
+    _data_files(tmp_path)
+    expect = {
+        "lr_nan": "lr: got nan; must be a finite number",
+        "huge_steps": "steps: got 100000000000000000000; must be <= 1000000000",
+        "not_a_class": "'os:system'",
+        "class_without_params": "lacks Params",
+        "unset_env_var": "environment variable JOBKIT_TEST_UNSET_VAR is not set",
+        "charlm_missing_data": "data: /no/such/corpus.txt: no such file; expected a readable UTF-8 text file",
+        "charlm_not_utf8": "not UTF-8 text (byte 3",
+        "vae_npy_bad_shape": "shape (4, 8)",
+        "vae_celeba_missing": "img_align_celeba: no such directory",
+    }
+    for name, text in expect.items():
+        path = tmp_path / f"{name}.toml"
+        path.write_text(BAD_SWEEPS[name].replace("{tmp}", str(tmp_path)))
+        result = invoke("submit", path, "--executor", "local", "--dry-run", "--root", tmp_path / "runs")
+        assert result.exit_code == 2 and text in result.stderr, (name, result.stderr)
+        if name.startswith(("charlm_", "vae_")):
+            assert "run charlm-" in result.stderr or "run vae-" in result.stderr, result.stderr
+    missing = invoke("submit", tmp_path / "not_a_class.toml", "--dry-run", "--root", tmp_path / "runs")
+    assert "setup()" in missing.stderr and "Params" in missing.stderr
 
 
 @pytest.mark.parametrize("args", [
@@ -83,6 +150,10 @@ def test_bad_sweep_files_exit_2_with_one_line_and_write_nothing(tmp_path, name):
     ["logs", "no-such-run"],
     ["run", "{tmp}/not-a-run"],
     ["collect", "no-such-sweep"],
+    ["submit", "{sweep}", "--set", "lr=nan"],
+    ["submit", "{sweep}", "--set", "steps=1e30"],
+    ["submit", "{sweep}", "--set", "check_data=maybe"],
+    ["submit", "{sweep}", "--set", "time=-5"],
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, sweep_file, args):
     root = tmp_path / "runs"

@@ -117,8 +117,10 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path):
     path.write_bytes(path.read_bytes()[: newest.size // 2])  # truncated, as by a full disk
     state, info = run.load_checkpoint()
     assert info.step == previous.step == state["step"]
-    warnings = [e for e in run.events() if e["event"] == "warning"]
-    assert newest.file in warnings[-1]["message"] and "size" in warnings[-1]["message"]
+    rejected = [e for e in run.events() if e["event"] == "checkpoint_rejected"]
+    assert rejected[-1]["file"] == newest.file and "size" in rejected[-1]["problem"]
+    from jobkit.runstate import summarize
+    assert any(newest.file in w and "rejected" in w for w in summarize(run).warnings)
     # corrupted in place with the same size: the sha256 catches it
     data = bytearray((run.checkpoint_dir / previous.file).read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -171,8 +171,6 @@ def test_params_presets_and_validation(tmp_path):
     bad = [
         ({"dataset": "mnist"}, "dataset", "accepted values"),
         ({"dataset": "npy:"}, "dataset", "path"),
-        ({"dataset": f"npy:{tmp_path / 'missing.npy'}"}, "dataset", "no such file"),
-        ({"dataset": f"folder:{tmp_path / 'nope'}"}, "dataset", "no such directory"),
         ({"beta": -1}, "beta", ">= 0"),
         ({"latents": 4, "rotation_dim": 4}, "rotation_dim", "latents=4"),
         ({"likelihood": "poisson"}, "likelihood", "bernoulli"),
@@ -186,6 +184,36 @@ def test_params_presets_and_validation(tmp_path):
         with pytest.raises(ParamError) as err:
             resolve(BetaVAE.Params, BetaVAE.presets, raw)
         assert err.value.key == key and text in str(err.value), (raw, str(err.value))
+
+
+def test_check_data_is_cheap_and_names_key_path_and_what_was_expected(tmp_path):
+    from jobkit.datacheck import DataProblem
+
+    def check(dataset: str, **kw) -> None:
+        BetaVAE(resolve(BetaVAE.Params, BetaVAE.presets, {"dataset": dataset, **kw})).check_data()
+
+    np.save(tmp_path / "ok.npy", np.zeros((2, 8, 8), np.uint8))
+    np.save(tmp_path / "flat.npy", np.zeros((2, 8), np.uint8))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 8, 8), np.uint8))
+    (tmp_path / "junk.npy").write_bytes(b"not an array at all")
+    (tmp_path / "noimages").mkdir()
+    (tmp_path / "noimages" / "a.txt").write_text("x")
+    check(f"npy:{tmp_path / 'ok.npy'}")
+    check("sprites")
+    cases = [
+        (f"npy:{tmp_path / 'missing.npy'}", "no such file"),
+        (f"npy:{tmp_path / 'flat.npy'}", "shape (2, 8)"),
+        (f"npy:{tmp_path / 'empty.npy'}", "empty array"),
+        (f"npy:{tmp_path / 'junk.npy'}", "not a .npy file"),
+        (f"folder:{tmp_path / 'nope'}", "no such directory"),
+        (f"folder:{tmp_path / 'noimages'}", "no image files"),
+    ]
+    for dataset, text in cases:
+        with pytest.raises(DataProblem) as err:
+            check(dataset)
+        assert err.value.key == "dataset" and text in str(err.value) and "expected" in str(err.value), str(err.value)
+    with pytest.raises(DataProblem, match="img_align_celeba.*no such directory"):
+        check("celeba", data_dir=str(tmp_path))
 
 
 def test_registered_and_implements_the_protocol():

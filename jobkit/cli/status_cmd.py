@@ -64,6 +64,8 @@ def status_table(report: StatusReport) -> Table:
             state += f"\n[dim]{s.error[:120]}[/]"
         if s.alarms:
             state += f"\n[magenta]alarm: {s.alarms[-1][:100]}[/]"
+        if s.warnings:
+            state += f"\n[yellow]warning: {s.warnings[-1][:100]}[/]"
         table.add_row(s.run_id, *[str(s.params.get(k, "-")) for k in keys], s.partition or "-", s.job_id or "-",
                       state, f"{s.requeues}/{max(s.attempts, 0)}", f"{s.step}/{s.total}", _fmt_f(s.loss),
                       _fmt_f(s.val_loss), _fmt_s(age(s.last_checkpoint_t)), _fmt_s(s.eta_s))

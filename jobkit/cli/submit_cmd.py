@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from .. import cluster as cluster_mod
+from .. import datacheck
 from .. import submit as submit_mod
 from .. import sweep as sweep_mod
 from ..spec import JobSpec, Resources, parse_resources
@@ -91,8 +92,17 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
     out.print(", ".join(f"{n} {a}" for a, n in counts.items()))
 
 
+def _check_data(specs: list[JobSpec], source: str) -> list[tuple[str, str]]:
+    """Every run's data, before anything is written; the runs not checked, as warnings."""
+    try:
+        return datacheck.check_specs(specs, source).warnings()
+    except datacheck.DataCheckFailed as exc:
+        fail(str(exc))
+
+
 def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, explain: bool,
-        show_script: bool, as_json: bool, wait: bool) -> None:
+        show_script: bool, as_json: bool, wait: bool, source: str = "") -> None:
+    data_warnings = _check_data(specs, source or str(root))
     executor = _resolve_executor(executor_name)
     if executor == "slurm":
         try:
@@ -112,6 +122,9 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
                     submit_mod.execute(planned, root, executor)
         except submit_mod.SubmitError as exc:
             fail(f"submission refused, nothing was submitted: {exc}", code=EXIT_FAILED)
+    for p in planned:
+        p.warning = "; ".join(w for rid, w in [(p.spec.run_id, p.warning)] + data_warnings
+                              if rid == p.spec.run_id and w) or None
     if as_json:
         data = {"executor": executor, "dry_run": dry_run, "runs": [p.to_json() for p in planned]}
         if show_script and executor == "slurm":
@@ -164,7 +177,7 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
     specs = sweep.specs
     if chunk:
         specs = [s.with_resources(replace(s.resources, chunk=True)) for s in specs]
-    _go(specs, root, executor, dry_run, explain, show_script, as_json, wait)
+    _go(specs, root, executor, dry_run, explain, show_script, as_json, wait, source=str(sweep_file))
 
 
 @click.command("resume")

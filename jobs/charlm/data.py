@@ -149,10 +149,54 @@ def read_text(path: Path) -> str:
     if not raw:
         raise DataError(f"{path}: the file is empty; pass a UTF-8 text file with some text in it")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); convert it, "
-                        f"e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8.txt") from None
+        raise DataError(_not_utf8(path, exc.start, exc.reason)) from None
+    return text.replace("\r\n", "\n")  # Windows line endings: one newline, not '\r' + '\n'
+
+
+def _not_utf8(path: Path, byte: int, reason: str) -> str:
+    return (f"{path}: not UTF-8 text (byte {byte}: {reason}); convert it, "
+            f"e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8.txt")
+
+
+HEAD_BYTES = 1 << 16  # how much of the corpus the submit-time check decodes
+
+
+def check_corpus(data: str, *, val_fraction: float = 0.1, min_split: int = 2) -> Path:
+    """The cheap submit-time check of `load_corpus`: the file is there, readable, not empty, its
+    first 64 KiB are UTF-8 and it is long enough for both splits. Never downloads; raises DataError."""
+    if data in KNOWN_CORPORA:
+        filename, url, _ = KNOWN_CORPORA[data]
+        env = os.environ.get("JOBKIT_DATA")
+        candidates = ([Path(env).expanduser() / filename] if env else []) + [cache_dir() / filename]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise DataNotFound(f"{data}: not found as {' or '.join(map(str, candidates))}; download it once "
+                               f"from {url} into $JOBKIT_DATA")
+    else:
+        path = Path(data).expanduser()
+    if not path.exists():
+        raise DataNotFound(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not head:
+        raise DataError(f"{path}: the file is empty")
+    import codecs
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEAD_BYTES)
+    except UnicodeDecodeError as exc:
+        raise DataError(_not_utf8(path, exc.start, exc.reason)) from None
+    size = path.stat().st_size  # characters <= bytes: a sound bound on the split sizes
+    if size * val_fraction + 1 < min_split or size * (1.0 - val_fraction) < min_split:
+        raise DataError(f"{path}: {size} bytes is too short: each split needs at least {min_split} "
+                        f"characters (context + 1) with val_fraction={val_fraction}")
+    return path
 
 
 def encode_text(text: str) -> tuple[Vocab, torch.Tensor]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jobkit.params import ParamError
-from jobkit.protocol import BaseParams
+from jobkit.protocol import MAX_BATCH, BaseParams
 
 MODELS = ("lstm", "tcn", "transformer")
 POSITIONS = ("learned", "sinusoidal", "none")
@@ -27,7 +27,7 @@ class CharLMParams(BaseParams):
     val_fraction: float = field(default=0.1, metadata={
         "min": 0.001, "max": 0.5, "help": "last fraction of the text held out for validation and prompts"})
     context: int = field(default=256, metadata={"min": 2, "max": 65536, "help": "characters per training window"})
-    batch_size: int = field(default=64, metadata={"min": 1, "help": "windows per step"})
+    batch_size: int = field(default=64, metadata={"min": 1, "max": MAX_BATCH, "help": "windows per step"})
     # optimisation
     lr: float = field(default=1e-3, metadata={"min": 0.0, "help": "peak AdamW learning rate"})
     min_lr: float = field(default=1e-4, metadata={"min": 0.0, "help": "learning rate at the end of the cosine"})

@@ -20,7 +20,10 @@ from torch import nn
 
 from jobkit.atomic import write_text
 
-from .data import Corpus, Vocab, load_corpus, random_batch, val_window_starts, windows
+from jobkit.datacheck import DataProblem
+
+from .data import (Corpus, DataError, Vocab, check_corpus, load_corpus, random_batch, val_window_starts,
+                   windows)
 from .models import TCNLM, build_model, count_params
 from .params import CharLMParams
 from .presets import PRESETS
@@ -93,6 +96,17 @@ class CharLM:
         self.total_steps = params.steps
 
     # ------------------------------------------------------------------------------------- setup
+    def check_data(self) -> None:
+        """At submit: the corpus exists, is readable UTF-8 and long enough (see `check_corpus`)."""
+        p = self.params
+        try:
+            check_corpus(p.data, val_fraction=p.val_fraction, min_split=max(p.context, p.prompt_len) + 1)
+        except DataError as exc:
+            path, _, problem = str(exc).partition(": ")
+            raise DataProblem("data", path, problem,
+                              "a readable UTF-8 text file, or data = \"tinyshakespeare\" with "
+                              "tinyshakespeare.txt in $JOBKIT_DATA") from None
+
     def setup(self, run_dir: Path, device: torch.device) -> None:
         p = self.params
         self.run_dir, self.device = Path(run_dir), torch.device(device)

@@ -16,14 +16,14 @@ from torch import nn
 
 from jobkit import atomic
 from jobkit.params import ParamError
-from jobkit.protocol import BaseParams
+from jobkit.protocol import MAX_BATCH, BaseParams
 
 
 @dataclass
 class ToyParams(BaseParams):
     dim: int = field(default=16, metadata={"min": 1, "max": 4096, "help": "input size"})
     hidden: int = field(default=64, metadata={"min": 1, "max": 16384, "help": "hidden units"})
-    batch_size: int = field(default=32, metadata={"min": 1, "help": "examples per step"})
+    batch_size: int = field(default=32, metadata={"min": 1, "max": MAX_BATCH, "help": "examples per step"})
     lr: float = field(default=1e-2, metadata={"min": 0.0, "help": "AdamW learning rate"})
     dropout: float = field(default=0.1, metadata={"min": 0.0, "max": 0.9, "help": "dropout probability"})
     step_sleep: float = field(default=0.0, metadata={"min": 0.0, "max": 60.0, "help": "seconds slept per step"})

@@ -304,6 +304,58 @@ def load_celeba(data_dir: str, val_size: int, workers: int, download: bool = Fal
     return FaceData("celeba", train_set, val, f"celeba: {root / 'celeba'} ({len(train_set)} train images)")
 
 
+NPY_EXPECTED = "a .npy array N×H×W or N×H×W×C (C = 1 or 3) of uint8, bool or floats in [0, 1]"
+CELEBA_FILES = ("list_eval_partition.txt", "identity_CelebA.txt", "list_attr_celeba.txt",
+                "list_bbox_celeba.txt", "list_landmarks_align_celeba.txt")
+
+
+def check_dataset(dataset: str, data_dir: str = "", download: bool = False) -> None:
+    """The cheap submit-time check of `load_dataset`: paths exist and npy headers fit; no image is
+    decoded and no array read. Raises `jobkit.datacheck.DataProblem`."""
+    from jobkit.datacheck import DataProblem
+
+    kind, path = parse_dataset(dataset)
+    if kind == "sprites" or (kind == "celeba" and download):
+        return
+    if kind == "celeba":
+        root = celeba_root(data_dir) / "celeba"
+        expected = (f"CelebA's img_align_celeba/ and {', '.join(CELEBA_FILES)} (from {CELEBA_URL}); "
+                    "set data_dir or $JOBKIT_DATA to the folder holding celeba/")
+        if not (root / "img_align_celeba").is_dir():
+            raise DataProblem("dataset", str(root / "img_align_celeba"), "no such directory", expected)
+        missing = [f for f in CELEBA_FILES if not (root / f).is_file()]
+        if missing:
+            raise DataProblem("dataset", str(root / missing[0]), "no such file", expected)
+        return
+    file = Path(path).expanduser()
+    if kind == "folder":
+        expected = f"a directory holding image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+        if not file.is_dir():
+            raise DataProblem("dataset", str(file), "no such directory", expected)
+        if not os.access(file, os.R_OK | os.X_OK):
+            raise DataProblem("dataset", str(file), "not readable", expected)
+        if next((p for p in file.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()), None) is None:
+            raise DataProblem("dataset", str(file), "no image files under it", expected)
+        return
+    if not file.is_file():
+        raise DataProblem("dataset", str(file), "no such file", NPY_EXPECTED)
+    try:
+        with open(file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(f))
+    except OSError as exc:
+        raise DataProblem("dataset", str(file), f"cannot be read ({exc.strerror})", NPY_EXPECTED) from None
+    except ValueError as exc:
+        raise DataProblem("dataset", str(file), f"not a .npy file ({str(exc).splitlines()[0]})", NPY_EXPECTED) from None
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[-1] in (1, 3))):
+        raise DataProblem("dataset", str(file), f"shape {tuple(shape)}", NPY_EXPECTED)
+    if 0 in shape[:3]:
+        raise DataProblem("dataset", str(file), f"empty array, shape {tuple(shape)}", NPY_EXPECTED)
+    if dtype.kind not in "buif":
+        raise DataProblem("dataset", str(file), f"dtype {dtype}", NPY_EXPECTED)
+
+
 def load_dataset(dataset: str, *, data_dir: str = "", val_size: int = 1000, workers: int = 4,
                  download: bool = False) -> FaceData | SpritesData:
     """The dataset named by a `dataset` parameter; raises DatasetError with a one-line fix."""

@@ -6,10 +6,8 @@ sprites); the run length and cadence come from the presets (`default` is GPU-siz
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-
 from jobkit.params import ParamError
-from jobkit.protocol import BaseParams
+from jobkit.protocol import MAX_BATCH, BaseParams
 
 from .data import parse_dataset
 
@@ -35,7 +33,7 @@ class VAEParams(BaseParams):
     likelihood: str = field(default="auto", metadata={
         "choices": list(LIKELIHOODS), "help": "reconstruction term (auto: bernoulli on sprites, gaussian else)"})
     # optimisation
-    batch_size: int = field(default=64, metadata={"min": 1, "help": "images per step"})
+    batch_size: int = field(default=64, metadata={"min": 1, "max": MAX_BATCH, "help": "images per step"})
     lr: float = field(default=5e-4, metadata={"min": 0.0, "help": "Adam learning rate"})
     # evaluation and pictures
     rotation_dim: int = field(default=-1, metadata={
@@ -52,10 +50,6 @@ class VAEParams(BaseParams):
             kind, path = parse_dataset(self.dataset)
         except ValueError as exc:
             raise ParamError("dataset", str(exc)) from None
-        if kind == "npy" and not Path(path).expanduser().is_file():
-            raise ParamError("dataset", f"npy:{path}: no such file")
-        if kind == "folder" and not Path(path).expanduser().is_dir():
-            raise ParamError("dataset", f"folder:{path}: no such directory")
         if self.download and kind != "celeba":
             raise ParamError("download", f"only applies to dataset=celeba, not {self.dataset!r}")
         if self.lr <= 0:

@@ -21,7 +21,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from . import sprites
-from .data import FaceData, SpritesData, load_dataset, parse_dataset
+from .data import FaceData, SpritesData, check_dataset, load_dataset, parse_dataset
 from .mig import histogram_discretize, mig_details, mutual_info_matrix
 from .model import VAE
 from .params import PRESETS, VAEParams
@@ -69,6 +69,10 @@ class BetaVAE:
         self._analysis: tuple[int, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------------------------- training
+
+    def check_data(self) -> None:
+        """At submit: the dataset's files exist and an npy header fits (see `check_dataset`)."""
+        check_dataset(self.params.dataset, self.params.data_dir, self.params.download)
 
     def setup(self, run_dir: Path, device: torch.device) -> None:
         p = self.params
