@@ -59,6 +59,11 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(p).free
 
 
+def has_room(path: Path, needed: int) -> bool:
+    """Whether `needed` bytes fit on the file system of `path` (quota aside: that shows as EDQUOT)."""
+    return free_bytes(path) >= needed
+
+
 def human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":

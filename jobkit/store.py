@@ -153,7 +153,7 @@ class RunDir:
         name = f"step-{step:06d}.pt"
         path = self.checkpoint_dir / name
         needed = faults.state_bytes(state) + 64 * 1024
-        if faults.free_bytes(self.checkpoint_dir) < needed:  # do not fill the disk to the last byte
+        if not faults.has_room(self.checkpoint_dir, needed):  # do not fill the disk to the last byte
             raise faults.NoSpace(self.checkpoint_dir, needed)
         try:
             atomic.write_with(path, lambda f: torch.save(state, f))
