@@ -49,7 +49,10 @@ def check_specs(specs: Iterable[JobSpec], source: str) -> DataReport:
         if spec.signature in seen:
             continue
         seen.add(spec.signature)
-        cls = registry.load(spec.workload)
+        try:
+            cls = registry.load(spec.workload)
+        except registry.UnknownWorkload as exc:
+            raise DataCheckFailed(f"{source}: run {spec.run_id}: {exc}") from None
         check = getattr(cls, "check_data", None)
         if check is None:
             continue

@@ -295,7 +295,7 @@ def _refuse_stalled_loop(run: RunDir, step: int) -> None:
     stalled = 0
     for ev in reversed(run.events()):
         if ev.get("event") == "requeued":
-            if int(ev.get("step", -1)) != step:
+            if ev.get("step", -1) != step:
                 break
             stalled += 1
         elif ev.get("event") in ("finished", "failed", "submitted"):
