@@ -45,7 +45,7 @@ def _jobkit(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
 def kill_soak(root: Path, kills: int, seed: int = 0, max_delay: float = 0.4) -> dict:
     """`kills` times: start `jobkit run`, wait for it to train, SIGKILL it at a random instant."""
     rnd = random.Random(seed)
-    params = {**PARAMS, "steps": 10 * kills + 60}
+    params = {**PARAMS, "steps": 25 * kills + 60}
     straight = testing.make_run(root / "straight", "toy", params)
     t0 = time.perf_counter()
     runner.run(straight)
