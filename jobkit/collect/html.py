@@ -11,6 +11,7 @@ from typing import Any
 from .plots import Series, bar_chart, line_chart
 from .report import PER_DIM, fmt_duration, fmt_value, is_detail
 from .scalars import Curve
+from ..state import State
 
 CSS = """
 :root { --fg:#1b1f24; --muted:#57606a; --line:#d0d7de; --bg:#ffffff; --soft:#f6f8fa; --warn:#fff8c5; --warnline:#d4a72c; }
@@ -178,7 +179,7 @@ def _runs_table(recs: list[dict[str, Any]], info: dict[str, Any]) -> str:
         cells += [f'<td class="num">{used}</td>',
                   f'<td class="num">{r.get("segments", r.get("attempts", 0))}</td>',
                   f'<td class="num">{r.get("requeues", 0)}{why}</td>']
-        cls = ' class="err"' if r["state"] in ("FAILED", "UNREADABLE") else ""
+        cls = ' class="err"' if r["state"] in (State.FAILED, State.UNREADABLE) else ""
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
         if r.get("error"):
             rows.append(f'<tr class="err"><td colspan="{len(cells)}" class="small">{_e(r["run_id"])}: '
@@ -310,7 +311,7 @@ def _vae(vae: dict[str, Any]) -> str:
                 step = f"step {e['step']}" if e["step"] is not None else "no samples yet"
                 mig = f" · MIG {e['mig']:.3f}" if isinstance(e.get("mig"), (int, float)) else ""
                 alt = f"{kind} {e['label']} {e['run_id']}"
-                state = "" if e["state"] == "COMPLETED" else " · " + e["state"]
+                state = "" if e["state"] == State.COMPLETED else " · " + e["state"]
                 figs.append(f'<figure>{_img(e["images"].get(kind), alt, like)}'
                             f'<figcaption>{_swatch(e["color"])}{_e(e["label"])} <span class="cap2">{_e(step)}{_e(mig)}'
                             f'{_e(state)}<br><span class="mono">{_e(e["run_id"])}</span></span></figcaption></figure>')

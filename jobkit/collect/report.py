@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
-from ..runstate import TERMINAL, RunSummary, summarize
+from ..runstate import RunSummary, summarize
+from ..state import TERMINAL, State
 from ..spec import differing_keys
 from ..store import RunDir, find_runs
 from . import samples as samples_mod
@@ -26,7 +27,7 @@ from .scalars import Curve, event_files, read_scalars
 SCHEMA = 1
 PER_DIM = re.compile(r"(^|[/_])(kl_)?dim\d+$|per_dim$")
 HIGHER_IS_BETTER = re.compile(r"(^|_)(mig|acc|accuracy|active_units|tokens_per_s|psnr|ssim)($|_)")
-STARTED = {"RUNNING", "REQUEUED", *TERMINAL}
+STARTED = {State.RUNNING, State.REQUEUED, *TERMINAL}
 
 
 MAX_METRIC_COLUMNS = 6  # in the runs table; summary.json has every metric
@@ -134,7 +135,7 @@ def _run_record(run: RunDir) -> tuple[dict[str, Any], dict[str, Curve], samples_
         spec_problem = f"spec.json unreadable ({type(exc).__name__})"
     rec: dict[str, Any] = {"run_id": run.run_id, "path": str(run.path), "missing": []}
     if s is None:
-        rec.update(workload="?", state="UNREADABLE", step=0, total=0, params={}, run_seconds=0.0,
+        rec.update(workload="?", state=State.UNREADABLE, step=0, total=0, params={}, run_seconds=0.0,
                    attempts=0, requeues=0, requeue_reasons={}, error=spec_problem)
         rec["missing"].append(spec_problem)
         return rec, {}, samples_mod.RunSamples()
@@ -176,9 +177,9 @@ def _missing(run: RunDir, s: RunSummary, curves: dict[str, Curve], metrics: dict
     out: list[str] = []
     if s.state not in STARTED:
         return [f"not started yet ({s.state}): no curves, metrics or samples"]
-    if s.state in ("RUNNING", "REQUEUED"):
+    if s.state in (State.RUNNING, State.REQUEUED):
         out.append(f"still {s.state.lower()}: step {s.step} of {s.total or '?'}; final metrics and samples come at the end")
-    elif s.state != "COMPLETED":
+    elif s.state != State.COMPLETED:
         why = f": {s.error}" if s.error else ""
         out.append(f"{s.state.lower()} at step {s.step} of {s.total or '?'}{why}")
     if not event_files(run.tb_dir):
@@ -205,7 +206,7 @@ def _missing(run: RunDir, s: RunSummary, curves: dict[str, Curve], metrics: dict
                 out.append(f"samples step {latest}: no {', '.join(lacking)} image")
             if sf.json_path is None:
                 out.append(f"samples step {latest}: no step-{latest:06d}.json (MIG, KL per dim)")
-        if s.state == "COMPLETED" and isinstance(metrics.get("step"), int) and max(smp.steps) < metrics["step"]:
+        if s.state == State.COMPLETED and isinstance(metrics.get("step"), int) and max(smp.steps) < metrics["step"]:
             out.append(f"final samples (step {metrics['step']}) missing; the newest are from step {max(smp.steps)}")
     return out
 
@@ -304,7 +305,7 @@ def gather(root: Path, sweep: str) -> Collected:
             summary["images"][rec["run_id"]] = {"step": latest.step, "images": imgs}
     for rec in recs:
         summary["missing"].extend(f"{rec['run_id']}: {m}" for m in rec["missing"])
-    summary["complete"] = all(r["state"] == "COMPLETED" for r in recs) and not summary["missing"]
+    summary["complete"] = all(r["state"] == State.COMPLETED for r in recs) and not summary["missing"]
     col.summary = summary
     return col
 
