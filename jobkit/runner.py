@@ -96,10 +96,10 @@ class _StopFlag:
 
 
 def build_workload(run: RunDir):
-    """The workload object for a run, from its spec (params re-validated against the code)."""
+    """The workload object for a run, from its spec (cross-field checks run again on this code)."""
     spec = run.spec()
     cls = registry.load(spec.workload)
-    params = params_mod.from_dict(cls.Params, spec.params)
+    params = params_mod.from_dict(cls.Params, spec.workload_values)
     params.check()
     return spec, cls(params), params
 
@@ -148,7 +148,12 @@ def run(run: RunDir, host: Host | None = None,
 
 def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], None] | None,
           writer_cls: Any) -> dict[str, float]:
-    spec, workload, params = build_workload(run)
+    try:
+        spec, workload, params = build_workload(run)
+    except params_mod.ParamError as exc:
+        message = f"spec.json: {exc}"
+        run.event(Event.FAILED, step=0, error=message)
+        raise RunFailed(message) from None
     res = spec.resources
     torch.set_num_threads(max(1, res.cpus))
     device = torch.device("cuda" if res.gpus > 0 and torch.cuda.is_available() else "cpu")
