@@ -1,5 +1,5 @@
 """Build small, fake-but-faithful sweeps (the runner's file contract, no training) to test or preview
-the report: `python -m jobkit.collect.demo ROOT` writes `ROOT/charlm-demo` and `ROOT/vae-demo`.
+the report: `python tests/demo_runs.py ROOT` writes `ROOT/charlm-demo` and `ROOT/vae-demo`.
 
 Every file is what the runner writes: spec.json (via `RunDir.create`), events.jsonl, progress.json,
 metrics.json, real TensorBoard event files (torch's SummaryWriter, with a resumed segment using
@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import atomic
-from ..spec import JobSpec, readable_name
-from ..store import RunDir
-from ..state import Event
+from jobkit import atomic
+from jobkit.spec import JobSpec, readable_name
+from jobkit.state import Event
+from jobkit.store import RunDir
 
 T0 = 1_700_000_000.0
 PROMPTS = [("ROMEO:\nBut soft, what light ", "through yonder window breaks?\nIt is the east"),
