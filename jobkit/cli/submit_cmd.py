@@ -15,7 +15,7 @@ from .. import registry
 from ..spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec, ResourceError, Resources, parse_resources
 from ..store import find_runs
 from .common import EXIT_FAILED, console, err_console, fail, json_option, print_json, resolve_root, root_option
-from .status_cmd import wait_for
+from .live import wait_for
 
 ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim"}
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from .collect_cmd import _locate
-from .common import EXIT_OK, UserError, err_console, root_option
+from .common import EXIT_OK, UserError, err_console, locate_sweep, root_option
 
 
 @click.command("tb")
@@ -38,7 +37,7 @@ def tb(sweep: str, root: Path | None, port: int | None, host: str, reload_interv
     from .. import tb as tbmod
     from ..collect import CollectError, sweep_runs
 
-    root, sweep = _locate(sweep, root)
+    root, sweep = locate_sweep(sweep, root)
     try:
         runs = sweep_runs(root, sweep)
         plan = tbmod.plan(runs, host=host, port=port, reload_interval=reload_interval)
