@@ -7,11 +7,12 @@ import click
 
 from ..cancel import cancel_runs
 from ..status import collect_status
+from .complete import sweeps_and_runs
 from .common import EXIT_FAILED, console, find, json_option, print_json, resolve_root, root_option
 
 
 @click.command("cancel")
-@click.argument("selectors", nargs=-1, required=True, metavar="SWEEP|RUN...")
+@click.argument("selectors", nargs=-1, required=True, metavar="SWEEP|RUN...", shell_complete=sweeps_and_runs)
 @json_option
 @root_option
 def cancel(selectors: tuple[str, ...], as_json: bool, root: Path | None) -> None:

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import click
 
+from .complete import sweeps_only
 from .common import UserError, console, json_option, locate_sweep, print_json, root_option
 
 
 @click.command("collect")
-@click.argument("sweep")
+@click.argument("sweep", shell_complete=sweeps_only)
 @root_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the report [default: <root>/<sweep>/report/].")

@@ -9,11 +9,12 @@ import click
 from .. import logs as logs_mod
 from ..state import TERMINAL
 from ..status import collect_status
+from .complete import runs_only
 from .common import console, fail, find, root_option, resolve_root
 
 
 @click.command("logs")
-@click.argument("run_selector", metavar="RUN")
+@click.argument("run_selector", metavar="RUN", shell_complete=runs_only)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the run ends (Ctrl-C stops).")
 @click.option("--attempt", type=int, default=None, help="Only attempt N (1 = first start; requeues add attempts).")
 @click.option("--stderr/--stdout", "stderr", default=True, show_default=True,

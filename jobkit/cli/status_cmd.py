@@ -13,6 +13,7 @@ from ..runstate import RunSummary, age
 from ..spec import differing_keys
 from ..state import FAILED, State
 from ..status import StatusReport, collect_status
+from .complete import sweeps_and_runs
 from .common import EXIT_FAILED, console, find, json_option, print_json, resolve_root, root_option
 
 STATE_STYLE = {State.COMPLETED: "green", State.RUNNING: "cyan", State.PENDING: "yellow", State.REQUEUED: "yellow",
@@ -65,7 +66,7 @@ def status_table(report: StatusReport) -> Table:
 
 
 @click.command("status")
-@click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...")
+@click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...", shell_complete=sweeps_and_runs)
 @click.option("--watch", is_flag=True, help="Refresh the table every few seconds until interrupted.")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between refreshes with --watch.")
 @json_option

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from .complete import sweeps_only
 from .common import EXIT_OK, UserError, err_console, locate_sweep, root_option
 
 
 @click.command("tb")
-@click.argument("sweep")
+@click.argument("sweep", shell_complete=sweeps_only)
 @root_option
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Port to serve on (0: any free port) [default: 6006, or the next free one].")
