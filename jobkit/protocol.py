@@ -82,6 +82,9 @@ class ReportLayout:
 class Workload(Protocol):
     """One training job. Constructed as `Workload(params)` with its validated `Params` instance.
 
+    Optional: a class attribute `report = ReportLayout(...)` tells `jobkit collect` how to compare
+    the workload's runs (without one, by `val_loss`).
+
     Determinism contract (what makes resume bit-exact): all training randomness comes from the
     global RNGs (which the runner seeds and checkpoints) or from generators kept in `state_dict()`;
     `evaluate()` and `artifacts()` must not consume the global RNGs (use a local `torch.Generator`).
@@ -89,7 +92,6 @@ class Workload(Protocol):
 
     Params: ClassVar[type[BaseParams]]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]]  # preset name -> field overrides
-    report: ClassVar[ReportLayout]  # optional: how `jobkit collect` compares runs (default: by val_loss)
 
     total_steps: int
 

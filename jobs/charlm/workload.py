@@ -20,6 +20,7 @@ from torch import nn
 
 from jobkit.atomic import write_text
 from jobkit.protocol import Metric, ReportLayout
+from jobkit.torchutil import eval_mode
 
 from .data import Corpus, Vocab, load_corpus, random_batch, val_window_starts, windows
 from .models import TCNLM, build_model, count_params
@@ -154,19 +155,14 @@ class CharLM:
         chunk = max(1, EVAL_TOKENS // p.context)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for starts in self.val_starts.split(chunk):
-                    x, y = windows(self.corpus.val, starts, p.context)
-                    x, y = x.to(self.device), y.to(self.device)
-                    with self._autocast():
-                        logits = self.model(x)
-                    total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
-                    count += y.numel()
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.no_grad():
+            for starts in self.val_starts.split(chunk):
+                x, y = windows(self.corpus.val, starts, p.context)
+                x, y = x.to(self.device), y.to(self.device)
+                with self._autocast():
+                    logits = self.model(x)
+                total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+                count += y.numel()
         val_loss = total.item() / count
         return {"val_loss": val_loss, "val_bpc": val_loss / math.log(2)}
 
@@ -176,14 +172,9 @@ class CharLM:
         val = self.corpus.val
         prompts = torch.stack([val[o:o + p.prompt_len] for o in self.prompt_offsets]).long()
         generator = torch.Generator().manual_seed(p.seed * 1_000_003 + step)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with self._autocast():
-                generated = generate(self.model, prompts, p.sample_len, context=p.context,
-                                     temperature=p.temperature, top_k=p.top_k, generator=generator)
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), self._autocast():
+            generated = generate(self.model, prompts, p.sample_len, context=p.context,
+                                 temperature=p.temperature, top_k=p.top_k, generator=generator)
         out = []
         for o, prompt, gen in zip(self.prompt_offsets, prompts, generated):
             truth = val[o + p.prompt_len:o + p.prompt_len + p.sample_len]

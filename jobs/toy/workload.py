@@ -17,6 +17,7 @@ from torch import nn
 from jobkit import atomic
 from jobkit.params import ParamError
 from jobkit.protocol import BaseParams
+from jobkit.torchutil import eval_mode
 
 
 @dataclass
@@ -81,9 +82,8 @@ class Toy:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        self.model.eval()
-        loss = nn.functional.mse_loss(self.model(self.val_x), self.val_y).item()
-        self.model.train()
+        with eval_mode(self.model):
+            loss = nn.functional.mse_loss(self.model(self.val_x), self.val_y).item()
         return {"val_loss": loss}
 
     def artifacts(self, step: int, writer: Any, out_dir: Path) -> dict[str, float]:
