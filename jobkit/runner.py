@@ -21,6 +21,7 @@ import torch
 
 from . import params as params_mod
 from . import registry, rng
+from .convergence import Plateau, target_of
 from .divergence import DivergenceMonitor
 from .store import RunDir
 
@@ -99,7 +100,7 @@ def build_workload(run: RunDir):
     spec = run.spec()
     cls = registry.load(spec.workload)
     params = params_mod.from_dict(cls.Params, spec.params)
-    params.check()
+    params_mod.check(params)
     return spec, cls(params), params
 
 
@@ -160,7 +161,9 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         run.event("failed", step=0, error=message)
         raise RunFailed(message) from exc
 
-    monitor = DivergenceMonitor()
+    monitor = DivergenceMonitor(min_delta=params.min_delta)
+    target = target_of(type(workload))
+    plateau = Plateau(params.patience, params.min_delta, target.lower_is_better) if params.stop == "plateau" else None
     step = 0
     loaded = run.load_checkpoint(map_location=device)
     if loaded is not None:
@@ -168,9 +171,12 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         workload.load_state_dict(state["workload"])
         rng.set_state(state["rng"])
         monitor.load_state_dict(state.get("runner", {}).get("divergence", {}))
+        if plateau is not None:
+            plateau.load_state_dict(state.get("runner", {}).get("plateau", {}))
         step = int(state["step"])
     total = int(workload.total_steps)
-    if step >= total and any(e.get("event") == "finished" for e in run.events()):
+    ended = step >= total or (plateau is not None and plateau.converged)
+    if ended and any(e.get("event") == "finished" for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
     _refuse_stalled_loop(run, step)
     run.event("started", attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
@@ -190,7 +196,8 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         nonlocal last_ckpt_time
         writer.flush()
         state = {"format": CHECKPOINT_FORMAT, "step": step, "workload": workload.state_dict(),
-                 "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict()}}
+                 "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict(),
+                                                         **({"plateau": plateau.state_dict()} if plateau else {})}}
         info = run.save_checkpoint(step, state, keep=params.keep_checkpoints)
         last_ckpt_time = time.monotonic()
         run.event("checkpoint", step=step, file=info.file, reason=reason, seconds=round(info.seconds, 4),
@@ -212,6 +219,17 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         for key, value in val_metrics.items():
             writer.add_scalar(f"val/{key}", value, step)
         run.write_metrics({"step": step, **val_metrics})
+        if plateau is not None and not plateau.converged:
+            value = val_metrics.get(target.metric)
+            if value is None or not math.isfinite(value):
+                message = (f"stop = 'plateau' watches {target.metric}, but evaluate() returned "
+                           f"{value!r} for it at step {step}; use stop = 'steps' for this workload")
+                run.event("failed", step=step, error=message)
+                raise RunFailed(message)
+            plateau.update(step, value)
+            if plateau.converged:
+                run.event("converged", step=step, best_step=plateau.best_step, best=plateau.best,
+                          metric=target.metric, patience=plateau.patience, min_delta=plateau.min_delta)
 
     def artifacts() -> None:
         extra = _scalar_metrics(workload.artifacts(step, writer, run.samples_dir) or {})
@@ -247,6 +265,8 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
                     writer.add_scalar(f"train/{key}", value, step)
             if params.eval_every and step % params.eval_every == 0 and step < total:
                 evaluate()
+                if plateau is not None and plateau.converged:
+                    break  # the final phase below reuses this evaluation
             if params.sample_every and step % params.sample_every == 0 and step < total:
                 artifacts()
             due_steps = params.checkpoint_every and step % params.checkpoint_every == 0
@@ -256,13 +276,17 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
             progress()
             if on_step is not None:
                 on_step(step)
-        evaluate()
+        if plateau is None or not plateau.converged:
+            evaluate()
         artifacts()
         checkpoint("final")
         final = {**{f"train_{k}": v for k, v in last_metrics.items()}, **val_metrics}
         _write_hparams(writer, dict(spec.params), final)
         progress(force=True)
-        run.event("finished", step=step, metrics=final)
+        run.event("finished", step=step, metrics=final,
+                  **({"converged": {"step": plateau.converged_step, "best_step": plateau.best_step,
+                                    "best": plateau.best, "metric": target.metric}}
+                     if plateau is not None and plateau.converged else {}))
         return final
     finally:
         writer.close()
