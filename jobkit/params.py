@@ -127,8 +127,16 @@ def resolve(params_cls: type[BaseParams], presets: Mapping[str, Mapping[str, Any
     for key, value in values.items():
         _check_bounds(key, value, fields[key].metadata)
     params = params_cls(**values)
-    params.check()
+    check(params)
     return params
+
+
+def check(params: BaseParams) -> None:
+    """The workload's own cross-field checks, then the common ones (stop / patience / min_delta)."""
+    from .convergence import check_stop_params  # convergence imports ParamError from here
+
+    params.check()
+    check_stop_params(params)
 
 
 def to_dict(params: BaseParams) -> dict[str, Any]:

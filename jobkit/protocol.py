@@ -30,6 +30,13 @@ class BaseParams:
     sample_every: int = field(default=0, metadata={"min": 0, "help": "steps between samples (0: end only)"})
     log_every: int = field(default=10, metadata={"min": 1, "help": "steps between logged train metrics"})
     keep_checkpoints: int = field(default=2, metadata={"min": 1, "help": "checkpoints kept on disk"})
+    stop: str = field(default="steps", metadata={
+        "choices": ["steps", "plateau"],
+        "help": "'plateau': stop once the target metric (val_loss) stops improving; steps stays the upper bound"})
+    patience: int = field(default=5, metadata={
+        "min": 1, "max": 10000, "help": "evaluations without an improvement of min_delta before a plateau stop"})
+    min_delta: float = field(default=0.005, metadata={
+        "min": 0.0, "max": 0.5, "help": "smallest relative improvement that counts (0.005 = 0.5 %)"})
 
     def check(self) -> None:
         """Cross-field validation; raise `jobkit.params.ParamError(key, message)` on bad values."""

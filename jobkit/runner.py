@@ -21,6 +21,7 @@ import torch
 
 from . import params as params_mod
 from . import registry, rng
+from .convergence import Plateau, target_of
 from .divergence import DivergenceMonitor
 from .store import RunDir
 from .state import Event
@@ -100,7 +101,7 @@ def build_workload(run: RunDir):
     spec = run.spec()
     cls = registry.load(spec.workload)
     params = params_mod.from_dict(cls.Params, spec.workload_values)
-    params.check()
+    params_mod.check(params)
     return spec, cls(params), params
 
 
@@ -166,7 +167,9 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         run.event(Event.FAILED, step=0, error=message)
         raise RunFailed(message) from exc
 
-    monitor = DivergenceMonitor()
+    monitor = DivergenceMonitor(min_delta=params.min_delta)
+    target = target_of(type(workload))
+    plateau = Plateau(params.patience, params.min_delta, target.lower_is_better) if params.stop == "plateau" else None
     step = 0
     loaded = run.load_checkpoint(map_location=device)
     if loaded is not None:
@@ -174,9 +177,12 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         workload.load_state_dict(state["workload"])
         rng.set_state(state["rng"])
         monitor.load_state_dict(state.get("runner", {}).get("divergence", {}))
+        if plateau is not None:
+            plateau.load_state_dict(state.get("runner", {}).get("plateau", {}))
         step = int(state["step"])
     total = int(workload.total_steps)
-    if step >= total and any(e.get("event") == Event.FINISHED for e in run.events()):
+    ended = step >= total or (plateau is not None and plateau.converged)
+    if ended and any(e.get("event") == Event.FINISHED for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
     _refuse_stalled_loop(run, step)
     run.event(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
@@ -196,7 +202,8 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         nonlocal last_ckpt_time
         writer.flush()
         state = {"format": CHECKPOINT_FORMAT, "step": step, "workload": workload.state_dict(),
-                 "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict()}}
+                 "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict(),
+                                                         **({"plateau": plateau.state_dict()} if plateau else {})}}
         info = run.save_checkpoint(step, state, keep=params.keep_checkpoints)
         last_ckpt_time = time.monotonic()
         run.event(Event.CHECKPOINT, step=step, file=info.file, reason=reason, seconds=round(info.seconds, 4),
@@ -218,6 +225,17 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         for key, value in val_metrics.items():
             writer.add_scalar(f"val/{key}", value, step)
         run.write_metrics({"step": step, **val_metrics})
+        if plateau is not None and not plateau.converged:
+            value = val_metrics.get(target.metric)
+            if value is None or not math.isfinite(value):
+                message = (f"stop = 'plateau' watches {target.metric}, but evaluate() returned "
+                           f"{value!r} for it at step {step}; use stop = 'steps' for this workload")
+                run.event(Event.FAILED, step=step, error=message)
+                raise RunFailed(message)
+            plateau.update(step, value)
+            if plateau.converged:
+                run.event(Event.CONVERGED, step=step, best_step=plateau.best_step, best=plateau.best,
+                          metric=target.metric, patience=plateau.patience, min_delta=plateau.min_delta)
 
     def artifacts() -> None:
         extra = _scalar_metrics(workload.artifacts(step, writer, run.samples_dir) or {})
@@ -253,6 +271,8 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
                     writer.add_scalar(f"train/{key}", value, step)
             if params.eval_every and step % params.eval_every == 0 and step < total:
                 evaluate()
+                if plateau is not None and plateau.converged:
+                    break  # the final phase below reuses this evaluation
             if params.sample_every and step % params.sample_every == 0 and step < total:
                 artifacts()
             due_steps = params.checkpoint_every and step % params.checkpoint_every == 0
@@ -262,13 +282,17 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
             progress()
             if on_step is not None:
                 on_step(step)
-        evaluate()
+        if plateau is None or not plateau.converged:
+            evaluate()
         artifacts()
         checkpoint("final")
         final = {**{f"train_{k}": v for k, v in last_metrics.items()}, **val_metrics}
         _write_hparams(writer, dict(spec.params), final)
         progress(force=True)
-        run.event(Event.FINISHED, step=step, metrics=final)
+        run.event(Event.FINISHED, step=step, metrics=final,
+                  **({"converged": {"step": plateau.converged_step, "best_step": plateau.best_step,
+                                    "best": plateau.best, "metric": target.metric}}
+                     if plateau is not None and plateau.converged else {}))
         return final
     finally:
         writer.close()

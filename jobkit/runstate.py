@@ -41,6 +41,7 @@ class RunSummary:
     steps_per_s: float | None = None
     error: str | None = None
     alarms: list[str] = field(default_factory=list)
+    converged: dict[str, Any] | None = None  # the `converged` event: step, best_step, best, metric
     warnings: list[str] = field(default_factory=list)
     pid: int | None = None
     host: str | None = None
@@ -53,9 +54,20 @@ class RunSummary:
             return None if self.state != State.COMPLETED else 0.0
         return (self.total - self.step) / self.steps_per_s
 
+    @property
+    def convergence_note(self) -> str | None:
+        """'converged at step N (best val_loss X; stopped at step M)' for a plateau stop, else None."""
+        c = self.converged
+        if not c:
+            return None
+        best = c.get("best")
+        best_text = f"best {c.get('metric', 'val_loss')} {best:.4g}; " if isinstance(best, (int, float)) else ""
+        return f"converged at step {c.get('best_step')} ({best_text}stopped at step {c.get('step')})"
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["eta_s"] = self.eta_s
+        data["convergence_note"] = self.convergence_note
         return data
 
 
@@ -92,6 +104,8 @@ def summarize(run: RunDir) -> RunSummary:
             s.error = f"time limit reached at step {ev.get('step')}: {ev.get('hint', '')}".strip()
         elif kind == Event.FAILED:
             s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
+        elif kind == Event.CONVERGED:
+            s.converged = {k: ev.get(k) for k in ("step", "best_step", "best", "metric")}
         elif kind == Event.ALARM:
             s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
         elif kind == Event.WARNING:

@@ -48,6 +48,7 @@ class Event(StrEnum):
     STOPPED = "stopped"
     TIMEOUT = "timeout"
     ALARM = "alarm"
+    CONVERGED = "converged"  # a plateau stop decided; `finished` follows
     WARNING = "warning"
 
 

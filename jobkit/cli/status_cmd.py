@@ -57,6 +57,8 @@ def status_table(report: StatusReport) -> Table:
         state = f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]"
         if s.error and s.state in FAILED | {State.STOPPED}:
             state += f"\n[dim]{s.error[:120]}[/]"
+        if s.convergence_note:
+            state += f"\n[green]{s.convergence_note}[/]"
         if s.alarms:
             state += f"\n[magenta]alarm: {s.alarms[-1][:100]}[/]"
         table.add_row(s.run_id, *[str(s.params.get(k, "-")) for k in keys], s.partition or "-", s.job_id or "-",

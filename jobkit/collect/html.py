@@ -166,7 +166,8 @@ def _runs_table(recs: list[dict[str, Any]], info: dict[str, Any]) -> str:
         cells = [f'<td class="mono run">{_swatch(r["color"])}{_e(r["run_id"])}</td>']
         cells += [f"<td>{_e(fmt_value(r['key_values'].get(k)))}</td>" for k in keys]
         title = f' title="{_e(r["error"])}"' if r.get("error") else ""
-        cells.append(f"<td{title}>{_badge(r['state'])}</td>")
+        conv = f'<br><span class="small">{_e(r["convergence_note"])}</span>' if r.get("convergence_note") else ""
+        cells.append(f"<td{title}>{_badge(r['state'])}{conv}</td>")
         cells.append(f'<td class="num">{r["step"]} / {r["total"] or "?"}</td>')
         for m in metrics:
             if m in best:

@@ -48,7 +48,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         rows = []
         for r in recs:
             row = [f"`{r['run_id']}`", *[fmt_value(r["key_values"].get(k)) for k in info["key_params"]],
-                   r["state"], f"{r['step']} / {r['total'] or '?'}"]
+                   r["state"] + (f", {r['convergence_note']}" if r.get("convergence_note") else ""),
+                   f"{r['step']} / {r['total'] or '?'}"]
             for m in info["metrics"]:
                 if m in best_names:
                     b = r.get("best", {}).get(m)

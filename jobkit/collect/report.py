@@ -131,7 +131,8 @@ def _run_record(run: RunDir, layouts: dict[str, ReportLayout]
                run_seconds=round(s.run_seconds, 1), attempts=s.attempts, segments=s.attempts,
                requeues=s.requeues, requeue_reasons=s.requeue_reasons, job_id=s.job_id,
                partition=s.partition, executor=s.executor, error=s.error, alarms=s.alarms,
-               warnings=s.warnings, loss=s.loss, val_loss=s.val_loss)
+               warnings=s.warnings, loss=s.loss, val_loss=s.val_loss, converged=s.converged,
+               convergence_note=s.convergence_note)
     curves = read_scalars(run.tb_dir)
     rec["curves"] = {tag: {"points": len(c), "first_step": c[0][0], "last_step": c[-1][0], "last": c[-1][1]}
                      for tag, c in curves.items()}

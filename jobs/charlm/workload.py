@@ -35,15 +35,20 @@ EVAL_TOKENS = 1 << 15  # characters per validation batch
 
 
 class WarmupCosine:
-    """LR factor for `LambdaLR`: linear warmup to 1, then cosine down to `min_lr / lr` at `total`."""
+    """LR factor for `LambdaLR`: linear warmup to 1, then cosine down to `min_lr / lr` at `total`.
 
-    def __init__(self, lr: float, min_lr: float, warmup: int, total: int) -> None:
+    `constant=True` stays at 1 after warmup: a schedule that does not need to know where the run
+    ends, for a plateau stop (a cosine cut short by one never anneals)."""
+
+    def __init__(self, lr: float, min_lr: float, warmup: int, total: int, constant: bool = False) -> None:
         self.floor = min_lr / lr if lr > 0 else 1.0
-        self.warmup, self.total = warmup, total
+        self.warmup, self.total, self.constant = warmup, total, constant
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
             return (step + 1) / self.warmup
+        if self.constant:
+            return 1.0
         progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -106,7 +111,7 @@ class CharLM:
         self.model = build_seeded_model(p, len(self.vocab)).to(self.device)
         self.optimizer = make_adamw(param_groups(self.model, p.weight_decay), lr=p.lr, betas=(0.9, p.beta2))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, WarmupCosine(p.lr, p.min_lr, p.warmup_steps, p.steps))
+            self.optimizer, WarmupCosine(p.lr, p.min_lr, p.warmup_steps, p.steps, constant=p.schedule == "constant"))
         self.batch_generator = torch.Generator().manual_seed(p.seed)
 
         self.val_starts = val_window_starts(len(self.corpus.val), p.context, p.val_windows)
