@@ -58,6 +58,8 @@ class RunSummary:
     host: str | None = None
     step_seconds: float | None = None
     checkpoint_seconds: float | None = None
+    entry: int = 0  # the sweep file's [[run]] table it came from (sweep order)
+    final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
 
     @property
     def eta_s(self) -> float | None:
@@ -78,7 +80,7 @@ class RunSummary:
 def summarize(run: RunDir) -> RunSummary:
     spec = run.spec()
     s = RunSummary(run_id=run.run_id, sweep=spec.sweep, workload=spec.workload, path=str(run.path),
-                   params=dict(spec.params), total=int(spec.params.get("steps", 0)))
+                   params=dict(spec.params), total=int(spec.params.get("steps", 0)), entry=spec.entry)
     attempt_start: float | None = None
     for ev in run.events():
         kind, t = ev.get("event"), ev.get("t")
@@ -108,6 +110,8 @@ def summarize(run: RunDir) -> RunSummary:
             s.error = f"time limit reached at step {ev.get('step')}: {ev.get('hint', '')}".strip()
         elif kind == "failed":
             s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
+        elif kind == "finished":
+            s.final = dict(ev.get("metrics") or {})
         elif kind == "alarm":
             s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
         elif kind == "warning":

@@ -140,6 +140,7 @@ class JobSpec:
     params: Mapping[str, Any]
     resources: Resources = field(default_factory=Resources)
     name: str = ""
+    entry: int = 0  # which [[run]] table of the sweep file (1-based; 0 unknown): status shows sweep order
 
     @property
     def signature(self) -> str:
@@ -160,6 +161,7 @@ class JobSpec:
             "sweep": self.sweep,
             "workload": self.workload,
             "name": self.name,
+            "entry": self.entry,
             "signature": self.signature,
             "params": dict(self.params),
             "resources": self.resources.to_json(),
@@ -168,7 +170,8 @@ class JobSpec:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "JobSpec":
         return cls(sweep=data["sweep"], workload=data["workload"], params=dict(data["params"]),
-                   resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""))
+                   resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""),
+                   entry=int(data.get("entry") or 0))
 
     def key_values(self, keys: list[str] | None = None) -> dict[str, Any]:
         """The params that tell this run apart (for status tables)."""

@@ -172,7 +172,7 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
             extra = f" (in the expansion {dict(zip(list_keys, combo))})" if list_keys else ""
             raise SweepError(f"{where}: {exc}{extra}") from None
         specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params_mod.to_dict(resolved),
-                             resources=resources, name=workload_name))
+                             resources=resources, name=workload_name, entry=index))
     return specs
 
 

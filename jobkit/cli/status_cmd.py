@@ -12,62 +12,27 @@ from typing import Sequence
 import click
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.console import Console
 from rich.table import Table
 
-from ..runstate import TERMINAL, RunSummary, age
-from ..spec import differing_keys
+from .. import status_table as status_view
+from .. import status_watch
+from ..runstate import TERMINAL, RunSummary
 from ..status import StatusReport, collect_status, last_line
 from ..store import RunDir, find_runs
 from .common import EXIT_FAILED, console, fail, json_option, print_json, resolve_root, root_option
 
-STATE_STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
-               "FAILED": "red", "TIMEOUT": "red", "PREEMPTED": "magenta", "CANCELLED": "dim",
-               "STOPPED": "yellow", "NEW": "dim"}
 BAD_STATES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 
 
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 5400:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
+def status_table(report: StatusReport, width: int = 160) -> Table:
+    """The status table as a rich Table fitted to `width` columns (see jobkit.status_table)."""
+    return status_view.fit(status_view.build(report.summaries, report.slurm.source, report.slurm.error),
+                           Console(width=width))
 
 
-def _fmt_f(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def varying_keys(summaries: Sequence[RunSummary], limit: int = 3) -> list[str]:
-    """Params whose values differ between the runs shown (the columns that tell them apart)."""
-    keys = sorted(differing_keys([s.params for s in summaries]))
-    priority = ["workload", "model", "beta", "dataset"]
-    keys.sort(key=lambda k: (priority.index(k) if k in priority else len(priority), k))
-    return keys[:limit]
-
-
-def status_table(report: StatusReport) -> Table:
-    summaries = report.summaries
-    keys = varying_keys(summaries)
-    table = Table(title_justify="left", title=f"{len(summaries)} runs · scheduler view: {report.slurm.source}"
-                  + (f" ({report.slurm.error})" if report.slurm.error else ""))
-    for col in ["run", *keys, "partition", "job", "state", "requeues/segs", "step", "loss", "val", "ckpt age", "ETA"]:
-        table.add_column(col, overflow="fold")
-    for s in summaries:
-        state = f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]"
-        if s.error and s.state in BAD_STATES | {"STOPPED"}:
-            state += f"\n[dim]{s.error[:120]}[/]"
-        if s.alarms:
-            state += f"\n[magenta]alarm: {s.alarms[-1][:100]}[/]"
-        table.add_row(s.run_id, *[str(s.params.get(k, "-")) for k in keys], s.partition or "-", s.job_id or "-",
-                      state, f"{s.requeues}/{max(s.attempts, 0)}", f"{s.step}/{s.total}", _fmt_f(s.loss),
-                      _fmt_f(s.val_loss), _fmt_s(age(s.last_checkpoint_t)), _fmt_s(s.eta_s))
-    return table
+def show_status(report: StatusReport, out: Console) -> None:
+    status_view.show(report.summaries, out, report.slurm.source, report.slurm.error)
 
 
 def _runs(root: Path, selectors: Sequence[str]) -> list[RunDir]:
@@ -80,15 +45,19 @@ def _runs(root: Path, selectors: Sequence[str]) -> list[RunDir]:
 
 @click.command("status")
 @click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...")
-@click.option("--watch", is_flag=True, help="Refresh the table every few seconds until interrupted.")
+@click.option("--watch", is_flag=True, help="Redraw the table in place every --interval seconds; stops by itself "
+              "when no run is queued or running.")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between refreshes with --watch.")
 @json_option
 @root_option
 def status(selectors: tuple[str, ...], watch: bool, interval: float, as_json: bool, root: Path | None) -> None:
-    """One table of runs: state, partition, job, requeues, progress, losses, checkpoint age, ETA.
+    """One table of runs, in sweep order: the params that tell them apart, state, progress, losses;
+    final validation loss and run time once finished, speed and ETA while running, the error line of a
+    failed run. Columns equal for every run are named once above the table.
 
-    Asks the scheduler once for all runs (sacct; squeue when accounting is off). Exits 1 when a
-    shown run has failed.
+    Asks the scheduler once for all runs (sacct; squeue when accounting is off). On a terminal the
+    table fits its width (long values shortened in the middle; `--json` has them in full); piped or
+    logged, it is one aligned line per run. Exits 1 when a shown run has failed.
 
     \b
     Examples:
@@ -101,20 +70,16 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float, as_json: bo
     if not runs and not as_json:
         console().print(f"no runs under {root} (submit some with `jobkit submit SWEEP_FILE`)")
         return
-    if watch and not as_json:
-        with Live(status_table(collect_status(runs)), console=console(), refresh_per_second=1) as live:
-            try:
-                while True:
-                    time.sleep(interval)
-                    live.update(status_table(collect_status(_runs(root, selectors))))
-            except KeyboardInterrupt:
-                return
-    report = collect_status(runs)
-    if as_json:
+    if watch and not as_json:  # ends by itself when no run is queued or running
+        report = status_watch.watch(lambda: collect_status(_runs(root, selectors)), console(), interval,
+                                    describe=lambda r: (r.slurm.source, r.slurm.error))
+    elif as_json:
+        report = collect_status(runs)
         print_json({"root": str(root), "scheduler": report.slurm.source, "slurm_calls": report.slurm.calls,
                     "scheduler_error": report.slurm.error, "runs": [s.to_json() for s in report.summaries]})
     else:
-        console().print(status_table(report))
+        report = collect_status(runs)
+        show_status(report, console())
     if any(s.state in BAD_STATES for s in report.summaries):
         raise SystemExit(EXIT_FAILED)
 
@@ -134,7 +99,7 @@ def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int
                 report = collect_status(runs)
                 for s in report.summaries:
                     progress.update(tasks[s.run_id], total=max(1, s.total), completed=s.step,
-                                    state=f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]")
+                                    state=f"[{status_view.STATE_STYLE.get(s.state, '')}]{s.state}[/]")
                 if all(_ended(s) for s in report.summaries):
                     break
                 time.sleep(interval)
@@ -151,7 +116,7 @@ def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int
                 break
             time.sleep(interval)
     report = collect_status(runs)
-    out.print(status_table(report))
+    show_status(report, out)
     return 0 if all(s.state == "COMPLETED" for s in report.summaries) else EXIT_FAILED
 
 
