@@ -30,12 +30,12 @@ KEY_PRIORITY = ("model", "dataset", "data", "beta")
 MAX_KEYS = 4
 MISSING = "-"
 ELLIPSIS = "…"
-PLAIN_VALUE_WIDTH = 40  # a parameter value (a path, mostly) in plain output; errors are never cut there
+PLAIN_VALUE_WIDTH = 32  # a parameter value (a path, mostly) in plain output; errors are never cut there
 TERMINAL_VALUE_WIDTH = 24
 NOTE_MIN_WIDTH = 16  # an error line gets at least this much of a narrow terminal
 NOTE_WANT_WIDTH = 48  # and up to this much before a column that matters makes room for it
-# Narrow terminal: drop these first (leftmost first); "keys" stands for the parameter columns (the run
-# id carries their values). The first CHEAP ones also make room for an error line.
+# Narrow terminal: drop these first (leftmost first); "keys" stands for the parameter columns, widest
+# first (the run id carries their values). The first CHEAP ones also make room for an error line.
 DROP_ORDER = ("job", "requeues/segs", "partition", "loss", "speed", "keys", "step", "val", "time")
 CHEAP = 4
 
@@ -215,7 +215,7 @@ def build(summaries: Sequence[RunSummary], scheduler: str = "none", scheduler_er
     heading.append(f"{len(runs)} run{'s' if len(runs) != 1 else ''}")
     heading.append(f"scheduler: {scheduler}" + (f" ({scheduler_error})" if scheduler_error else ""))
     right = {cols[i].name for i in kept if cols[i].right}
-    right |= {k for k in keys if all(natural_key(s.params.get(k))[0] == 0 for s in runs)}
+    right |= {k for k in keys if all(natural_key(s.params[k])[0] == 0 for s in runs if s.params.get(k) is not None)}
     return StatusTable(heading=" · ".join(heading), columns=[cols[i].name for i in kept],
                        rows=[[cells[i][r] for i in kept] for r in range(len(runs))],
                        states=[s.state for s in runs], right=right, keys=[k for k in keys if k in
@@ -284,7 +284,8 @@ def fit(table: StatusTable, console: Console) -> Table:
 
     has_note = "note" in columns
     cheap = {c for c in DROP_ORDER[:CHEAP]}
-    droppable = [c for group in DROP_ORDER for c in (table.keys[::-1] if group == "keys" else [group]) if c in columns]
+    widest_key_first = sorted(table.keys, key=lambda k: -max(len(r[table.columns.index(k)]) for r in table.rows))
+    droppable = [c for group in DROP_ORDER for c in (widest_key_first if group == "keys" else [group]) if c in columns]
     while droppable and natural(columns, NOTE_MIN_WIDTH if has_note else None) > width:
         columns.remove(droppable.pop(0))
     if not has_note:
