@@ -20,12 +20,12 @@ from rich.text import Text
 
 from .runstate import RunSummary
 from .spec import differing_keys
+from .state import FAILED, State
 
-STATE_STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
-               "FAILED": "red", "TIMEOUT": "red", "PREEMPTED": "magenta", "CANCELLED": "dim",
-               "STOPPED": "yellow", "NEW": "dim"}
-ENDED_BADLY = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "PREEMPTED", "BOOT_FAIL",
-               "DEADLINE", "STOPPED"}
+STATE_STYLE = {State.COMPLETED: "green", State.RUNNING: "cyan", State.PENDING: "yellow", State.REQUEUED: "yellow",
+               State.FAILED: "red", State.TIMEOUT: "red", State.PREEMPTED: "magenta", State.CANCELLED: "dim",
+               State.STOPPED: "yellow", State.NEW: "dim"}
+ENDED_BADLY = FAILED | {State.STOPPED}  # ended without finishing: their error line is shown
 KEY_PRIORITY = ("model", "dataset", "data", "beta")
 MAX_KEYS = 4
 MISSING = "-"
@@ -145,22 +145,22 @@ class StatusTable:
 
 
 def _ended(s: RunSummary) -> bool:
-    return s.state == "COMPLETED" or s.state in ENDED_BADLY
+    return s.state == State.COMPLETED or s.state in ENDED_BADLY
 
 
 def _val(s: RunSummary) -> str:
-    if s.state == "COMPLETED" and s.final.get("val_loss") is not None:
+    if s.state == State.COMPLETED and s.final.get("val_loss") is not None:
         return number(s.final["val_loss"])  # the final evaluation's figure
     return number(s.val_loss)
 
 
 def _speed(s: RunSummary) -> str:
-    return f"{s.steps_per_s:.3g}/s" if s.state == "RUNNING" and s.steps_per_s else MISSING
+    return f"{s.steps_per_s:.3g}/s" if s.state == State.RUNNING and s.steps_per_s else MISSING
 
 
 def _time(s: RunSummary) -> str:
     """A running run's ETA; an ended one's time spent running (every attempt together)."""
-    if s.state == "RUNNING":
+    if s.state == State.RUNNING:
         return f"ETA {duration(s.eta_s)}" if s.eta_s is not None else MISSING
     return duration(s.run_seconds) if s.run_seconds and (_ended(s) or s.requeues) else MISSING
 

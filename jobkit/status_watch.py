@@ -15,8 +15,7 @@ from rich.live import Live
 
 from . import status_table
 from .runstate import RunSummary
-
-ACTIVE = {"PENDING", "REQUEUED", "RUNNING"}  # every other state will not change by itself
+from .state import ACTIVE  # queued or running: every other state stays as it is by itself
 
 
 class Report(Protocol):

@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence
 from . import cluster as cluster_mod
 from .runstate import RunSummary
 from .spec import JobSpec, Resources
+from .state import QUEUED, Event, State
 from .status import collect_status
 from .store import RunDir
 
@@ -131,13 +132,13 @@ def _existing_summaries(specs: Sequence[JobSpec], root: Path) -> dict[str, RunSu
 def _action(current: RunSummary | None) -> tuple[str, str]:
     if current is None:
         return "new", "no run folder yet"
-    if current.state == "COMPLETED":
+    if current.state == State.COMPLETED:
         return "done", f"finished at step {current.step}/{current.total}"
-    if current.state == "RUNNING":
+    if current.state == State.RUNNING:
         return "running", f"job {current.job_id} is running (step {current.step}/{current.total})"
-    if current.state in ("PENDING", "REQUEUED"):
+    if current.state in QUEUED:
         return "queued", f"job {current.job_id} is queued ({current.state.lower()})"
-    last = f", last state {current.state}" if current.state != "NEW" else ""
+    last = f", last state {current.state}" if current.state != State.NEW else ""
     return "resume", f"unfinished at step {current.step}/{current.total}{last}"
 
 
@@ -228,7 +229,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             for item, job in zip(items, jobs):
                 item.job_id = str(job.job_id)
                 run = RunDir(item.run_dir)
-                run.event("submitted", sync=False, job_id=item.job_id, partition=partition, executor=executor,
+                run.event(Event.SUBMITTED, sync=False, job_id=item.job_id, partition=partition, executor=executor,
                           time=item.job_res.time, segments=item.segments,
                           resume=item.action == "resume", array_size=len(items))
                 _link_logs(run, folder.parent, item.job_id)

@@ -8,8 +8,9 @@ time = "00:30:00"
 workload = "charlm"
 model = ["lstm", "tcn", "transformer"]   # a list expands: one run per value (cartesian product)
 ```
-Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus`, `partition`, `chunk`) never change a
-run's identity; every other key is a workload parameter and does. `$VAR` in a string value is
+Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus`, `partition`, `chunk`) and run settings
+(`checkpoint_every`, `eval_every`, ... — `spec.SETTING_KEYS`) never change a run's identity; every
+other key is a workload parameter and does. `$VAR` in a string value is
 replaced by that environment variable when the sweep is read.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, Mapping
 
 from . import params as params_mod
 from . import registry
-from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, differing_keys, parse_resources, readable_name
+from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, differing_keys, parse_resources, readable_name, split_settings
 
 TOP_KEYS = ("name", "defaults", "run")
 
@@ -171,7 +172,8 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
         except params_mod.ParamError as exc:
             extra = f" (in the expansion {dict(zip(list_keys, combo))})" if list_keys else ""
             raise SweepError(f"{where}: {exc}{extra}") from None
-        specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params_mod.to_dict(resolved),
+        params, settings = split_settings(params_mod.to_dict(resolved))
+        specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params, settings=settings,
                              resources=resources, name=workload_name, entry=index))
     return specs
 

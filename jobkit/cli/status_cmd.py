@@ -10,19 +10,16 @@ from pathlib import Path
 from typing import Sequence
 
 import click
-from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.console import Console
 from rich.table import Table
 
 from .. import status_table as status_view
 from .. import status_watch
-from ..runstate import TERMINAL, RunSummary
 from ..status import StatusReport, collect_status, last_line
 from ..store import RunDir, find_runs
 from .common import EXIT_FAILED, console, fail, json_option, print_json, resolve_root, root_option
-
-BAD_STATES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+from ..state import ACTIVE, FAILED, TERMINAL, Event, State
 
 
 def status_table(report: StatusReport, width: int = 160) -> Table:
@@ -80,7 +77,7 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float, as_json: bo
     else:
         report = collect_status(runs)
         show_status(report, console())
-    if any(s.state in BAD_STATES for s in report.summaries):
+    if any(s.state in FAILED for s in report.summaries):
         raise SystemExit(EXIT_FAILED)
 
 
@@ -100,7 +97,7 @@ def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int
                 for s in report.summaries:
                     progress.update(tasks[s.run_id], total=max(1, s.total), completed=s.step,
                                     state=f"[{status_view.STATE_STYLE.get(s.state, '')}]{s.state}[/]")
-                if all(_ended(s) for s in report.summaries):
+                if all(s.state in TERMINAL for s in report.summaries):
                     break
                 time.sleep(interval)
     else:
@@ -112,16 +109,12 @@ def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int
                 if last.get(s.run_id, "").split(" step")[0] != s.state:
                     out.print(f"{time.strftime('%H:%M:%S')} {s.run_id}: {line}")
                     last[s.run_id] = line
-            if all(_ended(s) for s in report.summaries):
+            if all(s.state in TERMINAL for s in report.summaries):
                 break
             time.sleep(interval)
     report = collect_status(runs)
     show_status(report, out)
-    return 0 if all(s.state == "COMPLETED" for s in report.summaries) else EXIT_FAILED
-
-
-def _ended(s: RunSummary) -> bool:
-    return s.state in TERMINAL or s.state in BAD_STATES
+    return 0 if all(s.state == State.COMPLETED for s in report.summaries) else EXIT_FAILED
 
 
 @click.command("cancel")
@@ -137,7 +130,7 @@ def cancel(selectors: tuple[str, ...], as_json: bool, root: Path | None) -> None
     """
     root = resolve_root(root)
     report = collect_status(_runs(root, selectors))
-    active = [s for s in report.summaries if s.state in ("PENDING", "REQUEUED", "RUNNING")]
+    active = [s for s in report.summaries if s.state in ACTIVE]
     slurm_ids = [s.job_id for s in active if s.executor == "slurm" and s.job_id]
     problems = []
     if slurm_ids:
@@ -152,7 +145,7 @@ def cancel(selectors: tuple[str, ...], as_json: bool, root: Path | None) -> None
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-        RunDir(Path(s.path)).event("cancelled", job_id=s.job_id, step=s.step)
+        RunDir(Path(s.path)).event(Event.CANCELLED, job_id=s.job_id, step=s.step)
     if as_json:
         print_json({"cancelled": [s.run_id for s in active], "errors": problems})
     else:
@@ -171,7 +164,7 @@ def log_attempts(run: RunDir, root: Path) -> list[tuple[str, Path, Path]]:
     seen = set()
     for ev in run.events():
         job_id = ev.get("job_id")
-        if ev.get("event") in ("submitted", "started") and job_id and job_id not in seen:
+        if ev.get("event") in (Event.SUBMITTED, Event.STARTED) and job_id and job_id not in seen:
             seen.add(job_id)
             folder = run.path.parent / ".submitit" / str(job_id)
             out.append((str(job_id), folder / f"{job_id}_0_log.out", folder / f"{job_id}_0_log.err"))

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jobkit.atomic import write_text
+from jobkit.protocol import Metric, ReportLayout
 
 from .data import Corpus, Vocab, load_corpus, random_batch, val_window_starts, windows
 from .models import TCNLM, build_model, count_params
@@ -84,9 +85,9 @@ def load_model(params: CharLMParams, state: dict[str, Any], device: str | torch.
 class CharLM:
     """Character-level LSTM, TCN or Transformer on a text file, with prompted samples."""
 
-    name: ClassVar[str] = "charlm"
     Params: ClassVar[type[CharLMParams]] = CharLMParams
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    report: ClassVar[ReportLayout] = ReportLayout(key_params=("model",), headline=(Metric("val_loss"),))
 
     def __init__(self, params: CharLMParams) -> None:
         self.params = params

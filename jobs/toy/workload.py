@@ -39,7 +39,6 @@ def _mlp(dim: int, hidden: int, dropout: float) -> nn.Module:
 
 
 class Toy:
-    name = "toy"
     Params = ToyParams
     presets = {"default": {"steps": 200, "checkpoint_every": 50, "eval_every": 50},
                "tiny": {"steps": 40, "checkpoint_every": 10, "eval_every": 10}}

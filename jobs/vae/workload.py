@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid, save_image
 
+from jobkit.protocol import ImageKind, Metric, ReportLayout
+
 from . import sprites
 from .data import FaceData, SpritesData, load_dataset, parse_dataset
 from .mig import histogram_discretize, mig_details, mutual_info_matrix
@@ -55,9 +57,16 @@ def _png_bytes(grid: torch.Tensor) -> bytes:
 class BetaVAE:
     """β-VAE (Higgins et al. 2017): reconstruction + β·KL, conv encoder/decoder, 64×64 images."""
 
-    name = "vae"
     Params = VAEParams
     presets = PRESETS
+    report = ReportLayout(
+        key_params=("dataset", "beta"),
+        headline=(Metric("val_loss"), Metric("mig", higher_is_better=True, label="MIG"),
+                  Metric("active_units", higher_is_better=True, label="active units"), Metric("recon"), Metric("kl")),
+        images=(ImageKind("prior", "Samples from the prior (4×4)"), ImageKind("recon", "Reconstructions"),
+                ImageKind("traversal", "Latent traversals", layout="wide"),
+                ImageKind("rotation", "Rotation strips", layout="strip")),
+        group_images_by="dataset", compare_by="beta", compare_label="β", chart="mig")
 
     def __init__(self, params: VAEParams) -> None:
         self.params = params
