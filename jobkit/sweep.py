@@ -20,7 +20,7 @@ import itertools
 import os
 import tomllib
 import typing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -38,9 +38,7 @@ class SweepError(ValueError):
 @dataclass
 class Sweep:
     name: str
-    path: Path | None
     specs: list[JobSpec]
-    varying: list[str] = field(default_factory=list)  # params that tell runs apart (for tables)
 
 
 def parse_set(items: list[str] | tuple[str, ...]) -> list[tuple[str | None, str, Any]]:
@@ -107,7 +105,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<sweep>", default_name: st
             raise SweepError(f"{source}: --only {only!r} matches none of the {len(specs)} runs "
                              f"(ids look like {specs[0].run_id})")
         specs = chosen
-    return Sweep(name=name, path=None if source.startswith("<") else Path(source), specs=specs, varying=varying)
+    return Sweep(name=name, specs=specs)
 
 
 def _check_set_scopes(sets: list[tuple[str | None, str, Any]], runs: list[dict], defaults: dict, source: str) -> None:

@@ -188,3 +188,24 @@ def test_resume_set_changes_settings_not_identity(tmp_path, sweep_file):
         steps = [json.loads(l).get("step") for l in (run.path / "events.jsonl").read_text().splitlines()
                  if json.loads(l)["event"] == "checkpoint"]
         assert steps[:3] == [3, 6, 9]
+
+
+def test_shell_completion_offers_sweeps_and_run_ids(tmp_path):
+    """click's own completion (`_JOBKIT_COMPLETE=bash_complete`) completes names under --root."""
+    from jobkit.spec import JobSpec
+    from jobkit.store import RunDir
+
+    root = tmp_path / "runs"
+    for sweep, name in (("smoke", "toy-a"), ("smoke", "toy-b"), ("seed", "vae-c")):
+        RunDir.create(root, JobSpec(sweep=sweep, workload="toy", params={"n": name}, name=name))
+
+    def complete(*words: str) -> list[str]:
+        env = {**os.environ, "_JOBKIT_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(["jobkit", *words]),
+               "COMP_CWORD": str(len(words)), "JOBKIT_ROOT": str(root)}
+        out = subprocess.run([sys.executable, "-m", "jobkit"], env=env, capture_output=True, text=True, timeout=60)
+        return [line.split(",", 1)[1] for line in out.stdout.splitlines() if "," in line]
+
+    assert complete("status", "s") == ["seed", "smoke"]
+    assert sorted(complete("logs", "toy")) == sorted(r.name for r in (root / "smoke").iterdir() if r.is_dir())
+    assert complete("collect", "se") == ["seed"]
+    assert complete("status", "--root", str(root), "vae")[0].startswith("vae-c-")

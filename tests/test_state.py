@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from jobkit.cli import cli
-from jobkit.cli import status_cmd
+from jobkit.cli import logs_cmd
 from jobkit.runstate import summarize
 from jobkit.spec import JobSpec
 from jobkit.state import ACTIVE, FAILED, QUEUED, TERMINAL, Event, State
-from jobkit.status import SlurmView, overlay
+from jobkit.status import SlurmView, StatusReport, overlay
 from jobkit.store import RunDir
 
 
@@ -47,9 +47,9 @@ def test_logs_follow_ends_on_every_terminal_state(tmp_path: Path, monkeypatch, s
     view = SlurmView(states={"4242": slurm_state}, partitions={"4242": "test"}, source="sacct")
 
     def fake_status(runs, use_slurm=True):
-        return status_cmd.StatusReport(summaries=[overlay(summarize(r), view) for r in runs], slurm=view)
+        return StatusReport(summaries=[overlay(summarize(r), view) for r in runs], slurm=view)
 
-    monkeypatch.setattr(status_cmd, "collect_status", fake_status)
+    monkeypatch.setattr(logs_cmd, "collect_status", fake_status)
     result: dict = {}
 
     def invoke() -> None:

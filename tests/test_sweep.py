@@ -36,7 +36,9 @@ def test_lists_expand_to_the_cartesian_product(tmp_path):
     assert len(sw.specs) == 4
     assert {(s.params["dropout"], s.params["hidden"]) for s in sw.specs} == {(0.0, 8), (0.0, 16), (0.1, 8), (0.1, 16)}
     assert all(s.resources == Resources(time_min=30, cpus=2, mem_mb=4096) for s in sw.specs)
-    assert sw.varying == ["dropout", "hidden"]
+    # the listed keys name the runs, in the file's order
+    assert sorted(s.run_id.rsplit("-", 1)[0] for s in sw.specs) == [
+        "toy-dropout0-hidden16", "toy-dropout0-hidden8", "toy-dropout0.1-hidden16", "toy-dropout0.1-hidden8"]
 
 
 def test_run_ids_are_readable_and_stable(tmp_path):

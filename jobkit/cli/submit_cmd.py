@@ -14,8 +14,9 @@ from .. import params as params_mod
 from .. import registry
 from ..spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec, ResourceError, Resources, parse_resources
 from ..store import find_runs
+from .complete import sweeps_and_runs
 from .common import EXIT_FAILED, console, err_console, fail, json_option, print_json, resolve_root, root_option
-from .status_cmd import wait_for
+from .live import wait_for
 
 ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim"}
 
@@ -170,7 +171,7 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
 
 
 @click.command("resume")
-@click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...")
+@click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...", shell_complete=sweeps_and_runs)
 @click.option("--partition", metavar="P", help="Move the runs to this partition (e.g. from test to submit).")
 @click.option("--time", "time_", metavar="T", help="New wall time per job, e.g. 02:00:00 or 1-00:00:00.")
 @click.option("--chunk", is_flag=True, help="Split runs longer than any partition allows into segments that fit.")
