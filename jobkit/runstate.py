@@ -47,6 +47,8 @@ class RunSummary:
     host: str | None = None
     step_seconds: float | None = None
     checkpoint_seconds: float | None = None
+    entry: int = 0  # the sweep file's [[run]] table it came from (sweep order)
+    final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
 
     @property
     def eta_s(self) -> float | None:
@@ -74,7 +76,7 @@ class RunSummary:
 def summarize(run: RunDir) -> RunSummary:
     spec = run.spec()
     s = RunSummary(run_id=run.run_id, sweep=spec.sweep, workload=spec.workload, path=str(run.path),
-                   params=dict(spec.params), total=int(spec.params.get("steps", 0)))
+                   params=dict(spec.params), total=int(spec.params.get("steps", 0)), entry=spec.entry)
     attempt_start: float | None = None
     for ev in run.events():
         kind, t = ev.get("event"), ev.get("t")
@@ -106,6 +108,8 @@ def summarize(run: RunDir) -> RunSummary:
             s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
         elif kind == Event.CONVERGED:
             s.converged = {k: ev.get(k) for k in ("step", "best_step", "best", "metric")}
+        elif kind == Event.FINISHED:
+            s.final = dict(ev.get("metrics") or {})
         elif kind == Event.ALARM:
             s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
         elif kind == Event.WARNING:

@@ -154,6 +154,7 @@ class JobSpec:
     resources: Resources = field(default_factory=Resources)
     name: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)
+    entry: int = 0  # which [[run]] table of the sweep file (1-based; 0 unknown): status shows sweep order
 
     @property
     def signature(self) -> str:
@@ -179,6 +180,7 @@ class JobSpec:
             "sweep": self.sweep,
             "workload": self.workload,
             "name": self.name,
+            "entry": self.entry,
             "signature": self.signature,
             "params": dict(self.params),
             "settings": dict(self.settings),
@@ -191,7 +193,7 @@ class JobSpec:
         params, settings = dict(data["params"]), dict(data.get("settings") or {})
         return cls(sweep=data["sweep"], workload=data["workload"], params=params,
                    resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""),
-                   settings=settings)
+                   settings=settings, entry=int(data.get("entry") or 0))
 
 
 def split_settings(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -172,7 +172,7 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
             raise SweepError(f"{where}: {exc}{extra}") from None
         params, settings = split_settings(params_mod.to_dict(resolved))
         specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params, settings=settings,
-                             resources=resources, name=workload_name))
+                             resources=resources, name=workload_name, entry=index))
     return specs
 
 

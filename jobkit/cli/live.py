@@ -11,7 +11,7 @@ from ..state import TERMINAL, State
 from ..status import collect_status
 from ..store import RunDir
 from .common import EXIT_FAILED, console
-from .status_cmd import STATE_STYLE, status_table
+from .status_cmd import STATE_STYLE, show_status
 
 
 def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int:
@@ -46,5 +46,5 @@ def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int
                 break
             time.sleep(interval)
     report = collect_status(runs)
-    out.print(status_table(report))
+    show_status(report, out)
     return 0 if all(s.state == State.COMPLETED for s in report.summaries) else EXIT_FAILED
