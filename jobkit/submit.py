@@ -13,7 +13,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from . import cluster as cluster_mod
+from . import slurm
 from .runstate import RunSummary
 from .spec import JobSpec, Resources
 from .state import QUEUED, Event, State
@@ -70,15 +70,6 @@ def signal_delay_for(res: Resources) -> int:
     return int(max(10, min(90, res.time_min * 60 // 4)))
 
 
-def slurm_available() -> bool:
-    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
-        return False
-    try:
-        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10, text=True).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=,-]+$")
 
 
@@ -94,7 +85,7 @@ def pick_executor(name: str) -> str:
     """`auto` is Slurm when the controller answers, else submitit's local executor."""
     if name != "auto":
         return name
-    return "slurm" if slurm_available() else "local"
+    return "slurm" if slurm.available() else "local"
 
 
 def plan(specs: Sequence[JobSpec], root: Path, executor: str,
@@ -256,14 +247,6 @@ def job_log_paths(sweep_dir: Path, job_id: str) -> tuple[Path, Path]:
     """(stdout, stderr) that submitit writes for the job (task 0)."""
     folder = job_folder(sweep_dir, job_id)
     return folder / f"{job_id}_0_log.out", folder / f"{job_id}_0_log.err"
-
-
-def scancel(job_ids: Sequence[str]) -> str | None:
-    """Cancel Slurm jobs in one call; None when it worked, else scancel's last line."""
-    from .status import last_line
-
-    done = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
-    return None if done.returncode == 0 else (last_line(done.stderr) or "scancel failed")
 
 
 def _drop_template_folder(folder: Path) -> None:

@@ -11,7 +11,7 @@ from .. import cluster as cluster_mod
 from .. import submit as submit_mod
 from .. import sweep as sweep_mod
 from .. import params as params_mod
-from .. import registry
+from .. import registry, slurm
 from ..spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec, ResourceError, Resources, parse_resources
 from ..store import find_runs
 from .complete import sweeps_and_runs
@@ -38,7 +38,7 @@ def _partitions(executor: str) -> list[cluster_mod.Partition] | None:
 
 def _resolve_executor(name: str) -> str:
     chosen = submit_mod.pick_executor(name)
-    if chosen == "slurm" and name == "slurm" and not submit_mod.slurm_available():
+    if chosen == "slurm" and name == "slurm" and not slurm.available():
         fail("--executor slurm: the Slurm controller does not answer (scontrol ping); "
              "start it (slurm/up.sh) or use --executor local")
     return chosen
