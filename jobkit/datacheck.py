@@ -56,7 +56,10 @@ def check_specs(specs: Iterable[JobSpec], source: str) -> DataReport:
         check = getattr(cls, "check_data", None)
         if check is None:
             continue
-        workload = cls(params_mod.from_dict(cls.Params, spec.params))
+        try:
+            workload = cls(params_mod.from_dict(cls.Params, spec.workload_values))
+        except params_mod.ParamError as exc:
+            raise DataCheckFailed(f"{source}: run {spec.run_id}: spec.json: {exc}") from None
         try:
             workload.check_data()
         except DataProblem as exc:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from . import atomic, faults
 from .spec import JobSpec
+from .state import Event
 
 if TYPE_CHECKING:
     import torch
@@ -199,7 +200,7 @@ class RunDir:
                     return state, info
                 except Exception as exc:  # corrupt pickle/zip: fall back, never crash
                     problem = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
-            self.event("checkpoint_rejected", file=info.file, step=info.step, problem=problem,
+            self.event(Event.CHECKPOINT_REJECTED, file=info.file, step=info.step, problem=problem,
                        message=f"checkpoint {info.file} rejected: {problem}; using the previous one")
         return None
 
