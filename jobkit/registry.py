@@ -26,8 +26,11 @@ def available() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=GROUP)}
 
 
-def load(name: str) -> type[Workload]:
-    """The workload class for `name` (a registered name, or `package.module:Class`)."""
+def load(name: str, check: bool = True) -> type[Workload]:
+    """The workload class for `name` (a registered name, or `package.module:Class`).
+
+    `check=False` skips verifying that it is a whole workload (readers that only want its metadata).
+    """
     target = available().get(name)
     if target is None and ":" in name:
         target = name
@@ -40,7 +43,7 @@ def load(name: str) -> type[Workload]:
     except Exception as exc:  # ImportError, AttributeError, or whatever the module raises on import
         raise UnknownWorkload(f"workload {name!r} cannot be loaded from {target}: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    missing = missing_members(cls)
+    missing = missing_members(cls) if check else []
     if missing:
         raise UnknownWorkload(f"workload {name!r}: {target} is not a workload class; it lacks "
                               f"{', '.join(missing)} (see jobkit.protocol.Workload)")

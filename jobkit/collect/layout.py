@@ -15,7 +15,7 @@ from ..protocol import ReportLayout
 
 def layout_of(workload: str) -> ReportLayout:
     try:
-        cls = registry.load(workload)
+        cls = registry.load(workload, check=False)  # only its `report` is read here
     except Exception:  # unknown here, or fails to import: still report its runs
         return ReportLayout()
     layout = getattr(cls, "report", None)
