@@ -44,13 +44,14 @@ def cli() -> None:
 
 def _register() -> None:
     from .collect_cmd import collect
+    from .config_cmd import config
     from .partitions_cmd import partitions
     from .run_cmd import run
     from .status_cmd import cancel, logs, status
     from .submit_cmd import resume, submit
     from .tb_cmd import tb
 
-    for command in (submit, status, resume, cancel, logs, partitions, run, collect, tb):
+    for command in (submit, status, resume, cancel, logs, partitions, config, run, collect, tb):
         cli.add_command(command)
 
 
