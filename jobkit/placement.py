@@ -216,9 +216,12 @@ def _access(facts: ClusterFacts, p: Partition, res: Resources, accounts: list[st
     else:
         qos = _pick_qos(facts, allowed, default, base_limit, res)
         if qos is None:
-            if default and default not in allowed:
+            if not allowed:
+                problems.append(f"AllowQos={acc.allow_qos}: none of your QoS ({', '.join(sorted(granted))}) "
+                                "is allowed here")
+            elif default and default not in allowed:
                 problems.append(f"AllowQos={acc.allow_qos}: your default QoS {default} is not allowed here "
-                                f"(set qos = one of {', '.join(sorted(allowed)) or 'none you have'})")
+                                f"(set qos = \"{sorted(allowed)[0]}\" to use it)")
             else:
                 problems.append(f"none of your QoS is allowed here (AllowQos={acc.allow_qos}; yours: "
                                 f"{', '.join(sorted(granted))})")
@@ -324,7 +327,7 @@ def _annotate(verdicts: list[Verdict], info: dict[str, _Access]) -> list[Verdict
     out = []
     for v in verdicts:
         a = info.get(v.partition.name)
-        if a is not None and a.ok and a.note:
+        if a is not None and a.ok and a.note and (v.fits or "MaxTime" in v.reason):
             reason = v.reason.replace("MaxTime", "limit", 1) if a.capped else v.reason
             out.append(Verdict(v.partition, v.fits, f"{a.note}: {reason}"))
         else:

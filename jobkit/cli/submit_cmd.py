@@ -87,7 +87,7 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
     if explain and executor == "slurm":
         seen = set()
         for p in planned:
-            key = (p.spec.resources, p.job_res.time_min)
+            key = (p.job_res.shape(), tuple(v.reason for v in p.verdicts))
             if key in seen or not p.verdicts:
                 continue
             seen.add(key)
