@@ -237,8 +237,6 @@ def _access(facts: ClusterFacts, p: Partition, res: Resources, accounts: list[st
         notes.append(f"QoS {qos}" + (f" (MaxWall {format_time(wall)})" if wall is not None else ""))
     if acc.qos and part_qos_wall is not None:
         notes.append(f"partition QoS {acc.qos} (MaxWall {format_time(part_qos_wall)})")
-    if res.account is not None:
-        notes.append(f"account {res.account}")
     capped = limit is not None and (p.max_time_min is None or limit < p.max_time_min)
     return _Access(True, (), account, qos, limit, ", ".join(notes), capped)
 
@@ -327,7 +325,7 @@ def _annotate(verdicts: list[Verdict], info: dict[str, _Access]) -> list[Verdict
     out = []
     for v in verdicts:
         a = info.get(v.partition.name)
-        if a is not None and a.ok and a.note and (v.fits or "MaxTime" in v.reason):
+        if a is not None and a.ok and a.note and (v.fits or v.reason.startswith("MaxTime")):
             reason = v.reason.replace("MaxTime", "limit", 1) if a.capped else v.reason
             out.append(Verdict(v.partition, v.fits, f"{a.note}: {reason}"))
         else:
