@@ -156,3 +156,23 @@ def test_chunked_run_under_qos_short_is_cut_into_its_maxwall_and_finishes(tmp_pa
     events = [json.loads(line) for line in
               (tmp_path / "runs" / "uni-short" / run["run_id"] / "events.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "requeued" and e.get("reason") == "segment" for e in events), events
+
+
+def test_saved_profile_plans_like_the_live_cluster(tmp_path, facts):
+    """`jobkit partitions --save` then `submit --dry-run --cluster` gives the live plan, without Slurm."""
+    profile = tmp_path / "local.json"
+    jobkit("partitions", "--save", profile, cwd=tmp_path)
+    sweep = tmp_path / "uni-gpu.toml"
+    sweep.write_text('name = "uni-gpu"\n[defaults]\ntime = "00:20:00"\ngpus = "a100:1"\n'
+                     '[[run]]\nworkload = "toy"\nseed = [1, 2]\n[[run]]\nworkload = "toy"\ngpus = 0\nqos = "short"\n'
+                     'time = "00:04:00"\n')
+    live = json.loads(jobkit("submit", sweep, "--dry-run", "--json", "--executor", "slurm", cwd=tmp_path).stdout)
+    env_free = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+    offline = subprocess.run([sys.executable, "-m", "jobkit", "submit", str(sweep), "--dry-run", "--json", "--cluster",
+                              str(profile), "--root", str(tmp_path / "runs")], capture_output=True, text=True,
+                             cwd=tmp_path, env={**env_free, "PATH": "/usr/bin/false-dir"}, timeout=120)
+    assert offline.returncode == 0, offline.stderr
+    key = ("run_id", "partition", "qos", "account", "time", "segments", "gpus")
+    assert [[r[k] for k in key] for r in live["runs"]] == [[r[k] for k in key] for r in json.loads(offline.stdout)["runs"]]
+    assert [(r["gpus"], r["partition"], r["qos"]) for r in live["runs"]] == [
+        ("a100:1", "gpu", "normal"), ("a100:1", "gpu", "normal"), (0, "test", "short")]
