@@ -22,7 +22,6 @@ from jobkit.cluster import NoFit
 from jobkit.spec import parse_resources
 
 pytestmark = pytest.mark.slurm
-SWEEPS = ("uni-gpu", "uni-short")
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +49,13 @@ def facts(slurm_cluster):
     return f
 
 
-@pytest.fixture(autouse=True)
-def _cancel_leftovers():
-    yield
-    for name in SWEEPS:
-        subprocess.run(["scancel", "--name", f"jobkit-{name}"], capture_output=True)
+@pytest.fixture
+def submitted():
+    """Job ids a test submitted: cancelled at its end (only those: by id, never by name)."""
+    ids: list[str] = []
+    yield ids
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True)
 
 
 def jobkit(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -103,7 +104,7 @@ def test_chooser_never_picks_a_partition_or_qos_root_may_not_use(facts):
         placement.place(facts, parse_resources({"partition": "bio"}))
 
 
-def test_gpu_run_gets_account_qos_gres_constraint_lands_on_n3_and_runs_setup(tmp_path, facts):
+def test_gpu_run_gets_account_qos_gres_constraint_lands_on_n3_and_runs_setup(tmp_path, facts, submitted):
     """sbatch receives --account/--qos/--gpus-per-node/--constraint; the job runs on n3 with GPU
     variables set; the site config's setup lines run in the job before Python."""
     (tmp_path / "jobkit.toml").write_text(
@@ -116,6 +117,7 @@ def test_gpu_run_gets_account_qos_gres_constraint_lands_on_n3_and_runs_setup(tmp
                      '[[run]]\nworkload = "toy"\nsteps = 20\neval_every = 0\n')
     out = jobkit("submit", sweep, "--json", "--executor", "slurm", cwd=tmp_path)
     run = json.loads(out.stdout)["runs"][0]
+    submitted.append(run["job_id"])
     assert (run["partition"], run["account"], run["qos"], run["gpus"]) == ("gpu", "physics", "normal", "a100:1")
     job = scontrol_job(run["job_id"])
     assert job["Account"] == "physics" and job["QOS"] == "normal" and job["Partition"] == "gpu"
@@ -132,7 +134,7 @@ def test_gpu_run_gets_account_qos_gres_constraint_lands_on_n3_and_runs_setup(tmp
     assert status["runs"][0]["state"] == "COMPLETED", status["runs"][0]
 
 
-def test_chunked_run_under_qos_short_is_cut_into_its_maxwall_and_finishes(tmp_path, facts):
+def test_chunked_run_under_qos_short_is_cut_into_its_maxwall_and_finishes(tmp_path, facts, submitted):
     """QoS short's MaxWall (5 min) caps every partition: a 10-minute chunked run becomes 5-minute jobs
     that requeue themselves until done. Slow by nature (about 7 minutes)."""
     sweep = tmp_path / "uni-short.toml"
@@ -141,6 +143,7 @@ def test_chunked_run_under_qos_short_is_cut_into_its_maxwall_and_finishes(tmp_pa
                      'checkpoint_every = 10\n')
     out = jobkit("submit", sweep, "--json", "--executor", "slurm", cwd=tmp_path)
     run = json.loads(out.stdout)["runs"][0]
+    submitted.append(run["job_id"])
     assert run["qos"] == "short" and run["time"] == "00:05:00" and run["segments"] == 2, run
     assert run["partition"] not in ("bio", "express")
     job = scontrol_job(run["job_id"])
