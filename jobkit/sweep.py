@@ -8,8 +8,10 @@ time = "00:30:00"
 workload = "charlm"
 model = ["lstm", "tcn", "transformer"]   # a list expands: one run per value (cartesian product)
 ```
-Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus`, `partition`, `chunk`) and run settings
-(`checkpoint_every`, `eval_every`, ... — `spec.SETTING_KEYS`) never change a run's identity; every
+Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus` (a count or `"a100:1"`), `partition`,
+`chunk`, `account`, `qos`, `constraint`, `nodes`, `exclude`, and an `[sbatch]` table of allow-listed
+options — top level, in `[defaults]` or in a run) and run settings (`checkpoint_every`,
+`eval_every`, ... — `spec.SETTING_KEYS`) never change a run's identity; every
 other key is a workload parameter and does. `$VAR` in a string value is
 replaced by that environment variable when the sweep is read.
 """
@@ -28,7 +30,7 @@ from . import params as params_mod
 from . import registry
 from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, differing_keys, parse_resources, readable_name, split_settings
 
-TOP_KEYS = ("name", "defaults", "run")
+TOP_KEYS = ("name", "defaults", "run", "sbatch")
 
 
 class SweepError(ValueError):
@@ -77,7 +79,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<sweep>", default_name: st
               overrides: list[str] | tuple[str, ...] = (), only: str | None = None) -> Sweep:
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
-        raise SweepError(f"{source}: unknown top-level key {unknown[0]!r}; accepted: name, [defaults], [[run]]")
+        raise SweepError(f"{source}: unknown top-level key {unknown[0]!r}; accepted: name, [defaults], [sbatch], [[run]]")
     name = data.get("name", default_name)
     if not isinstance(name, str) or not SWEEP_NAME.match(name):
         raise SweepError(f"{source}: name: {name!r} is not a valid sweep name "
@@ -85,6 +87,10 @@ def from_dict(data: Mapping[str, Any], source: str = "<sweep>", default_name: st
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise SweepError(f"{source}: [defaults] must be a table of key = value")
+    if "sbatch" in data:  # a top-level [sbatch] table: options for every run
+        if not isinstance(data["sbatch"], dict):
+            raise SweepError(f"{source}: [sbatch] must be a table of option = value")
+        defaults = {**defaults, "sbatch": {**data["sbatch"], **defaults.get("sbatch", {})}}
     runs = data.get("run")
     if not runs:
         raise SweepError(f"{source}: no [[run]] tables; add at least one with a workload = \"...\" key")
