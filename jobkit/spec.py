@@ -140,6 +140,7 @@ class JobSpec:
     params: Mapping[str, Any]
     resources: Resources = field(default_factory=Resources)
     name: str = ""
+    workdir: str | None = None  # where the job runs (command runs record it); not part of the identity
 
     @property
     def signature(self) -> str:
@@ -163,12 +164,14 @@ class JobSpec:
             "signature": self.signature,
             "params": dict(self.params),
             "resources": self.resources.to_json(),
+            **({"workdir": self.workdir} if self.workdir else {}),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "JobSpec":
         return cls(sweep=data["sweep"], workload=data["workload"], params=dict(data["params"]),
-                   resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""))
+                   resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""),
+                   workdir=data.get("workdir"))
 
     def key_values(self, keys: list[str] | None = None) -> dict[str, Any]:
         """The params that tell this run apart (for status tables)."""
