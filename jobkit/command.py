@@ -22,6 +22,7 @@ NAME = "command"
 JOBKIT_KEYS = ("command", "steps", "resumable", "stop_signal")
 BUILTINS = ("run_dir", "python")  # placeholders that are not parameters
 DEFAULT_STOP_SIGNAL = "USR2"
+STOP_MARKER = ".jobkit-stop"  # in the run folder: written by the supervisor just before it forwards the signal
 _INTERPRETER = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|bash|sh|zsh|dash|perl|ruby|Rscript|julia|node)$")
 _WITH_ARG = {"-m", "-c", "-W", "-X", "-O", "-e"}  # options that take the next argument (no script then)
 

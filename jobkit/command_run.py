@@ -103,6 +103,8 @@ def run(run: RunDir, host: runner.Host | None = None, near_limit: Any = None) ->
     argv = command_mod.expand(params["command"], params, run.path)
     env = {**os.environ, **command_mod.contract_env(run.path, run.run_id, attempt, stop_sig.name[3:])}
     workdir = spec.workdir or os.getcwd()
+    marker = run.path / command_mod.STOP_MARKER
+    marker.unlink(missing_ok=True)
     flag = runner._StopFlag(tuple(dict.fromkeys((*host.stop_signals, signal.SIGTERM))))
     try:
         try:
@@ -128,6 +130,7 @@ def run(run: RunDir, host: runner.Host | None = None, near_limit: Any = None) ->
             if flag.reason is None and deadline is not None and now >= deadline:
                 flag.reason = "time limit of this segment"
             if forwarded_at is None and flag.reason is not None and host.stop_now(flag.at or now, now):
+                marker.write_text(f"{attempt} {flag.reason}\n")  # what tells jobkit's signal from Slurm's own
                 _kill_group(proc, stop_sig)
                 forwarded_at = now
             elif forwarded_at is not None and killed is None and now >= forwarded_at + stop_wait_s(host):
@@ -139,12 +142,15 @@ def run(run: RunDir, host: runner.Host | None = None, near_limit: Any = None) ->
         flag.restore()
         if "proc" in locals() and proc.poll() is None:
             _kill_group(proc, signal.SIGKILL)
-    return _outcome(run, params, code, lines, flag, forwarded_at is not None or code == EXIT_STOPPED,
-                    killed is not None, cancelled, near_limit)
+    # Slurm may signal the script's processes itself (they are in the job's step): a stop request
+    # that reached the supervisor counts even before it was forwarded.
+    stopping = forwarded_at is not None or flag.reason is not None
+    return _outcome(run, params, code, lines, flag, stopping, killed is not None, cancelled, near_limit,
+                    stopped_codes={EXIT_STOPPED, -stop_sig, 128 + stop_sig, -signal.SIGKILL, 128 + signal.SIGKILL})
 
 
 def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], flag: Any, stopping: bool,
-             killed: bool, cancelled: bool, near_limit: Any) -> dict[str, float]:
+             killed: bool, cancelled: bool, near_limit: Any, stopped_codes: set[int]) -> dict[str, float]:
     step = current_step(run)
     last = lines[-1] if lines else "(no output on stderr)"
     if code == 0:
@@ -157,7 +163,7 @@ def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], f
         return final
     if cancelled:
         raise runner.RunFailed(f"cancelled (SIGTERM) at step {step}")
-    if stopping and (code == EXIT_STOPPED or code < 0):
+    if code == EXIT_STOPPED or (stopping and code in stopped_codes):
         reason = flag.reason or "the script exited 3"
         if killed:
             reason += "; killed after the wait (it did not exit 3 in time)"

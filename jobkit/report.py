@@ -30,12 +30,14 @@ from .divergence import DivergenceMonitor
 
 EXIT_STOPPED = 3
 PROGRESS_EVERY_S = 5.0
+STOP_MARKER = ".jobkit-stop"  # jobkit.command.STOP_MARKER (not imported: this module stays tiny)
 _STATE_FILE = ".report-state.json"  # the alarm's state as of the last checkpoint (a resume reloads it)
 
 
 class _Reporter:
     def __init__(self) -> None:
-        self.stop_at: float | None = None
+        self.stop_at: float | None = None  # when a stop signal arrived
+        self.confirmed = False  # jobkit's marker seen: the signal was its stop request
         self.last_write = 0.0
         self.last_step: int | None = None
         self.last_t: float | None = None
@@ -60,8 +62,20 @@ def attempt() -> int:
 
 
 def stop_requested() -> bool:
-    """True once jobkit has forwarded the stop signal: save, then exit with `EXIT_STOPPED`."""
-    return _r.stop_at is not None
+    """True once jobkit has forwarded the stop signal: save, then exit with `EXIT_STOPPED`.
+
+    Slurm may deliver its own early time-limit warning to the script too; jobkit decides when that
+    warning means "stop now" (at its deadline, so short segments stay useful) and leaves a marker in
+    the run folder when it forwards the signal, so only jobkit's request counts. Cheap to call every
+    step: the folder is looked at only after a signal arrived.
+    """
+    if _r.stop_at is None:
+        return False
+    folder = run_dir()
+    if folder is None or _r.confirmed:
+        return True
+    _r.confirmed = (folder / STOP_MARKER).exists()
+    return _r.confirmed
 
 
 def _on_stop(signum: int, frame: Any) -> None:

@@ -239,3 +239,15 @@ def test_submit_help_shows_the_contract():
     assert result.exit_code == 0
     for text in ("workload = \"command\"", "JOBKIT_RUN_DIR", "exit 3", "report.progress", "stop_signal"):
         assert text in result.output, text
+
+
+def test_only_jobkits_forwarded_signal_counts_as_a_stop_request(tmp_path):
+    """Slurm's own early warning may reach the script directly; jobkit decides when to stop."""
+    code = ("import os, signal, sys; from pathlib import Path; from jobkit import report\n"
+            "os.kill(os.getpid(), signal.SIGUSR2)\n"
+            "assert not report.stop_requested(), 'a bare signal counted'\n"
+            "(Path(sys.argv[1]) / '.jobkit-stop').write_text('1')\n"
+            "assert report.stop_requested(); print('ok')\n")
+    env = {**os.environ, "JOBKIT_RUN_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
