@@ -251,3 +251,34 @@ def test_only_jobkits_forwarded_signal_counts_as_a_stop_request(tmp_path):
     env = {**os.environ, "JOBKIT_RUN_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_collect_shows_command_runs_curves_beside_workload_runs(tmp_path, monkeypatch):
+    from jobkit.collect.report import collect
+    from jobkit.testing import make_run
+
+    root = tmp_path / "runs"
+    toy = make_run(root, "toy", {"preset": "tiny", "steps": 30}, sweep="mix")
+    runner.run(toy)
+    monkeypatch.chdir(REPO)
+    (tmp_path / "s.toml").write_text("""
+name = "mix"
+[[run]]
+workload = "command"
+command = ["{python}", "examples/char_script.py", "--steps", "{steps}", "--hidden", "16", "--context", "16",
+           "--eval-every", "10", "--out", "{run_dir}"]
+steps = 30
+resumable = true
+""")
+    run = RunDir.create(root, sweep.load(tmp_path / "s.toml").specs[0])
+    final = command_run_mod().run(run)
+    assert set(final) == {"train_loss", "val_loss"}
+    report = collect(root, "mix", tmp_path / "report")
+    workloads = report.summary["workloads"]
+    assert set(workloads) == {"toy", "command"}
+    assert {"train/loss", "val/val_loss"} <= set(workloads["command"]["tags"])
+    (rec,) = [r for r in report.summary["runs"] if r["workload"] == "command"]
+    assert rec["state"] == "COMPLETED" and rec["curves"]["train/loss"]["points"] == 30
+    assert rec["curves"]["val/val_loss"]["last_step"] == 30 and rec["final"]["val_loss"] == final["val_loss"]
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert run.run_id in html and toy.run_id in html and html.count("<svg") >= 2
