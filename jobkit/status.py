@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .runstate import TERMINAL, RunSummary, summarize
+from .runstate import RunSummary, summarize
+from .state import ACTIVE, TERMINAL, State, as_state
 from .store import RunDir
 
 SLURM_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"}
@@ -108,24 +109,24 @@ def overlay(summary: RunSummary, view: SlurmView) -> RunSummary:
         return summary
     slurm_state = view.states.get(summary.job_id)
     if slurm_state is None:
-        if view.source == "squeue" and summary.state in ("PENDING", "RUNNING"):
+        if view.source == "squeue" and summary.state in ACTIVE:
             # gone from the queue without a final event: ended abnormally (kill -9, node failure)
-            summary.state = "FAILED"
+            summary.state = State.FAILED
             summary.error = summary.error or "job left the queue without recording an end (see jobkit logs)"
         return summary
     summary.partition = view.partitions.get(summary.job_id) or summary.partition
-    if summary.state in ("COMPLETED", "FAILED", "CANCELLED", "STOPPED", "TIMEOUT") and \
-            slurm_state not in SLURM_RUNNING | SLURM_QUEUED:
+    if summary.state in TERMINAL and slurm_state not in SLURM_RUNNING | SLURM_QUEUED:
         return summary  # the run's own last word wins over the job's exit status
     if slurm_state in SLURM_RUNNING:
-        summary.state = "RUNNING"
+        summary.state = State.RUNNING
     elif slurm_state in SLURM_QUEUED:
-        summary.state = "REQUEUED" if summary.state in ("REQUEUED", "RUNNING") and summary.attempts else "PENDING"
+        requeued = summary.state in (State.REQUEUED, State.RUNNING) and summary.attempts
+        summary.state = State.REQUEUED if requeued else State.PENDING
     elif slurm_state == "COMPLETED":
         # the job ended fine but the run did not finish: submitit gave up requeueing
-        summary.state = summary.state if summary.state in TERMINAL else "FAILED"
+        summary.state = summary.state if summary.state in TERMINAL else State.FAILED
     else:
-        summary.state = slurm_state
+        summary.state = as_state(slurm_state)
         if slurm_state in ("TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY") and not summary.error:
             summary.error = f"Slurm ended job {summary.job_id}: {slurm_state}"
     return summary

@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence
 from . import cluster as cluster_mod
 from .runstate import RunSummary
 from .spec import JobSpec, Resources
+from .state import QUEUED, Event, State
 from .status import collect_status
 from .store import RunDir
 
@@ -131,13 +132,13 @@ def _existing_summaries(specs: Sequence[JobSpec], root: Path) -> dict[str, RunSu
 def _action(current: RunSummary | None) -> tuple[str, str]:
     if current is None:
         return "new", "no run folder yet"
-    if current.state == "COMPLETED":
+    if current.state == State.COMPLETED:
         return "done", f"finished at step {current.step}/{current.total}"
-    if current.state == "RUNNING":
+    if current.state == State.RUNNING:
         return "running", f"job {current.job_id} is running (step {current.step}/{current.total})"
-    if current.state in ("PENDING", "REQUEUED"):
+    if current.state in QUEUED:
         return "queued", f"job {current.job_id} is queued ({current.state.lower()})"
-    last = f", last state {current.state}" if current.state != "NEW" else ""
+    last = f", last state {current.state}" if current.state != State.NEW else ""
     return "resume", f"unfinished at step {current.step}/{current.total}{last}"
 
 
@@ -193,7 +194,7 @@ def sbatch_script(item: PlannedRun, root: Path) -> str:
     if res.gpus:
         params["gpus_per_node"] = res.gpus
     return _make_sbatch_string(command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit %j",
-                               folder=str(Path(root) / item.spec.sweep / ".submitit" / "%j"), **params)
+                               folder=str(job_folder(Path(root) / item.spec.sweep)), **params)
 
 
 def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[PlannedRun]:
@@ -215,7 +216,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
                 RunDir(item.run_dir).write_spec(item.spec, sync=False)
         os.sync()  # one flush for every spec, before any job can start (not an fsync per file)
         for (sweep, _shape, segments), items in groups.items():
-            folder = Path(root).resolve() / sweep / ".submitit" / "%j"
+            folder = job_folder(Path(root).resolve() / sweep)
             partition = items[0].partition
             ex = _executor(executor, folder, items[0].job_res, partition, segments, sweep)
             fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min)
@@ -228,7 +229,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             for item, job in zip(items, jobs):
                 item.job_id = str(job.job_id)
                 run = RunDir(item.run_dir)
-                run.event("submitted", sync=False, job_id=item.job_id, partition=partition, executor=executor,
+                run.event(Event.SUBMITTED, sync=False, job_id=item.job_id, partition=partition, executor=executor,
                           time=item.job_res.time, segments=item.segments,
                           resume=item.action == "resume", array_size=len(items))
                 _link_logs(run, folder.parent, item.job_id)
@@ -244,6 +245,25 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             shutil.rmtree(path, ignore_errors=True)
         raise
     return planned
+
+
+def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
+    """submitit's folder for one job of a sweep (pickles, logs); `%j` is the template submitit fills."""
+    return Path(sweep_dir) / ".submitit" / job_id
+
+
+def job_log_paths(sweep_dir: Path, job_id: str) -> tuple[Path, Path]:
+    """(stdout, stderr) that submitit writes for the job (task 0)."""
+    folder = job_folder(sweep_dir, job_id)
+    return folder / f"{job_id}_0_log.out", folder / f"{job_id}_0_log.err"
+
+
+def scancel(job_ids: Sequence[str]) -> str | None:
+    """Cancel Slurm jobs in one call; None when it worked, else scancel's last line."""
+    from .status import last_line
+
+    done = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
+    return None if done.returncode == 0 else (last_line(done.stderr) or "scancel failed")
 
 
 def _drop_template_folder(folder: Path) -> None:

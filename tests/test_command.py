@@ -50,7 +50,7 @@ command = ["{python}", "examples/char_script.py", "--lr", "{lr}", "--out", "{run
 lr = [1e-3, 3e-4]
 steps = 500
 """)
-    assert len(sw.specs) == 2 and sw.varying == ["lr"]
+    assert len(sw.specs) == 2 and [s.entry for s in sw.specs] == [1, 1]
     a, b = sw.specs
     assert a.params["lr"] == 0.001 and isinstance(a.params["lr"], float)
     assert a.params["resumable"] is False and a.params["stop_signal"] == "USR2" and a.params["steps"] == 500
