@@ -39,6 +39,11 @@ class TrainJob(slurm.Checkpointable):
         chunked = spec.resources.chunk or bool(
             spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
         try:
+            if spec.workload == "command":  # the user's own script, supervised (jobkit/command_run.py)
+                from . import command_run
+
+                chunked = chunked or bool(spec.params.get("resumable"))  # it continues from its checkpoint
+                return command_run.run(run, host, near_limit=lambda s: _classify(s, host, False) == "timeout")
             return runner.run(run, host)
         except runner.Stopped as stop:
             reason = _classify(stop, host, chunked)

@@ -199,6 +199,7 @@ class JobSpec:
     name: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)
     entry: int = 0  # which [[run]] table of the sweep file (1-based; 0 unknown): status shows sweep order
+    workdir: str | None = None  # where the job runs (command runs record it); not part of the identity
 
     @property
     def signature(self) -> str:
@@ -229,6 +230,7 @@ class JobSpec:
             "params": dict(self.params),
             "settings": dict(self.settings),
             "resources": self.resources.to_json(),
+            **({"workdir": self.workdir} if self.workdir else {}),
         }
 
     @classmethod
@@ -237,7 +239,7 @@ class JobSpec:
         params, settings = dict(data["params"]), dict(data.get("settings") or {})
         return cls(sweep=data["sweep"], workload=data["workload"], params=params,
                    resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""),
-                   settings=settings, entry=int(data.get("entry") or 0))
+                   settings=settings, entry=int(data.get("entry") or 0), workdir=data.get("workdir"))
 
 
 def split_settings(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from .. import cluster as cluster_mod
 from .. import clusterfacts, clusterread, siteconfig
+from .. import command as command_mod
 from .. import submit as submit_mod
 from .. import sweep as sweep_mod
 from .. import params as params_mod
@@ -168,7 +169,7 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
         raise SystemExit(code)
 
 
-@click.command("submit")
+@click.command("submit", epilog="\b\n" + command_mod.CONTRACT)
 @click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a key for every run that has it (repeatable); lists expand: --set 'beta=[0,4]'; "
