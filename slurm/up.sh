@@ -320,30 +320,36 @@ SQL
         wait_for 30 slurmdbd dbd_ok || { tail -20 "$STATE/log/slurmdbd.log" >&2; die "slurmdbd does not answer"; }
         log "slurmdbd up (pid $(pid_of slurmdbd))"
     fi
-    # Register the cluster, accounts, QoS and users (sacctmgr -i: no prompt). Each step checks first,
-    # so a restart changes nothing and a state dir of an older layout converges to this one.
+    # Register the cluster, accounts, QoS and users (sacctmgr -i: no prompt). Three reads decide what is
+    # missing, so a restart only reads, and a state dir of an older layout converges to this one.
     user=${SUDO_USER:-$(id -un)}
     users=$(printf "%s\n" root "$user" | sort -u | xargs)
     sam() { timeout 20 sacctmgr -i "$@" >/dev/null; }
     show() { timeout 10 sacctmgr -n -P show "$@" 2>/dev/null; }
-    [ -n "$(show cluster "$CLUSTER" format=cluster)" ] || sam add cluster "$CLUSTER"
-    for a in physics bio; do
-        [ -n "$(show account "$a" format=account)" ] || sam add account "$a" Cluster="$CLUSTER" Description="$a" Organization=jobkit
-    done
-    [ -n "$(show qos normal format=name)" ] || sam add qos normal
-    if [ -z "$(show qos short format=name)" ]; then
+    assocs=$(show association cluster="$CLUSTER" format=account,user,qos,defaultqos)   # "physics|root|normal,short|normal"
+    qos=$(show qos format=name,maxwall,flags)                                          # "short|00:05:00|DenyOnLimit"
+    defaults=$(show user format=user,defaultaccount)                                   # "root|physics"
+    if [ -z "$assocs" ]; then   # `add cluster` also makes the association root/root, removed below
+        sam add cluster "$CLUSTER"
+        assocs=$(show association cluster="$CLUSTER" format=account,user,qos,defaultqos)
+    fi
+    missing=$(for a in physics bio; do grep -q "^$a||" <<<"$assocs" || echo "$a"; done | paste -sd,)
+    [ -z "$missing" ] || sam add account "$missing" Cluster="$CLUSTER" Organization=jobkit
+    grep -q '^normal|' <<<"$qos" || sam add qos normal
+    if ! grep -q '^short|' <<<"$qos"; then
         sam add qos short MaxWall=00:05:00 Flags=DenyOnLimit
-    elif [ "$(show qos short format=maxwall,flags)" != "00:05:00|DenyOnLimit" ]; then
+    elif ! grep -qx 'short|00:05:00|DenyOnLimit' <<<"$qos"; then
         sam modify qos short set MaxWall=00:05:00 Flags=DenyOnLimit
     fi
-    for u in $users; do   # an association with physics only: QoS normal (default) and short
-        [ -n "$(show association user="$u" account=physics cluster="$CLUSTER" format=user)" ] \
-            || sam add user "$u" Account=physics Cluster="$CLUSTER"
-        [ "$(show user "$u" format=defaultaccount)" = physics ] || sam modify user "$u" set DefaultAccount=physics
-        [ "$(show association user="$u" account=physics cluster="$CLUSTER" format=qos,defaultqos)" = "normal,short|normal" ] \
-            || sam modify user "$u" where account=physics cluster="$CLUSTER" set QOS=normal,short DefaultQOS=normal
-        for a in $(show association user="$u" cluster="$CLUSTER" format=account | sort -u); do
-            [ "$a" = physics ] || sam remove user "$u" where account="$a" cluster="$CLUSTER"
+    for u in $users; do   # an association with physics only: QoS normal (its default) and short
+        if ! grep -q "^physics|$u|" <<<"$assocs"; then
+            sam add user "$u" Account=physics Cluster="$CLUSTER" QOS=normal,short DefaultQOS=normal
+        elif ! grep -qx "physics|$u|normal,short|normal" <<<"$assocs"; then
+            sam modify user "$u" where account=physics cluster="$CLUSTER" set QOS=normal,short DefaultQOS=normal
+        fi
+        grep -qx "$u|physics" <<<"$defaults" || sam modify user "$u" set DefaultAccount=physics
+        for a in $(awk -F'|' -v u="$u" '$2 == u && $1 != "physics" {print $1}' <<<"$assocs" | sort -u); do
+            sam remove user "$u" where account="$a" cluster="$CLUSTER"
         done
     done
     log "accounting registered (cluster $CLUSTER; accounts physics, bio; QoS normal, short; users $users in physics)"
