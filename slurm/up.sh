@@ -133,8 +133,8 @@ fi
 HOST=$(hostname -s)
 CPUS=2   # per node, as the template says (config_overrides: the machine may have fewer cores)
 MEM_TOTAL=$(free -m | awk '/^Mem:/ {print $2}')
-REAL_MEM=$(( MEM_TOTAL * 90 / 100 ))   # a modest node: 4000 MB, less on a small machine
-[ "$REAL_MEM" -le 4000 ] || REAL_MEM=4000
+REAL_MEM=$(( MEM_TOTAL * 90 / 100 ))   # a modest node: 8000 MB (a run asks 4096 MB by default), less on a small machine
+[ "$REAL_MEM" -le 8000 ] || REAL_MEM=8000
 DEF_MEM_PER_CPU=1024
 [ $(( DEF_MEM_PER_CPU * CPUS )) -le "$REAL_MEM" ] || DEF_MEM_PER_CPU=$(( REAL_MEM / CPUS ))
 CTLD_PORT=$PORT_BASE; DBD_PORT=$((PORT_BASE + 2)); MYSQL_PORT=$((PORT_BASE + 3))
