@@ -33,7 +33,10 @@ export SLURM_CONF=$CONF
 
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
 comm_of() { echo "${1%%-*}"; }   # pids/slurmd-n1.pid holds a slurmd
-alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$(comm_of "$1")" ]; }
+runs() {  # runs PID NAME: PID is NAME's daemon and not a zombie (PID 1 here reaps late: Z = stopped)
+    [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$(comm_of "$2")" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && runs "$p" "$1"; }
 
 stop() {  # stop NAME...: TERM the recorded PIDs together, wait, KILL what still runs after 15 s
     local name p i left
@@ -43,12 +46,12 @@ stop() {  # stop NAME...: TERM the recorded PIDs together, wait, KILL what still
     done
     for i in $(seq 1 150); do
         left=0
-        for j in "${!pids[@]}"; do [ "$(cat "/proc/${pids[$j]}/comm" 2>/dev/null)" = "$(comm_of "${names[$j]}")" ] && left=1; done
+        for j in "${!pids[@]}"; do runs "${pids[$j]}" "${names[$j]}" && left=1; done
         [ "$left" = 0 ] && break
         sleep 0.1
     done
     for j in "${!pids[@]}"; do
-        if [ "$(cat "/proc/${pids[$j]}/comm" 2>/dev/null)" = "$(comm_of "${names[$j]}")" ]; then
+        if runs "${pids[$j]}" "${names[$j]}"; then
             echo "slurm/down.sh: ${names[$j]} (pid ${pids[$j]}) ignored TERM for 15 s: killing it" >&2
             kill -KILL "${pids[$j]}" 2>/dev/null || true
         fi

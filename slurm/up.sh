@@ -167,8 +167,9 @@ install_file() {  # install_file TEMPLATE DEST MODE: rewrite DEST only when its 
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
 alive() {  # alive NAME: the PID in pids/NAME.pid runs, and is that daemon (slurmd-n1: a slurmd), not a recycled PID
     local p; p=$(pid_of "$1")
-    [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "${1%%-*}" ]
+    [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "${1%%-*}" ] && ! zombie "$p"
 }
+zombie() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }   # PID 1 may reap late: Z = stopped
 wait_for() {  # wait_for SECONDS WHAT CMD...
     local limit=$1 what=$2; shift 2
     local end=$(( $(date +%s) + limit ))
@@ -183,7 +184,7 @@ nodes_ready() {  # every node of the template is registered and usable
     local states n; states=$(node_states)
     for n in $NODES; do
         case "$(awk -v n="$n" '$1 == n {print $2; exit}' <<<"$states")" in
-            idle|mixed|allocated|completing) ;;
+            idle|mixed|allocated|completing|planned|reserved) ;;
             *) return 1 ;;
         esac
     done
@@ -366,6 +367,7 @@ fi
 # the cluster's hosts file and config dir are bind-mounted over /etc/hosts and /etc/slurm, so jobs see
 # "n2", resolve every node and find the config; the machine's own /etc is untouched. The network stays
 # shared (loopback). slurmd daemonizes: its PID (pids/slurmd-NODE.pid) keeps the namespace alive.
+[ "$(id -u)" = 0 ] || die "the nodes' slurmd run in their own namespaces (unshare --uts --mount): that needs root"
 mkdir -p /etc/slurm   # the mount point (the machine's /etc/slurm itself is not changed)
 for n in $NODES; do
     alive "slurmd-$n" && continue
