@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop the Slurm cluster that slurm/up.sh started from STATE_DIR — exactly the daemons whose PIDs it
-# recorded there (one slurmd per node — each the last process of its namespace, which goes with it —
-# slurmctld, slurmdbd, MariaDB, munged), nothing found by name.
+# recorded there (one slurmd per node, each holding its node's namespace; slurmctld, slurmdbd, MariaDB,
+# munged), nothing found by name.
 #
 #   slurm/down.sh [STATE_DIR] [--purge]
 #
@@ -17,7 +17,7 @@ PURGE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --purge) PURGE=1 ;;
-        -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
         -*) echo "down.sh: unknown option $1" >&2; exit 2 ;;
         *) STATE=$1 ;;
     esac

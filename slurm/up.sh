@@ -11,7 +11,7 @@
 # Idempotent: when the cluster of STATE_DIR already runs, it changes nothing and returns in about a second;
 # when only some of its daemons run, it starts the missing ones.
 #
-# A state dir remembers its mode (accounting, ports): later calls without options reuse it.
+# A state dir remembers its mode (accounting, ports, nodes): later calls without options reuse it.
 #   --no-accounting   no MariaDB/slurmdbd: AccountingStorageType=accounting_storage/none, so `sacct`
 #                     fails (as on clusters without accounting); squeue/scontrol still answer.
 #                     Same as JOBKIT_SLURM_ACCOUNTING=0.
@@ -22,7 +22,8 @@
 #                     /etc/slurm/slurm.conf link, so use it through SLURM_CONF.
 #   --no-symlink      do not point /etc/slurm/slurm.conf at the generated config.
 #
-# Needs root (installs Debian's packages when missing, links /etc/slurm/slurm.conf).
+# Needs root (installs Debian's packages when missing, runs each slurmd in namespaces of its own,
+# links /etc/slurm/slurm.conf).
 # Stdout is only the line `export SLURM_CONF=...` (so `eval "$(slurm/up.sh)"` works); progress goes
 # to stderr.
 set -euo pipefail
@@ -228,7 +229,7 @@ link_conf() {
     log "linked /etc/slurm/slurm.conf -> $CONF"
 }
 
-# Fast path: everything of this state dir runs and the node answers -> change nothing.
+# Fast path: everything of this state dir runs and every node is up -> change nothing.
 all_alive=1
 for d in $(required_daemons); do alive "$d" || all_alive=0; done
 if [ "$all_alive" = 1 ] && [ -f "$CONF" ] && nodes_ready; then

@@ -106,8 +106,9 @@ def test_each_node_has_its_own_hostname_and_resolves_the_others(site, tmp_path):
         assert f"host={node} " in out, out
         assert sorted(ln for ln in out.split() if ln.startswith("resolves=")) == [
             "resolves=n1", "resolves=n2", "resolves=n3"], out
-    # the machine itself keeps its own hostname; the nodes' names live only in their namespaces
+    # the machine itself keeps its hostname and /etc/hosts: the nodes' names live only in their namespaces
     assert subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() not in NODES
+    assert not set(NODES) & set(Path("/etc/hosts").read_text().split())
 
 
 def test_a_job_without_account_runs_under_physics_with_qos_normal(accounting, tmp_path):
