@@ -370,14 +370,24 @@ fi
 # shared (loopback). slurmd daemonizes: its PID (pids/slurmd-NODE.pid) keeps the namespace alive.
 [ "$(id -u)" = 0 ] || die "the nodes' slurmd run in their own namespaces (unshare --uts --mount): that needs root"
 mkdir -p /etc/slurm   # the mount point (the machine's /etc/slurm itself is not changed)
+# Where namespaces are not allowed (a container without CAP_SYS_ADMIN) the nodes still schedule, but
+# their jobs see the machine's hostname and cannot resolve n1..: say so rather than fail.
+NS=(unshare --uts --mount --propagation private --)
+if ! unshare --uts --mount --propagation private true 2>/dev/null; then
+    log "WARNING: cannot create UTS/mount namespaces here: the nodes' jobs will see hostname $HOST and not resolve $NODES"
+    NS=()
+fi
 for n in $NODES; do
     alive "slurmd-$n" && continue
     rm -f "$PIDS/slurmd-$n.pid"
     mkdir -p "$STATE/slurmd-$n"
-    unshare --uts --mount --propagation private -- /bin/sh -c \
-        'hostname "$1" && mount --bind "$2" /etc/hosts && mount --bind "$3" /etc/slurm && exec slurmd -f "$4" -N "$1"' \
-        sh "$n" "$ETC/hosts" "$ETC" "$CONF" 9>&- </dev/null >>"$STATE/log/slurmd-$n.out" 2>&1 \
-        || die "slurmd of $n did not start (logs: $STATE/log/slurmd-$n.log, $STATE/log/slurmd-$n.out)"
+    if [ ${#NS[@]} -gt 0 ]; then
+        "${NS[@]}" /bin/sh -c \
+            'hostname "$1" && mount --bind "$2" /etc/hosts && mount --bind "$3" /etc/slurm && exec slurmd -f "$4" -N "$1"' \
+            sh "$n" "$ETC/hosts" "$ETC" "$CONF" 9>&- </dev/null >>"$STATE/log/slurmd-$n.out" 2>&1
+    else
+        slurmd -f "$CONF" -N "$n" 9>&- </dev/null >>"$STATE/log/slurmd-$n.out" 2>&1
+    fi || die "slurmd of $n did not start (logs: $STATE/log/slurmd-$n.log, $STATE/log/slurmd-$n.out)"
 done
 for n in $NODES; do
     wait_for 20 slurmd test -s "$PIDS/slurmd-$n.pid" || die "slurmd of $n wrote no pid file (log: $STATE/log/slurmd-$n.log)"
