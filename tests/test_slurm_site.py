@@ -7,6 +7,7 @@ an older slurm/up.sh); the account and QoS tests also need accounting (slurmdbd)
 """
 from __future__ import annotations
 
+import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
 
 NODES = {"n1": {"cpu", "intel"}, "n2": {"cpu", "amd"}, "n3": {"gpu", "a100"}}
 PARTITIONS = {"test", "submit", "preempt", "cpu", "gpu", "bio", "express"}
@@ -171,3 +174,27 @@ def test_qos_short_refuses_more_than_five_minutes(accounting, tmp_path):
     assert "QOSMaxWallDurationPerJobLimit" in err, err  # DenyOnLimit: refused now, not pending forever
     accepted(accounting, tmp_path, "-p", "cpu", "--qos=short", "-t", "5")
     assert BAD_QOS in refused(accounting, tmp_path, "-p", "cpu", "--qos=long", "-t", "1")  # no such QoS
+
+
+def test_up_resumes_a_drained_node_and_each_slurmd_has_its_port(slurm_cluster_noacct):
+    """On the throwaway no-accounting cluster: a drained node is idle again after up.sh; ports as documented."""
+    c = slurm_cluster_noacct
+    why = _layout_problem(c.env, set(c.partition_names))
+    if why:
+        pytest.skip(why)
+    for offset in (1, 4, 5):  # slurmd of n1, n2, n3 at PORT_BASE+1, +4, +5 (slurm/README.md)
+        with socket.create_connection(("127.0.0.1", c.port_base + offset), timeout=5):
+            pass
+    subprocess.run(["scontrol", "update", "NodeName=n2", "State=DRAIN", "Reason=site-test"], env=c.env,
+                   check=True, timeout=30)
+
+    def state() -> list[str]:
+        return subprocess.run(["sinfo", "-h", "-n", "n2", "-o", "%T"], env=c.env, capture_output=True, text=True,
+                              timeout=30).stdout.split()
+
+    assert state()[0].startswith("drain"), state()
+    up = subprocess.run(["bash", str(REPO / "slurm" / "up.sh"), str(c.state_dir)], env=c.env, capture_output=True,
+                        text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert "resumed node n2" in up.stderr
+    assert state()[0] == "idle", state()
