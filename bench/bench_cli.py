@@ -46,7 +46,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobkit import cluster as cluster_mod
 from jobkit import clusterfacts, clusterread
 from jobkit import slurm as slurm_mod
 from jobkit import status as status_mod

@@ -137,7 +137,6 @@ def _association(facts: ClusterFacts, account: str, partition: str) -> Associati
 def _node_problems(facts: ClusterFacts, p: Partition, res: Resources) -> list[str]:
     """Typed GPUs, features, exclusions and node count, checked against the partition's node types."""
     problems = []
-    acc = facts.access_of(p.name)
     cap = _max_nodes(facts, p)
     if res.nodes > cap:
         problems.append(f"MaxNodes {cap} < {res.nodes} nodes asked")
