@@ -143,6 +143,7 @@ def _rest(s: RunSummary, run: RunDir, attempt_start: float | None) -> RunSummary
             s.step = max(s.step, int(progress.get("step", 0)))
         except (TypeError, ValueError):
             s.warnings.append("progress.json has an unusable step; ignored")
+        s.total = s.total or int(progress.get("total") or 0)  # a command run's script may say it
         s.loss = progress.get("loss", s.loss)
         s.val_loss = progress.get("val_loss", s.val_loss)
         s.steps_per_s = progress.get("steps_per_s")
