@@ -129,7 +129,8 @@ def _check_data(specs: list[JobSpec], source: str) -> list[tuple[str, str]]:
 def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, explain: bool,
         show_script: bool, as_json: bool, wait: bool, profile: Path | None = None,
         config_start: Path | None = None, source: str = "") -> None:
-    data_warnings = _check_data(specs, source or str(root))
+    # a plan against another cluster's saved profile: its data is there, not here
+    data_warnings = _check_data(specs, source or str(root)) if profile is None else []
     if profile is not None and not dry_run:
         fail("--cluster plans against a saved profile and submits nothing: add --dry-run")
     executor = "slurm" if profile is not None else _resolve_executor(executor_name)
