@@ -92,7 +92,7 @@ def slurm_soak(root: Path, kills: int, seed: int = 0, timeout: float = 600.0) ->
     """`kills` times: submit/resume the run on Slurm, wait until it trains, `scancel -s KILL` its job."""
     rnd = random.Random(seed)
     env = {**os.environ, "JOBKIT_ROOT": str(root)}
-    params = {**PARAMS, "steps": 300, "step_sleep": 0.02}
+    params = {**PARAMS, "steps": 200 * kills + 100, "step_sleep": 0.02}
     sweep = root / "soak.toml"
     sweep.parent.mkdir(parents=True, exist_ok=True)
     body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in params.items())
