@@ -33,9 +33,11 @@ class TrainJob(submitit.helpers.Checkpointable):
         executor = "local" if type(env).__name__.startswith("Local") else "slurm"
         spec = run.spec()
         limit_min = self.time_limit_min or spec.resources.time_min
+        granted = os.environ.get("JOBKIT_LOCAL_GRANTED_T")  # set by jobkit.localqueue: the clock starts there
         host = runner.Host(executor=executor, job_id=env.job_id, time_limit_s=limit_min * 60,
                            margin_s=self.signal_delay_s, stop_signals=(signal.SIGUSR2,),
-                           started=_process_start())
+                           started=float(granted) if granted else _process_start(),
+                           queued_s=float(os.environ.get("JOBKIT_LOCAL_QUEUED_S") or 0) if granted else None)
         chunked = spec.resources.chunk or bool(
             spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
         submitit_handler = signal.getsignal(signal.SIGUSR2)

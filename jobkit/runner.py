@@ -53,6 +53,7 @@ class Host:
     started: float = field(default_factory=time.time)
     early_s: float = 35.0  # slurmctld checks limits every 30 s: its warning may come this much early
     defer_s: float = 20.0  # ...so a warning near the limit is acted on this much later at most
+    queued_s: float | None = None  # how long a local job waited for its share of the machine
 
     def deadline(self) -> float | None:
         if self.time_limit_s is None:
@@ -175,7 +176,8 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
     _refuse_stalled_loop(run, step)
     run.event("started", attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
               host=socket.gethostname(), pid=os.getpid(), device=str(device),
-              resumed_from=None if loaded is None else loaded[1].file)
+              resumed_from=None if loaded is None else loaded[1].file, threads=torch.get_num_threads(),
+              cores=_cores(), **({} if host.queued_s is None else {"queued_s": round(host.queued_s, 3)}))
 
     # a deep queue: scalars are handed to the writer thread in bursts (it is flushed at checkpoints)
     writer = writer_cls(log_dir=str(run.tb_dir), purge_step=step + 1 if step else None, max_queue=1000)
@@ -266,6 +268,14 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         return final
     finally:
         writer.close()
+
+
+def _cores() -> list[int] | None:
+    """The CPUs this process may run on (a local job is pinned to its share)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
 
 
 def _refuse_stalled_loop(run: RunDir, step: int) -> None:

@@ -86,6 +86,7 @@ def summarize(run: RunDir) -> RunSummary:
             s.state = STATE_OF_EVENT[kind]
         if kind == "submitted":
             s.job_id, s.partition, s.executor = ev.get("job_id"), ev.get("partition"), ev.get("executor")
+            s.host = ev.get("host", s.host)
             s.submitted_t = t
             s.error = None
         elif kind == "started":
@@ -130,6 +131,10 @@ def summarize(run: RunDir) -> RunSummary:
     if s.state == "RUNNING" and s.executor != "slurm" and not _alive_here(s.pid, s.host):
         s.state = "FAILED"  # a local process that died without a word (kill -9, OOM)
         s.error = s.error or "the process ended without recording why (killed?)"
+    if s.state in ("PENDING", "REQUEUED") and s.executor == "local" and (s.job_id or "").isdigit() \
+            and not _alive_here(int(s.job_id), s.host):
+        s.state = "FAILED"  # its local controller is gone: it will never (re)start
+        s.error = s.error or "its local job is gone without recording an end (killed?)"
     return s
 
 

@@ -13,20 +13,25 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from . import cluster as cluster_mod
+from . import localqueue
+from .localnode import Node, Request
 from .runstate import RunSummary
 from .spec import JobSpec, Resources
 from .status import collect_status
 from .store import RunDir
 
 JOB_NAME_PREFIX = "jobkit-"
+LOCAL_CONTROLLER_TIMEOUT_MIN = 60 * 24 * 365  # a queued local job may wait long; jobkit.localqueue times the run
 
 
 class SubmitError(RuntimeError):
@@ -163,7 +168,8 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _executor(kind: str, folder: Path, res: Resources, partition: str | None, segments: int, sweep: str) -> Any:
+def _executor(kind: str, folder: Path, res: Resources, partition: str | None, segments: int, sweep: str,
+              python: list[str] | None = None) -> Any:
     import submitit
 
     delay = signal_delay_for(res)
@@ -177,8 +183,11 @@ def _executor(kind: str, folder: Path, res: Resources, partition: str | None, se
         if partition:
             ex.update_parameters(partition=partition)
         return ex
-    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=100 + 2 * segments)
-    ex.update_parameters(timeout_min=res.time_min, signal_delay_s=delay, gpus_per_node=res.gpus)
+    # `python` puts jobkit.localqueue in front of the job: it waits for a slot, then runs the job
+    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=100 + 2 * segments,
+                                python=shlex.join(python) if python else None)
+    ex.update_parameters(timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,
+                         signal_delay_s=delay, gpus_per_node=res.gpus)
     return ex
 
 
@@ -202,8 +211,10 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
 
     todo = [p for p in planned if p.submits]
     groups: dict[tuple, list[PlannedRun]] = {}
-    for item in todo:
-        groups.setdefault((item.spec.sweep, item.job_res.shape(), item.segments), []).append(item)
+    for item in todo:  # locally one job per run: each waits for its own slot in the machine's queue
+        key = (item.spec.sweep, item.job_res.shape(), item.segments, item.spec.run_id if executor == "local" else "")
+        groups.setdefault(key, []).append(item)
+    node, pool, t0 = (Node.detect(), localqueue.pool_dir(), time.time_ns()) if executor == "local" else (None, None, 0)
     created: list[Path] = []
     sent: list[Any] = []
     try:
@@ -214,10 +225,14 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             else:  # resources may have changed; identity cannot
                 RunDir(item.run_dir).write_spec(item.spec, sync=False)
         os.sync()  # one flush for every spec, before any job can start (not an fsync per file)
-        for (sweep, _shape, segments), items in groups.items():
+        for n, ((sweep, _shape, segments, _run), items) in enumerate(groups.items()):
             folder = Path(root).resolve() / sweep / ".submitit" / "%j"
             partition = items[0].partition
-            ex = _executor(executor, folder, items[0].job_res, partition, segments, sweep)
+            python = None
+            if executor == "local":  # FIFO key: this submission's time, then the run's place in it
+                python = localqueue.wrapper_command(pool, node, Request.of(items[0].job_res), f"{t0:020d}-{n:05d}",
+                                                    items[0].job_res.time_min * 60, str(items[0].run_dir.resolve()))
+            ex = _executor(executor, folder, items[0].job_res, partition, segments, sweep, python)
             fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min)
                    for item in items]
             try:
@@ -228,9 +243,10 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             for item, job in zip(items, jobs):
                 item.job_id = str(job.job_id)
                 run = RunDir(item.run_dir)
+                where = {"host": socket.gethostname()} if executor == "local" else {}
                 run.event("submitted", sync=False, job_id=item.job_id, partition=partition, executor=executor,
                           time=item.job_res.time, segments=item.segments,
-                          resume=item.action == "resume", array_size=len(items))
+                          resume=item.action == "resume", array_size=len(items), **where)
                 _link_logs(run, folder.parent, item.job_id)
             _drop_template_folder(folder)
         os.sync()

@@ -8,8 +8,10 @@ import click
 from rich.table import Table
 
 from .. import cluster as cluster_mod
+from .. import localqueue
 from .. import submit as submit_mod
 from .. import sweep as sweep_mod
+from ..localnode import Node, Request, schedule
 from ..spec import JobSpec, Resources, parse_resources
 from ..store import find_runs
 from .common import EXIT_FAILED, console, err_console, fail, json_option, print_json, resolve_root, root_option
@@ -41,6 +43,32 @@ def _resolve_executor(name: str) -> str:
     return chosen
 
 
+def _local_node(specs: list[JobSpec]) -> Node:
+    """This machine as the local executor's one node; a run larger than it is refused before anything is written."""
+    node = Node.detect()
+    for spec in specs:
+        why = node.refusal(Request.of(spec.resources))
+        if why:
+            fail(f"{spec.run_id}: {why}, and the local executor runs on this machine only; "
+                 "ask for less (--set) or submit to a Slurm cluster")
+    return node
+
+
+def _local_outlook(node: Node, planned: list[submit_mod.PlannedRun]) -> dict:
+    """How the runs to submit would share this machine: how many start now, how many wait."""
+    reqs = [Request.of(p.job_res) for p in planned if p.submits]
+    try:
+        held, waiting = localqueue.busy(localqueue.pool_dir())
+    except OSError:
+        held, waiting = Request(0, 0, 0), 0
+    start_now = 0 if waiting else schedule(node, reqs, held)
+    shapes = sorted({r for r in reqs}, key=lambda r: (r.cpus, r.mem_mb, r.gpus))
+    return {"node": node.to_json(), "describe": node.describe(), "start_now": start_now,
+            "queued": len(reqs) - start_now, "busy": {"cpus": held.cpus, "mem_mb": held.mem_mb, "gpus": held.gpus},
+            "waiting_before": waiting,
+            "at_once": [{"cpus": r.cpus, "mem_mb": r.mem_mb, "gpus": r.gpus, "runs": node.at_once(r)} for r in shapes]}
+
+
 def _plan(specs: list[JobSpec], root: Path, executor: str, partitions: list[cluster_mod.Partition] | None,
           check_only: bool = False) -> list[submit_mod.PlannedRun]:
     """The plan; `check_only` skips reading the runs' state (partitions and input checks only)."""
@@ -48,6 +76,26 @@ def _plan(specs: list[JobSpec], root: Path, executor: str, partitions: list[clus
         return submit_mod.plan(specs, root, executor, partitions, summaries={} if check_only else None)
     except cluster_mod.NoFit as exc:
         fail(str(exc))
+
+
+def _render_local(outlook: dict, explain: bool, dry_run: bool) -> None:
+    out = console()
+    would = "would" if dry_run else ""
+    start, wait = outlook["start_now"], outlook["queued"]
+    if explain:
+        out.print(f"Local executor: this machine is one node with {outlook['describe']}. A run starts only when "
+                  "its cpus, mem and gpus are free (first in, first out, shared by every local jobkit run of "
+                  "yours); its threads are pinned to its own cores; a run larger than the machine is refused.")
+        for shape in outlook["at_once"]:
+            out.print(f"  runs with cpus {shape['cpus']}, mem {shape['mem_mb']}M, gpus {shape['gpus']}: "
+                      f"{shape['runs']} at a time on the empty machine")
+        busy = outlook["busy"]
+        if busy["cpus"] or outlook["waiting_before"]:
+            out.print(f"  now in use by other local runs: {busy['cpus']} CPUs, {busy['mem_mb']}M, {busy['gpus']} GPUs; "
+                      f"{outlook['waiting_before']} waiting before these")
+    if start or wait:
+        out.print(f"On this machine: {start} {would + ' ' if would else ''}start{'s' * (not would and start == 1)} "
+                  f"now, {wait} {would + ' ' if would else ''}wait{'s' * (not would and wait == 1)} in the local queue")
 
 
 def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, dry_run: bool) -> None:
@@ -100,25 +148,33 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
         except ValueError as exc:
             fail(str(exc))
     partitions = _partitions(executor)  # read once: the limits do not change within a submit
+    node = _local_node(specs) if executor == "local" else None
+    outlook = None
     if dry_run:
         planned = _plan(specs, root, executor, partitions)
+        outlook = _local_outlook(node, planned) if node else None
     else:
         _plan(specs, root, executor, partitions, check_only=True)  # NoFit and friends before anything is written
         sweeps = sorted({s.sweep for s in specs})
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
                 planned = _plan(specs, root, executor, partitions)  # under the lock: no duplicate jobs
+                outlook = _local_outlook(node, planned) if node else None
                 if any(p.submits for p in planned):
                     submit_mod.execute(planned, root, executor)
         except submit_mod.SubmitError as exc:
             fail(f"submission refused, nothing was submitted: {exc}", code=EXIT_FAILED)
     if as_json:
         data = {"executor": executor, "dry_run": dry_run, "runs": [p.to_json() for p in planned]}
+        if outlook is not None:
+            data["local"] = {k: v for k, v in outlook.items() if k != "describe"}
         if show_script and executor == "slurm":
             data["scripts"] = {p.spec.run_id: submit_mod.sbatch_script(p, root) for p in planned if p.submits}
         print_json(data)
     else:
         _render(planned, executor, explain, dry_run)
+        if outlook is not None:
+            _render_local(outlook, explain, dry_run)
         if show_script and executor == "slurm":
             for p in planned:
                 if p.submits:
