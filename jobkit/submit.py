@@ -236,7 +236,8 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min)
                    for item in items]
             try:
-                jobs = ex.submit_array(fns) if len(fns) > 1 else [ex.submit(fns[0])]
+                with _stdio_detached(executor == "local"):
+                    jobs = ex.submit_array(fns) if len(fns) > 1 else [ex.submit(fns[0])]
             except Exception as exc:  # sbatch refused: say why in one line
                 raise SubmitError(_sbatch_message(exc)) from None
             sent.extend(jobs)
@@ -260,6 +261,28 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             shutil.rmtree(path, ignore_errors=True)
         raise
     return planned
+
+
+@contextmanager
+def _stdio_detached(on: bool) -> Iterator[None]:
+    """Local controllers outlive this command and inherit its stdout/stderr: give them /dev/null, or
+    `jobkit submit | tee` and `$(jobkit submit --json)` would wait until every local run has ended."""
+    if not on:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in (1, 2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(null)
 
 
 def _drop_template_folder(folder: Path) -> None:
