@@ -21,7 +21,8 @@ ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running":
 
 executor_option = click.option(
     "--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,
-    help="auto: Slurm when its controller answers, else submitit's local executor (same runner, same resume).")
+    help="auto: Slurm when its controller answers, else submitit's local executor (same runner, same resume). "
+         "local: this machine as one node; runs wait until their cpus, mem and gpus are free.")
 dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would be submitted and why; write nothing.")
 wait_option = click.option("--wait", is_flag=True, help="Show live progress until every run has ended.")
 
@@ -78,9 +79,12 @@ def _plan(specs: list[JobSpec], root: Path, executor: str, partitions: list[clus
         fail(str(exc))
 
 
+def _verb(verb: str, n: int, dry_run: bool) -> str:
+    return f"would {verb}" if dry_run else verb + "s" * (n == 1)
+
+
 def _render_local(outlook: dict, explain: bool, dry_run: bool) -> None:
     out = console()
-    would = "would" if dry_run else ""
     start, wait = outlook["start_now"], outlook["queued"]
     if explain:
         out.print(f"Local executor: this machine is one node with {outlook['describe']}. A run starts only when "
@@ -94,8 +98,10 @@ def _render_local(outlook: dict, explain: bool, dry_run: bool) -> None:
             out.print(f"  now in use by other local runs: {busy['cpus']} CPUs, {busy['mem_mb']}M, {busy['gpus']} GPUs; "
                       f"{outlook['waiting_before']} waiting before these")
     if start or wait:
-        out.print(f"On this machine: {start} {would + ' ' if would else ''}start{'s' * (not would and start == 1)} "
-                  f"now, {wait} {would + ' ' if would else ''}wait{'s' * (not would and wait == 1)} in the local queue")
+        line = f"On this machine: {start} {_verb('start', start, dry_run)} now"
+        if wait:
+            line += f", {wait} {_verb('wait', wait, dry_run)} in the local queue"
+        out.print(line)
 
 
 def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, dry_run: bool) -> None:
