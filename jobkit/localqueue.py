@@ -90,11 +90,12 @@ def _pool_lock(pool: Path) -> Iterator[None]:
         os.close(fd)  # closing drops the lock
 
 
-def _open_pool(pool: Path) -> Path:
+def open_pool(pool: Path) -> Path:
+    """The queue folder, created 0700; refused when others could write into it."""
     pool.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = pool.stat()
     if st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise PermissionError(f"{pool}: the local queue folder must be yours and not writable by others")
+        raise PermissionError(f"{pool} must be yours and writable by you only")
     return pool
 
 
@@ -127,7 +128,7 @@ def busy(pool: Path) -> tuple[Request, int]:
     """What running local jobs hold now, and how many jobs wait (for `--dry-run --explain`)."""
     if not pool.is_dir():
         return Request(0, 0, 0), 0
-    with _pool_lock(_open_pool(pool)):
+    with _pool_lock(open_pool(pool)):
         live = entries(pool)
     return total(e.req for e in live if e.state == "running"), sum(1 for e in live if e.state == "waiting")
 
@@ -144,7 +145,7 @@ def acquire(pool: Path, node: Node, req: Request, key: str, run: str = "",
     refusal = node.refusal(req)
     if refusal:
         raise ValueError(refusal)
-    pool = _open_pool(pool)
+    pool = open_pool(pool)
     path = pool / f"{key}-{os.getpid()}.json"
     enqueued = time.time()
     with _pool_lock(pool):  # create and lock under the pool lock: nobody sees it unlocked

@@ -198,3 +198,25 @@ def test_a_queued_run_shows_pending_cancels_and_resumes(tmp_path):
     final = json.loads(_jobkit("status", "node", "--json", root=root, pool=pool).stdout)["runs"]
     assert [r["state"] for r in final] == ["COMPLETED", "COMPLETED"]
     assert [e["event"] for e in _events(status[queued]["path"])][-1] == "finished"
+
+
+PROBE = "import os, json; print(json.dumps([sorted(os.sched_getaffinity(0)), os.environ['OMP_NUM_THREADS'], " \
+        "os.environ['CUDA_VISIBLE_DEVICES'], float(os.environ['JOBKIT_LOCAL_QUEUED_S'])]))"
+
+
+def _wrapped(pool: Path, cpus: int, limit_s: int, command: list[str]) -> subprocess.CompletedProcess:
+    node = Node.detect()
+    argv = localqueue.wrapper_command(pool, node, Request(cpus, 10, 0), "0001", limit_s, "probe")
+    return subprocess.run(argv[:-1] + command, capture_output=True, text=True, timeout=60)
+
+
+def test_the_wrapper_pins_the_job_to_its_cores_and_threads_then_execs_it(tmp_path):
+    done = _wrapped(tmp_path / "pool", 1, 0, [sys.executable, "-c", PROBE])
+    assert done.returncode == 0, done.stderr
+    cores, omp, cuda, queued_s = json.loads(done.stdout)
+    assert cores == [min(os.sched_getaffinity(0))] and omp == "1" and cuda == "" and queued_s >= 0
+
+
+def test_the_wrapper_kills_the_job_at_its_time_limit(tmp_path):
+    done = _wrapped(tmp_path / "pool", 1, 1, [sys.executable, "-c", "import time; time.sleep(30)"])
+    assert done.returncode == -signal.SIGALRM

@@ -155,6 +155,11 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
             fail(str(exc))
     partitions = _partitions(executor)  # read once: the limits do not change within a submit
     node = _local_node(specs) if executor == "local" else None
+    if node is not None and not dry_run:
+        try:
+            localqueue.open_pool(localqueue.pool_dir())
+        except OSError as exc:
+            fail(f"local queue folder: {exc}; set JOBKIT_LOCAL_POOL to another folder")
     outlook = None
     if dry_run:
         planned = _plan(specs, root, executor, partitions)
