@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 from jobkit import cluster as cluster_mod
+from jobkit import slurm as slurm_mod
 from jobkit import status as status_mod
 from jobkit import submit as submit_mod
 from jobkit import sweep as sweep_mod
@@ -366,7 +367,7 @@ def bench_status(label: str, selector: str, root: Path, counter: SlurmCounter, r
     t_read = time.perf_counter() - t0
     ids = [s.job_id for s in summaries if s.executor == "slurm" and s.job_id]
     t0 = time.perf_counter()
-    status_mod.query_slurm(ids)
+    slurm_mod.query_states(ids)
     t_query = time.perf_counter() - t0
     print(f"   split          : reading {len(runs)} run folders {t_read:.3f} s "
           f"({t_read / max(1, len(runs)) * 1e3:.2f} ms/run), one scheduler query for {len(ids)} job ids {t_query:.3f} s")
@@ -391,8 +392,8 @@ def bench_status(label: str, selector: str, root: Path, counter: SlurmCounter, r
     print(f"   table output   : {time.perf_counter() - t0:.3f} s  `python -m jobkit status SWEEP` (rich table, "
           f"{len(table_out.stdout.splitlines())} lines)")
     # accounting off: the squeue path (in-process, by switching accounting_enabled off)
-    saved = status_mod.accounting_enabled
-    status_mod.accounting_enabled = lambda: False
+    saved = slurm_mod.accounting_enabled
+    slurm_mod.accounting_enabled = lambda: False
     try:
         counter.reset()
         t0 = time.perf_counter()
@@ -401,7 +402,7 @@ def bench_status(label: str, selector: str, root: Path, counter: SlurmCounter, r
         print(f"   without sacct  : {t_sq:.3f} s in-process (squeue path); Slurm calls: {fmt_calls(counter.calls())} "
               f"(source {rep.slurm.source})")
     finally:
-        status_mod.accounting_enabled = saved
+        slurm_mod.accounting_enabled = saved
     if profile:
         prof = cProfile.Profile()
         prof.enable()
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# jobkit CLI benchmark — {time.strftime('%Y-%m-%d %H:%M')} · {platform.node()} · {os.cpu_count()} cores · "
           f"python {platform.python_version()}")
     print(f"# sweep {sweep} ({args.runs} runs of toy, steps = 1, time {args.time}); root {root}")
-    slurm = submit_mod.slurm_available()
+    slurm = slurm_mod.available()
     imp, imp_torch = import_time()
     print(f"# Slurm controller answers: {slurm}; `python -c 'import jobkit.cli'`: {imp:.2f} s"
           + (f" (importing torch: {imp_torch:.2f} s of it, -X importtime)" if imp_torch else " (torch not imported)"))

@@ -17,6 +17,7 @@ import submitit
 
 from . import runner
 from .store import RunDir
+from .state import Event
 
 
 class TrainJob(submitit.helpers.Checkpointable):
@@ -48,10 +49,10 @@ class TrainJob(submitit.helpers.Checkpointable):
             if reason == "timeout":
                 # Not chunked: the run asked for less time than it needs. Stop here, resumable,
                 # rather than requeue forever; `jobkit resume --partition/--time` continues it.
-                run.event("timeout", step=stop.step, job_id=env.job_id, detail=stop.reason,
+                run.event(Event.TIMEOUT, step=stop.step, job_id=env.job_id, detail=stop.reason,
                           hint="resume with a longer --time, another --partition, or --chunk")
                 return run.metrics()
-            run.event("requeued", step=stop.step, reason=reason, job_id=env.job_id, detail=stop.reason)
+            run.event(Event.REQUEUED, step=stop.step, reason=reason, job_id=env.job_id, detail=stop.reason)
             if callable(submitit_handler):
                 submitit_handler(signal.SIGUSR2, None)  # submitit requeues and exits
             raise runner.RunFailed(f"stopped at step {stop.step} but could not requeue") from None

@@ -127,8 +127,16 @@ def resolve(params_cls: type[BaseParams], presets: Mapping[str, Mapping[str, Any
     for key, value in values.items():
         _check_bounds(key, value, fields[key].metadata)
     params = params_cls(**values)
-    params.check()
+    check(params)
     return params
+
+
+def check(params: BaseParams) -> None:
+    """The workload's own cross-field checks, then the common ones (stop / patience / min_delta)."""
+    from .convergence import check_stop_params  # convergence imports ParamError from here
+
+    params.check()
+    check_stop_params(params)
 
 
 def to_dict(params: BaseParams) -> dict[str, Any]:
@@ -137,13 +145,31 @@ def to_dict(params: BaseParams) -> dict[str, Any]:
 
 
 def from_dict(params_cls: type[BaseParams], data: Mapping[str, Any]) -> BaseParams:
-    """Rebuild resolved params from spec.json, ignoring keys a newer code version dropped."""
+    """Rebuild resolved params from spec.json, checked again against this code's `Params`.
+
+    A key this code does not know (spec.json written by another version of the workload) is an
+    error rather than silently dropped: the run would otherwise train something else than asked.
+    """
     fields = fields_of(params_cls)
-    return params_cls(**{k: v for k, v in data.items() if k in fields})
-
-
-def describe(params_cls: type[BaseParams]) -> list[tuple[str, str, Any, str]]:
-    """(key, type, default, help) rows, for `jobkit workloads` style listings and errors."""
     hints = hints_of(params_cls)
-    return [(f.name, _type_name(hints[f.name]), f.default, f.metadata.get("help", ""))
-            for f in dataclasses.fields(params_cls)]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ParamError(unknown[0], "in spec.json but unknown to this version of the workload "
+                                     f"(accepted keys: {', '.join(sorted(fields))}); resubmit the run with this code")
+    values = {k: _coerce(k, v, hints[k]) for k, v in data.items()}
+    for key, value in values.items():
+        _check_bounds(key, value, fields[key].metadata)
+    return params_cls(**values)
+
+
+def check_values(params_cls: type[BaseParams], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Type- and bound-check some of a workload's keys (e.g. settings from `resume --set`)."""
+    fields = fields_of(params_cls)
+    hints = hints_of(params_cls)
+    out = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ParamError(key, f"unknown key; accepted keys: {', '.join(sorted(fields))}")
+        out[key] = _coerce(key, value, hints[key])
+        _check_bounds(key, out[key], fields[key].metadata)
+    return out

@@ -30,21 +30,73 @@ class BaseParams:
     sample_every: int = field(default=0, metadata={"min": 0, "help": "steps between samples (0: end only)"})
     log_every: int = field(default=10, metadata={"min": 1, "help": "steps between logged train metrics"})
     keep_checkpoints: int = field(default=2, metadata={"min": 1, "help": "checkpoints kept on disk"})
+    stop: str = field(default="steps", metadata={
+        "choices": ["steps", "plateau"],
+        "help": "'plateau': stop once the target metric (val_loss) stops improving; steps stays the upper bound"})
+    patience: int = field(default=5, metadata={
+        "min": 1, "max": 10000, "help": "evaluations without an improvement of min_delta before a plateau stop"})
+    min_delta: float = field(default=0.005, metadata={
+        "min": 0.0, "max": 0.5, "help": "smallest relative improvement that counts (0.005 = 0.5 %)"})
 
     def check(self) -> None:
         """Cross-field validation; raise `jobkit.params.ParamError(key, message)` on bad values."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a workload is judged by (a validation metric's name, as `evaluate()` returns it)."""
+
+    name: str
+    higher_is_better: bool = False
+    label: str = ""  # how reports title it; the name when empty
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class ImageKind:
+    """Images a workload writes as `samples/step-NNNNNN-<name>.png`, and how a report lays them out."""
+
+    name: str
+    title: str
+    layout: str = "grid"  # grid: small squares side by side · wide: one wide image per run · strip: full width
+
+
+@dataclass(frozen=True)
+class ReportLayout:
+    """How a workload's runs are compared in `jobkit collect`; the collector knows no workload by name.
+
+    - `key_params`: the params that tell runs apart, coarsest first (shown as columns when they differ);
+    - `headline`: metrics that get a "best during training" column, in this order;
+    - `images`: the image kinds the workload writes, compared across runs side by side;
+    - `group_images_by`: one block of images per value of this param (e.g. a dataset);
+    - `compare_by` / `compare_label`: the param that orders runs within a block, and its symbol;
+    - `chart`: a headline metric drawn as bars per run in each block.
+    """
+
+    key_params: tuple[str, ...] = ()
+    headline: tuple[Metric, ...] = (Metric("val_loss"),)
+    images: tuple[ImageKind, ...] = ()
+    group_images_by: str | None = None
+    compare_by: str | None = None
+    compare_label: str = ""
+    chart: str | None = None
 
 
 @runtime_checkable
 class Workload(Protocol):
     """One training job. Constructed as `Workload(params)` with its validated `Params` instance.
 
+    Optional: a class attribute `report = ReportLayout(...)` tells `jobkit collect` how to compare
+    the workload's runs (without one, by `val_loss`).
+
     Determinism contract (what makes resume bit-exact): all training randomness comes from the
     global RNGs (which the runner seeds and checkpoints) or from generators kept in `state_dict()`;
     `evaluate()` and `artifacts()` must not consume the global RNGs (use a local `torch.Generator`).
     """
 
-    name: ClassVar[str]
     Params: ClassVar[type[BaseParams]]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]]  # preset name -> field overrides
 

@@ -21,8 +21,10 @@ import torch
 
 from . import params as params_mod
 from . import registry, rng
+from .convergence import Plateau, target_of
 from .divergence import DivergenceMonitor
 from .store import RunDir
+from .state import Event
 
 CHECKPOINT_FORMAT = 1
 EXIT_STOPPED = 3  # foreground run stopped by a signal, checkpointed, resumable
@@ -96,11 +98,11 @@ class _StopFlag:
 
 
 def build_workload(run: RunDir):
-    """The workload object for a run, from its spec (params re-validated against the code)."""
+    """The workload object for a run, from its spec (cross-field checks run again on this code)."""
     spec = run.spec()
     cls = registry.load(spec.workload)
-    params = params_mod.from_dict(cls.Params, spec.params)
-    params.check()
+    params = params_mod.from_dict(cls.Params, spec.workload_values)
+    params_mod.check(params)
     return spec, cls(params), params
 
 
@@ -140,7 +142,7 @@ def run(run: RunDir, host: Host | None = None,
     except (Stopped, RunFailed):
         raise
     except Exception as exc:  # a bug or a crash in the workload: recorded, then raised
-        run.event("failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        run.event(Event.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
         raise
     finally:
         flag.restore()
@@ -148,20 +150,27 @@ def run(run: RunDir, host: Host | None = None,
 
 def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], None] | None,
           writer_cls: Any) -> dict[str, float]:
-    spec, workload, params = build_workload(run)
+    try:
+        spec, workload, params = build_workload(run)
+    except params_mod.ParamError as exc:
+        message = f"spec.json: {exc}"
+        run.event(Event.FAILED, step=0, error=message)
+        raise RunFailed(message) from None
     res = spec.resources
     torch.set_num_threads(max(1, res.cpus))
     device = torch.device("cuda" if res.gpus > 0 and torch.cuda.is_available() else "cpu")
     rng.seed_all(params.seed)
-    attempt = sum(1 for e in run.events() if e.get("event") == "started") + 1
+    attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
     try:
         workload.setup(run.path, device)
     except (OSError, ValueError, RuntimeError) as exc:
         message = f"setup failed: {exc}"
-        run.event("failed", step=0, error=message)
+        run.event(Event.FAILED, step=0, error=message)
         raise RunFailed(message) from exc
 
-    monitor = DivergenceMonitor()
+    monitor = DivergenceMonitor(min_delta=params.min_delta)
+    target = target_of(type(workload))
+    plateau = Plateau(params.patience, params.min_delta, target.lower_is_better) if params.stop == "plateau" else None
     step = 0
     loaded = run.load_checkpoint(map_location=device)
     if loaded is not None:
@@ -169,12 +178,15 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         workload.load_state_dict(state["workload"])
         rng.set_state(state["rng"])
         monitor.load_state_dict(state.get("runner", {}).get("divergence", {}))
+        if plateau is not None:
+            plateau.load_state_dict(state.get("runner", {}).get("plateau", {}))
         step = int(state["step"])
     total = int(workload.total_steps)
-    if step >= total and any(e.get("event") == "finished" for e in run.events()):
+    ended = step >= total or (plateau is not None and plateau.converged)
+    if ended and any(e.get("event") == Event.FINISHED for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
     _refuse_stalled_loop(run, step)
-    run.event("started", attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
+    run.event(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
               host=socket.gethostname(), pid=os.getpid(), device=str(device),
               resumed_from=None if loaded is None else loaded[1].file, threads=torch.get_num_threads(),
               cores=_cores(), **({} if host.queued_s is None else {"queued_s": round(host.queued_s, 3)}))
@@ -192,10 +204,11 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         nonlocal last_ckpt_time
         writer.flush()
         state = {"format": CHECKPOINT_FORMAT, "step": step, "workload": workload.state_dict(),
-                 "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict()}}
+                 "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict(),
+                                                         **({"plateau": plateau.state_dict()} if plateau else {})}}
         info = run.save_checkpoint(step, state, keep=params.keep_checkpoints)
         last_ckpt_time = time.monotonic()
-        run.event("checkpoint", step=step, file=info.file, reason=reason, seconds=round(info.seconds, 4),
+        run.event(Event.CHECKPOINT, step=step, file=info.file, reason=reason, seconds=round(info.seconds, 4),
                   step_seconds=None if step_time_ema is None else round(step_time_ema, 5))
 
     def progress(force: bool = False) -> None:
@@ -214,6 +227,17 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         for key, value in val_metrics.items():
             writer.add_scalar(f"val/{key}", value, step)
         run.write_metrics({"step": step, **val_metrics})
+        if plateau is not None and not plateau.converged:
+            value = val_metrics.get(target.metric)
+            if value is None or not math.isfinite(value):
+                message = (f"stop = 'plateau' watches {target.metric}, but evaluate() returned "
+                           f"{value!r} for it at step {step}; use stop = 'steps' for this workload")
+                run.event(Event.FAILED, step=step, error=message)
+                raise RunFailed(message)
+            plateau.update(step, value)
+            if plateau.converged:
+                run.event(Event.CONVERGED, step=step, best_step=plateau.best_step, best=plateau.best,
+                          metric=target.metric, patience=plateau.patience, min_delta=plateau.min_delta)
 
     def artifacts() -> None:
         extra = _scalar_metrics(workload.artifacts(step, writer, run.samples_dir) or {})
@@ -238,17 +262,19 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
                 kept = f"the last good checkpoint (step {good[0].step}) is kept" if good else "no checkpoint was written"
                 message = (f"loss is {loss} at step {step + 1}: training diverged; {kept}. "
                            "Lower the learning rate or enable gradient clipping, then resubmit.")
-                run.event("failed", step=step, error=message)
+                run.event(Event.FAILED, step=step, error=message)
                 raise RunFailed(message)
             step += 1
             last_metrics = metrics
             for kind, message in monitor.update(step, loss):
-                run.event("alarm", step=step, kind=kind, message=message)
+                run.event(Event.ALARM, step=step, kind=kind, message=message)
             if step % params.log_every == 0 or step == total:
                 for key, value in metrics.items():
                     writer.add_scalar(f"train/{key}", value, step)
             if params.eval_every and step % params.eval_every == 0 and step < total:
                 evaluate()
+                if plateau is not None and plateau.converged:
+                    break  # the final phase below reuses this evaluation
             if params.sample_every and step % params.sample_every == 0 and step < total:
                 artifacts()
             due_steps = params.checkpoint_every and step % params.checkpoint_every == 0
@@ -258,13 +284,17 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
             progress()
             if on_step is not None:
                 on_step(step)
-        evaluate()
+        if plateau is None or not plateau.converged:
+            evaluate()
         artifacts()
         checkpoint("final")
         final = {**{f"train_{k}": v for k, v in last_metrics.items()}, **val_metrics}
         _write_hparams(writer, dict(spec.params), final)
         progress(force=True)
-        run.event("finished", step=step, metrics=final)
+        run.event(Event.FINISHED, step=step, metrics=final,
+                  **({"converged": {"step": plateau.converged_step, "best_step": plateau.best_step,
+                                    "best": plateau.best, "metric": target.metric}}
+                     if plateau is not None and plateau.converged else {}))
         return final
     finally:
         writer.close()
@@ -282,15 +312,15 @@ def _refuse_stalled_loop(run: RunDir, step: int) -> None:
     """Stop a run that keeps being requeued without finishing a step (it would loop forever)."""
     stalled = 0
     for ev in reversed(run.events()):
-        if ev.get("event") == "requeued":
+        if ev.get("event") == Event.REQUEUED:
             if int(ev.get("step", -1)) != step:
                 break
             stalled += 1
-        elif ev.get("event") in ("finished", "failed", "submitted"):
+        elif ev.get("event") in (Event.FINISHED, Event.FAILED, Event.SUBMITTED):
             break
     if stalled >= 3:
         message = (f"no progress: requeued {stalled} times at step {step} without finishing a step; "
                    "the job's time limit is too short for setup + one step + a checkpoint. "
                    "Resubmit with a longer --time.")
-        run.event("failed", step=step, error=message)
+        run.event(Event.FAILED, step=step, error=message)
         raise RunFailed(message)

@@ -10,20 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .state import ATTEMPT_ENDS, QUEUED, STATE_OF_EVENT, Event, State
 from .store import RunDir
-
-# Lifecycle event -> state when it is the latest one.
-STATE_OF_EVENT = {
-    "submitted": "PENDING",
-    "started": "RUNNING",
-    "requeued": "REQUEUED",
-    "finished": "COMPLETED",
-    "failed": "FAILED",
-    "cancelled": "CANCELLED",
-    "stopped": "STOPPED",  # a foreground run stopped by a signal, checkpointed
-    "timeout": "TIMEOUT",  # a job reached its time limit, checkpointed; resume continues it
-}
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "NODE_FAIL", "STOPPED"}
 
 
 @dataclass
@@ -33,7 +21,7 @@ class RunSummary:
     workload: str
     path: str
     params: dict[str, Any]
-    state: str = "NEW"
+    state: State | str = State.NEW
     step: int = 0
     total: int = 0
     loss: float | None = None
@@ -53,43 +41,53 @@ class RunSummary:
     steps_per_s: float | None = None
     error: str | None = None
     alarms: list[str] = field(default_factory=list)
+    converged: dict[str, Any] | None = None  # the `converged` event: step, best_step, best, metric
     warnings: list[str] = field(default_factory=list)
     pid: int | None = None
     host: str | None = None
     step_seconds: float | None = None
     checkpoint_seconds: float | None = None
+    entry: int = 0  # the sweep file's [[run]] table it came from (sweep order)
+    final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
 
     @property
     def eta_s(self) -> float | None:
-        if self.state != "RUNNING" or not self.steps_per_s or self.total <= self.step:
-            return None if self.state != "COMPLETED" else 0.0
+        if self.state != State.RUNNING or not self.steps_per_s or self.total <= self.step:
+            return None if self.state != State.COMPLETED else 0.0
         return (self.total - self.step) / self.steps_per_s
 
     @property
-    def done(self) -> bool:
-        return self.state == "COMPLETED"
+    def convergence_note(self) -> str | None:
+        """'converged at step N (best val_loss X; stopped at step M)' for a plateau stop, else None."""
+        c = self.converged
+        if not c:
+            return None
+        best = c.get("best")
+        best_text = f"best {c.get('metric', 'val_loss')} {best:.4g}; " if isinstance(best, (int, float)) else ""
+        return f"converged at step {c.get('best_step')} ({best_text}stopped at step {c.get('step')})"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["eta_s"] = self.eta_s
+        data["convergence_note"] = self.convergence_note
         return data
 
 
 def summarize(run: RunDir) -> RunSummary:
     spec = run.spec()
     s = RunSummary(run_id=run.run_id, sweep=spec.sweep, workload=spec.workload, path=str(run.path),
-                   params=dict(spec.params), total=int(spec.params.get("steps", 0)))
+                   params=dict(spec.params), total=int(spec.params.get("steps", 0)), entry=spec.entry)
     attempt_start: float | None = None
     for ev in run.events():
         kind, t = ev.get("event"), ev.get("t")
         if kind in STATE_OF_EVENT:
             s.state = STATE_OF_EVENT[kind]
-        if kind == "submitted":
+        if kind == Event.SUBMITTED:
             s.job_id, s.partition, s.executor = ev.get("job_id"), ev.get("partition"), ev.get("executor")
             s.host = ev.get("host", s.host)
             s.submitted_t = t
             s.error = None
-        elif kind == "started":
+        elif kind == Event.STARTED:
             s.attempts += 1
             s.started_t = s.started_t or t
             attempt_start = t
@@ -97,28 +95,32 @@ def summarize(run: RunDir) -> RunSummary:
             s.pid, s.host = ev.get("pid"), ev.get("host")
             s.executor = ev.get("executor") or s.executor
             s.step = max(s.step, int(ev.get("step", 0)))
-        elif kind == "checkpoint":
+        elif kind == Event.CHECKPOINT:
             s.last_checkpoint_t, s.last_checkpoint_step = t, ev.get("step")
             s.checkpoint_seconds = ev.get("seconds", s.checkpoint_seconds)
             s.step_seconds = ev.get("step_seconds", s.step_seconds)
-        elif kind == "requeued":
+        elif kind == Event.REQUEUED:
             s.requeues += 1
             reason = str(ev.get("reason", "signal"))
             s.requeue_reasons[reason] = s.requeue_reasons.get(reason, 0) + 1
-        elif kind == "timeout":
+        elif kind == Event.TIMEOUT:
             s.error = f"time limit reached at step {ev.get('step')}: {ev.get('hint', '')}".strip()
-        elif kind == "failed":
+        elif kind == Event.FAILED:
             s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
-        elif kind == "alarm":
+        elif kind == Event.CONVERGED:
+            s.converged = {k: ev.get(k) for k in ("step", "best_step", "best", "metric")}
+        elif kind == Event.FINISHED:
+            s.final = dict(ev.get("metrics") or {})
+        elif kind == Event.ALARM:
             s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
-        elif kind == "warning":
+        elif kind == Event.WARNING:
             s.warnings.append(str(ev.get("message")))
-        if kind in ("requeued", "finished", "failed", "cancelled", "stopped", "timeout"):
+        if kind in ATTEMPT_ENDS:
             if attempt_start is not None and t is not None:
                 s.run_seconds += max(0.0, t - attempt_start)
             attempt_start = None
             s.ended_t = t
-        if "step" in ev and kind != "submitted":
+        if "step" in ev and kind != Event.SUBMITTED:
             s.step = max(s.step, int(ev["step"]))
     progress = run.progress()
     if progress:
@@ -126,14 +128,14 @@ def summarize(run: RunDir) -> RunSummary:
         s.loss = progress.get("loss", s.loss)
         s.val_loss = progress.get("val_loss", s.val_loss)
         s.steps_per_s = progress.get("steps_per_s")
-        if s.state == "RUNNING" and attempt_start is not None and progress.get("t"):
+        if s.state == State.RUNNING and attempt_start is not None and progress.get("t"):
             s.run_seconds += max(0.0, progress["t"] - attempt_start)
-    if s.state == "RUNNING" and s.executor != "slurm" and not _alive_here(s.pid, s.host):
-        s.state = "FAILED"  # a local process that died without a word (kill -9, OOM)
+    if s.state == State.RUNNING and s.executor != "slurm" and not _alive_here(s.pid, s.host):
+        s.state = State.FAILED  # a local process that died without a word (kill -9, OOM)
         s.error = s.error or "the process ended without recording why (killed?)"
-    if s.state in ("PENDING", "REQUEUED") and s.executor == "local" and (s.job_id or "").isdigit() \
+    if s.state in QUEUED and s.executor == "local" and (s.job_id or "").isdigit() \
             and not _alive_here(int(s.job_id), s.host):
-        s.state = "FAILED"  # its local controller is gone: it will never (re)start
+        s.state = State.FAILED  # its local controller is gone: it will never (re)start
         s.error = s.error or "its local job is gone without recording an end (killed?)"
     return s
 

@@ -1,7 +1,8 @@
 """JobSpec: one run, fully resolved — what it trains (workload + params) and what it asks for.
 
-The run id is `<readable name>-<8 hex>` where the hex is a hash of everything except the resources,
-so moving a run to another partition or time limit keeps its identity (and its checkpoints).
+The run id is `<readable name>-<8 hex>` where the hex is a hash of the workload and its params only:
+neither the resources nor the run settings (how often to checkpoint, evaluate, log) are part of it,
+so moving a run to another partition, time limit or cadence keeps its identity (and its checkpoints).
 """
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from typing import Any, Mapping
 from .slurmtime import format_time, parse_mem, parse_time
 
 RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk")
+# Workload fields (validated with the workload's params) that say how a run is run, not what it
+# computes: recorded in the spec beside the resources, changeable by `resume --set`, never hashed.
+SETTING_KEYS = ("checkpoint_every", "checkpoint_minutes", "eval_every", "sample_every", "log_every",
+                "keep_checkpoints")
 _NAME_SAFE = re.compile(r"[^a-z0-9.]+")
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -55,13 +60,21 @@ class Resources:
         return parse_resources(data)
 
 
+class ResourceError(ValueError):
+    """A bad resource value: `key` names it, the message says what is accepted."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
 def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> Resources:
-    """Resources from sweep/`--set` values. Raises ValueError('key: message') on bad input."""
+    """Resources from sweep/`--set` values. Raises ResourceError('key: message') on bad input."""
     res = base or Resources()
     changes: dict[str, Any] = {}
     for key, value in data.items():
         if key not in RESOURCE_KEYS:
-            raise ValueError(f"{key}: not a resource key ({', '.join(RESOURCE_KEYS)})")
+            raise ResourceError(key, f"not a resource key ({', '.join(RESOURCE_KEYS)})")
         try:
             if key in ("time", "total_time"):
                 if value is None and key == "total_time":
@@ -93,8 +106,7 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
                     raise ValueError(f"expected true or false, got {value!r}")
                 changes["chunk"] = value
         except ValueError as exc:
-            msg = str(exc)
-            raise ValueError(msg if msg.startswith(f"{key}:") else f"{key}: {msg}") from None
+            raise ResourceError(key, str(exc)) from None
     return replace(res, **changes)
 
 
@@ -133,13 +145,16 @@ def readable_name(workload: str, varying: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One run: workload + resolved params (its identity) and resources (how it is scheduled)."""
+    """One run: workload + resolved params (its identity), resources (how it is scheduled) and
+    settings (how often it checkpoints, evaluates and logs)."""
 
     sweep: str
     workload: str
     params: Mapping[str, Any]
     resources: Resources = field(default_factory=Resources)
     name: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    entry: int = 0  # which [[run]] table of the sweep file (1-based; 0 unknown): status shows sweep order
 
     @property
     def signature(self) -> str:
@@ -154,23 +169,35 @@ class JobSpec:
     def with_resources(self, resources: Resources) -> "JobSpec":
         return replace(self, resources=resources)
 
+    @property
+    def workload_values(self) -> dict[str, Any]:
+        """Params and settings together: what the workload's `Params` dataclass is built from."""
+        return {**self.params, **self.settings}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "sweep": self.sweep,
             "workload": self.workload,
             "name": self.name,
+            "entry": self.entry,
             "signature": self.signature,
             "params": dict(self.params),
+            "settings": dict(self.settings),
             "resources": self.resources.to_json(),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "JobSpec":
-        return cls(sweep=data["sweep"], workload=data["workload"], params=dict(data["params"]),
-                   resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""))
+        # A spec.json written before settings existed keeps them in its params, and so keeps its run id.
+        params, settings = dict(data["params"]), dict(data.get("settings") or {})
+        return cls(sweep=data["sweep"], workload=data["workload"], params=params,
+                   resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""),
+                   settings=settings, entry=int(data.get("entry") or 0))
 
-    def key_values(self, keys: list[str] | None = None) -> dict[str, Any]:
-        """The params that tell this run apart (for status tables)."""
-        return {k: self.params[k] for k in (keys or []) if k in self.params}
+
+def split_settings(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params, settings) of a workload's resolved values."""
+    params = {k: v for k, v in values.items() if k not in SETTING_KEYS}
+    return params, {k: v for k, v in values.items() if k in SETTING_KEYS}
 

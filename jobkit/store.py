@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from . import atomic
 from .spec import JobSpec
+from .state import Event
 
 if TYPE_CHECKING:
     import torch
@@ -173,7 +174,7 @@ class RunDir:
                     return state, info
                 except Exception as exc:  # corrupt pickle/zip: fall back, never crash
                     problem = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
-            self.event("warning", message=f"checkpoint {info.file} skipped: {problem}; trying the previous one")
+            self.event(Event.WARNING, message=f"checkpoint {info.file} skipped: {problem}; trying the previous one")
         return None
 
     def _candidates(self) -> Iterator[CheckpointInfo]:

@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -24,9 +23,11 @@ from typing import Any, Iterator, Sequence
 
 from . import cluster as cluster_mod
 from . import localqueue
+from . import slurm
 from .localnode import Node, Request
 from .runstate import RunSummary
 from .spec import JobSpec, Resources
+from .state import QUEUED, Event, State
 from .status import collect_status
 from .store import RunDir
 
@@ -74,15 +75,6 @@ def signal_delay_for(res: Resources) -> int:
     return int(max(10, min(90, res.time_min * 60 // 4)))
 
 
-def slurm_available() -> bool:
-    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
-        return False
-    try:
-        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10, text=True).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=,-]+$")
 
 
@@ -98,7 +90,7 @@ def pick_executor(name: str) -> str:
     """`auto` is Slurm when the controller answers, else submitit's local executor."""
     if name != "auto":
         return name
-    return "slurm" if slurm_available() else "local"
+    return "slurm" if slurm.available() else "local"
 
 
 def plan(specs: Sequence[JobSpec], root: Path, executor: str,
@@ -136,13 +128,13 @@ def _existing_summaries(specs: Sequence[JobSpec], root: Path) -> dict[str, RunSu
 def _action(current: RunSummary | None) -> tuple[str, str]:
     if current is None:
         return "new", "no run folder yet"
-    if current.state == "COMPLETED":
+    if current.state == State.COMPLETED:
         return "done", f"finished at step {current.step}/{current.total}"
-    if current.state == "RUNNING":
+    if current.state == State.RUNNING:
         return "running", f"job {current.job_id} is running (step {current.step}/{current.total})"
-    if current.state in ("PENDING", "REQUEUED"):
+    if current.state in QUEUED:
         return "queued", f"job {current.job_id} is queued ({current.state.lower()})"
-    last = f", last state {current.state}" if current.state != "NEW" else ""
+    last = f", last state {current.state}" if current.state != State.NEW else ""
     return "resume", f"unfinished at step {current.step}/{current.total}{last}"
 
 
@@ -202,7 +194,7 @@ def sbatch_script(item: PlannedRun, root: Path) -> str:
     if res.gpus:
         params["gpus_per_node"] = res.gpus
     return _make_sbatch_string(command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit %j",
-                               folder=str(Path(root) / item.spec.sweep / ".submitit" / "%j"), **params)
+                               folder=str(job_folder(Path(root) / item.spec.sweep)), **params)
 
 
 def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[PlannedRun]:
@@ -226,7 +218,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
                 RunDir(item.run_dir).write_spec(item.spec, sync=False)
         os.sync()  # one flush for every spec, before any job can start (not an fsync per file)
         for n, ((sweep, _shape, segments, _run), items) in enumerate(groups.items()):
-            folder = Path(root).resolve() / sweep / ".submitit" / "%j"
+            folder = job_folder(Path(root).resolve() / sweep)
             partition = items[0].partition
             python = None
             if executor == "local":  # FIFO key: this submission's time, then the run's place in it
@@ -245,7 +237,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
                 item.job_id = str(job.job_id)
                 run = RunDir(item.run_dir)
                 where = {"host": socket.gethostname()} if executor == "local" else {}
-                run.event("submitted", sync=False, job_id=item.job_id, partition=partition, executor=executor,
+                run.event(Event.SUBMITTED, sync=False, job_id=item.job_id, partition=partition, executor=executor,
                           time=item.job_res.time, segments=item.segments,
                           resume=item.action == "resume", array_size=len(items), **where)
                 _link_logs(run, folder.parent, item.job_id)
@@ -283,6 +275,17 @@ def _stdio_detached(on: bool) -> Iterator[None]:
             os.dup2(copy, fd)
             os.close(copy)
         os.close(null)
+
+
+def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
+    """submitit's folder for one job of a sweep (pickles, logs); `%j` is the template submitit fills."""
+    return Path(sweep_dir) / ".submitit" / job_id
+
+
+def job_log_paths(sweep_dir: Path, job_id: str) -> tuple[Path, Path]:
+    """(stdout, stderr) that submitit writes for the job (task 0)."""
+    folder = job_folder(sweep_dir, job_id)
+    return folder / f"{job_id}_0_log.out", folder / f"{job_id}_0_log.err"
 
 
 def _drop_template_folder(folder: Path) -> None:

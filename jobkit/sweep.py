@@ -8,8 +8,9 @@ time = "00:30:00"
 workload = "charlm"
 model = ["lstm", "tcn", "transformer"]   # a list expands: one run per value (cartesian product)
 ```
-Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus`, `partition`, `chunk`) never change a
-run's identity; every other key is a workload parameter and does. `$VAR` in a string value is
+Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus`, `partition`, `chunk`) and run settings
+(`checkpoint_every`, `eval_every`, ... — `spec.SETTING_KEYS`) never change a run's identity; every
+other key is a workload parameter and does. `$VAR` in a string value is
 replaced by that environment variable when the sweep is read.
 """
 from __future__ import annotations
@@ -19,13 +20,13 @@ import itertools
 import os
 import tomllib
 import typing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from . import params as params_mod
 from . import registry
-from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, differing_keys, parse_resources, readable_name
+from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, differing_keys, parse_resources, readable_name, split_settings
 
 TOP_KEYS = ("name", "defaults", "run")
 
@@ -37,9 +38,7 @@ class SweepError(ValueError):
 @dataclass
 class Sweep:
     name: str
-    path: Path | None
     specs: list[JobSpec]
-    varying: list[str] = field(default_factory=list)  # params that tell runs apart (for tables)
 
 
 def parse_set(items: list[str] | tuple[str, ...]) -> list[tuple[str | None, str, Any]]:
@@ -106,7 +105,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<sweep>", default_name: st
             raise SweepError(f"{source}: --only {only!r} matches none of the {len(specs)} runs "
                              f"(ids look like {specs[0].run_id})")
         specs = chosen
-    return Sweep(name=name, path=None if source.startswith("<") else Path(source), specs=specs, varying=varying)
+    return Sweep(name=name, specs=specs)
 
 
 def _check_set_scopes(sets: list[tuple[str | None, str, Any]], runs: list[dict], defaults: dict, source: str) -> None:
@@ -171,8 +170,9 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
         except params_mod.ParamError as exc:
             extra = f" (in the expansion {dict(zip(list_keys, combo))})" if list_keys else ""
             raise SweepError(f"{where}: {exc}{extra}") from None
-        specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params_mod.to_dict(resolved),
-                             resources=resources, name=workload_name))
+        params, settings = split_settings(params_mod.to_dict(resolved))
+        specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params, settings=settings,
+                             resources=resources, name=workload_name, entry=index))
     return specs
 
 

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import pytest
 
 from jobkit.collect import collect
-from jobkit.collect.demo import make_charlm, make_vae
+from demo_runs import make_charlm, make_vae
 
 CHROMIUM = os.environ.get("JOBKIT_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

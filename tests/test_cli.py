@@ -157,3 +157,55 @@ def test_submit_warns_when_the_signal_delay_is_too_short_for_a_step():
                       checkpoint_seconds=3.0)
     assert "too short" in _signal_warning(slow, Resources(time_min=1))  # 15 s warning for a 12 s step
     assert _signal_warning(slow, Resources(time_min=60)) is None  # 90 s is enough
+
+
+def test_resume_set_changes_settings_not_identity(tmp_path, sweep_file):
+    """`resume --set checkpoint_every=...` changes how a run is run; a param cannot be changed."""
+    from jobkit.store import find_runs
+
+    root = tmp_path / "runs"
+    planned = invoke("submit", sweep_file, "--executor", "local", "--dry-run", "--json", "--root", root)
+    ids = [r["run_id"] for r in json.loads(planned.stdout)["runs"]]
+    # two runs of the sweep, created without starting them
+    from jobkit import sweep as sweep_mod
+    from jobkit.store import RunDir
+    for spec in sweep_mod.load(sweep_file).specs:
+        RunDir.create(root, spec)
+    bad = invoke("resume", "cli", "--set", "hidden=4", "--executor", "local", "--dry-run", "--root", root)
+    assert bad.exit_code == 2 and "submit a new run" in bad.stderr and bad.stderr.count("\n") == 1
+    bad = invoke("resume", "cli", "--set", "checkpoint_every=-1", "--executor", "local", "--dry-run", "--root", root)
+    assert bad.exit_code == 2 and "checkpoint_every" in bad.stderr and ">= 0" in bad.stderr
+    bad = invoke("resume", "cli", "--set", "mem=lots", "--executor", "local", "--dry-run", "--root", root)
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --set mem:"), bad.stderr
+    ok = invoke("resume", "cli", "--set", "checkpoint_every=3", "--set", "mem=2G", "--executor", "local",
+                "--root", root, "--wait")
+    assert ok.exit_code == 0, ok.output
+    runs = find_runs(root, ["cli"])
+    assert sorted(r.run_id for r in runs) == sorted(ids)
+    for run in runs:
+        spec = run.spec()
+        assert spec.settings["checkpoint_every"] == 3 and spec.resources.mem_mb == 2048
+        steps = [json.loads(l).get("step") for l in (run.path / "events.jsonl").read_text().splitlines()
+                 if json.loads(l)["event"] == "checkpoint"]
+        assert steps[:3] == [3, 6, 9]
+
+
+def test_shell_completion_offers_sweeps_and_run_ids(tmp_path):
+    """click's own completion (`_JOBKIT_COMPLETE=bash_complete`) completes names under --root."""
+    from jobkit.spec import JobSpec
+    from jobkit.store import RunDir
+
+    root = tmp_path / "runs"
+    for sweep, name in (("smoke", "toy-a"), ("smoke", "toy-b"), ("seed", "vae-c")):
+        RunDir.create(root, JobSpec(sweep=sweep, workload="toy", params={"n": name}, name=name))
+
+    def complete(*words: str) -> list[str]:
+        env = {**os.environ, "_JOBKIT_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(["jobkit", *words]),
+               "COMP_CWORD": str(len(words)), "JOBKIT_ROOT": str(root)}
+        out = subprocess.run([sys.executable, "-m", "jobkit"], env=env, capture_output=True, text=True, timeout=60)
+        return [line.split(",", 1)[1] for line in out.stdout.splitlines() if "," in line]
+
+    assert complete("status", "s") == ["seed", "smoke"]
+    assert sorted(complete("logs", "toy")) == sorted(r.name for r in (root / "smoke").iterdir() if r.is_dir())
+    assert complete("collect", "se") == ["seed"]
+    assert complete("status", "--root", str(root), "vae")[0].startswith("vae-c-")

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from jobkit.cli.collect_cmd import collect as collect_cmd
 from jobkit.cli.tb_cmd import tb as tb_cmd
 from jobkit.collect import CollectError, collect, gather
-from jobkit.collect.demo import make_charlm, make_vae
+from demo_runs import make_charlm, make_vae
 from jobkit.collect.plots import Series, bar_chart, line_chart, nice_ticks
 from jobkit.collect.scalars import read_scalars
 from jobkit.store import RunDir
@@ -108,13 +108,16 @@ def test_vae_report_content(demo, tmp_path):
     s = report.summary
     assert sorted(by_id(s)) == sorted(ids["vae-demo"])
     assert s["workloads"]["vae"]["key_params"] == ["dataset", "beta"]
-    datasets = {d["dataset"]: d["runs"] for d in s["vae"]["datasets"]}
-    assert [e["beta"] for e in datasets["dsprites"]] == [1.0, 4.0, 16.0]
-    assert [e["beta"] for e in datasets["shapes3d"]] == [4.0, 8.0]
+    grid = s["image_grids"]["vae"]
+    assert grid["group_by"] == "dataset" and grid["kinds"] == ["prior", "recon", "traversal", "rotation"]
+    datasets = {d["group"]: d["runs"] for d in grid["groups"]}
+    assert [e["value"] for e in datasets["dsprites"]] == [1.0, 4.0, 16.0]
+    assert [e["value"] for e in datasets["shapes3d"]] == [4.0, 8.0]
     b1, b4, b16 = datasets["dsprites"]
     assert set(b1["images"]) == {"prior", "recon", "traversal", "rotation"} and b1["step"] == 400
     assert set(b16["images"]) == {"prior"} and b16["state"] == "RUNNING"
-    assert b1["mig"] < b4["mig"] and b1["active_units"] == 3 and len(b1["kl_per_dim"]) == 6
+    assert b1["metrics"]["mig"] < b4["metrics"]["mig"] and b1["metrics"]["active_units"] == 3
+    assert len(b1["data"]["kl_per_dim"]) == 6
     assert b1["label"] == "β=1"
     for e in datasets["dsprites"] + datasets["shapes3d"]:
         for img in e["images"].values():
@@ -348,3 +351,48 @@ def test_collect_reads_what_the_runner_writes(tmp_path):
     assert s["missing"] == [] and s["complete"] is True
     html = (report.out / "index.html").read_text()
     assert "hparam/" not in html.split("<section id=\"curves\">", 1)[1].split("</section>", 1)[0]
+
+
+def test_collector_follows_the_workloads_own_layout(tmp_path):
+    """A workload the collector has never heard of gets its images compared as its layout says."""
+    from jobkit import atomic
+    from jobkit.collect.layout import layout_of
+    from jobkit.spec import JobSpec
+    from jobkit.state import Event
+    from jobkit.store import RunDir
+
+    workload = "layout_workload:Painter"
+    (tmp_path / "layout_workload.py").write_text(
+        "from jobkit.protocol import BaseParams, ImageKind, Metric, ReportLayout\n"
+        "from dataclasses import dataclass\n"
+        "@dataclass\nclass P(BaseParams):\n    brush: int = 1\n    style: str = 'oil'\n"
+        "class Painter:\n    Params = P\n    presets = {'default': {}}\n"
+        "    report = ReportLayout(key_params=('style', 'brush'), headline=(Metric('beauty', True, 'Beauty'),),\n"
+        "                          images=(ImageKind('canvas', 'Canvases'),), group_images_by='style',\n"
+        "                          compare_by='brush', compare_label='b', chart='beauty')\n")
+    import sys
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert layout_of(workload).chart == "beauty"
+        root = tmp_path / "runs"
+        from PIL import Image
+        for brush, beauty in ((10, 0.9), (2, 0.4)):
+            spec = JobSpec(sweep="art", workload=workload, params={"brush": brush, "style": "oil", "steps": 1},
+                           name=f"painter-b{brush}")
+            run = RunDir.create(root, spec)
+            run.event(Event.SUBMITTED, executor="local")
+            run.event(Event.STARTED, step=0)
+            run.event(Event.FINISHED, step=1)
+            run.samples_dir.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8)).save(run.samples_dir / "step-000001-canvas.png")
+            atomic.write_json(run.samples_dir / "step-000001.json", {"beauty": beauty})
+        s = collect(root, "art", out=tmp_path / "rep").summary
+    finally:
+        sys.path.remove(str(tmp_path))
+    grid = s["image_grids"][workload]
+    (group,) = grid["groups"]
+    assert group["group"] == "oil" and [e["value"] for e in group["runs"]] == [2, 10]  # numeric order
+    assert [e["metrics"]["beauty"] for e in group["runs"]] == [0.4, 0.9] and group["runs"][0]["label"] == "b=2"
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "Beauty per b" in html and "Canvases" in html and html.count("<img ") == 2
+    assert "highest for Beauty" in html

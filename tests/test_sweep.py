@@ -36,7 +36,9 @@ def test_lists_expand_to_the_cartesian_product(tmp_path):
     assert len(sw.specs) == 4
     assert {(s.params["dropout"], s.params["hidden"]) for s in sw.specs} == {(0.0, 8), (0.0, 16), (0.1, 8), (0.1, 16)}
     assert all(s.resources == Resources(time_min=30, cpus=2, mem_mb=4096) for s in sw.specs)
-    assert sw.varying == ["dropout", "hidden"]
+    # the listed keys name the runs, in the file's order
+    assert sorted(s.run_id.rsplit("-", 1)[0] for s in sw.specs) == [
+        "toy-dropout0-hidden16", "toy-dropout0-hidden8", "toy-dropout0.1-hidden16", "toy-dropout0.1-hidden8"]
 
 
 def test_run_ids_are_readable_and_stable(tmp_path):
@@ -72,7 +74,7 @@ def test_only_filters_by_id(tmp_path):
 def test_preset_then_explicit_values(tmp_path):
     path = write(tmp_path, '[[run]]\nworkload = "toy"\npreset = "tiny"\nsteps = 7\n')
     (spec,) = sweep.load(path).specs
-    assert spec.params["steps"] == 7 and spec.params["checkpoint_every"] == 10
+    assert spec.params["steps"] == 7 and spec.settings["checkpoint_every"] == 10
     assert spec.sweep == "s"  # the file's stem without a name key
 
 
@@ -148,3 +150,26 @@ def test_readable_names():
     assert readable_name("charlm", {"model": "lstm"}) == "charlm-lstm"
     assert readable_name("vae", {"beta": 4}) == "vae-beta4"
     assert readable_name("vae", {"dataset": "npy:/x/lfw_faces.npy", "beta": 20.0}) == "vae-lfw-faces-beta20"
+
+
+def test_settings_are_not_identity(tmp_path):
+    """How often a run checkpoints, evaluates or logs does not make it another run."""
+    base = sweep.load(write(tmp_path, TOY)).specs
+    other = sweep.load(write(tmp_path, TOY), overrides=["checkpoint_every=7", "eval_every=3", "log_every=2",
+                                                         "sample_every=5", "keep_checkpoints=4",
+                                                         "checkpoint_minutes=1.5"]).specs
+    assert [s.run_id for s in base] == [s.run_id for s in other]
+    assert all(s.settings["checkpoint_every"] == 7 and "checkpoint_every" not in s.params for s in other)
+    changed = sweep.load(write(tmp_path, TOY), overrides=["steps=11"]).specs
+    assert {s.run_id for s in changed}.isdisjoint(s.run_id for s in base)
+
+
+def test_spec_json_round_trip_keeps_settings_and_legacy_ids():
+    spec = JobSpec(sweep="s", workload="toy", params={"steps": 3}, settings={"eval_every": 2}, name="toy")
+    again = JobSpec.from_json(spec.to_json())
+    assert again == spec and again.run_id == spec.run_id and again.workload_values == {"steps": 3, "eval_every": 2}
+    legacy = spec.to_json()
+    legacy["params"] = {"steps": 3, "eval_every": 2}
+    del legacy["settings"]
+    old = JobSpec.from_json(legacy)  # written before settings existed: its id is kept
+    assert old.params == {"steps": 3, "eval_every": 2} and old.settings == {}

@@ -193,7 +193,7 @@ def test_registered_and_implements_the_protocol():
 
     assert registry.load("jobs.vae.workload:BetaVAE") is BetaVAE
     assert "vae = jobs.vae.workload:BetaVAE" in (Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
-    assert BetaVAE.name == "vae"
+    assert registry.load("vae") is BetaVAE and BetaVAE.report.chart == "mig"
     assert isinstance(BetaVAE(resolve(BetaVAE.Params, BetaVAE.presets, {"preset": "tiny"})), Workload)
 
 

@@ -43,10 +43,12 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from .cancel_cmd import cancel
     from .collect_cmd import collect
+    from .logs_cmd import logs
     from .partitions_cmd import partitions
     from .run_cmd import run
-    from .status_cmd import cancel, logs, status
+    from .status_cmd import status
     from .submit_cmd import resume, submit
     from .tb_cmd import tb
 

@@ -1,15 +1,16 @@
-"""`jobkit collect SWEEP`: one page per sweep — runs table, loss curves, samples side by side, grids per β."""
+"""`jobkit collect SWEEP`: one page per sweep — runs table, loss curves, samples and images side by side."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from .common import UserError, console, json_option, print_json, resolve_root, root_option
+from .complete import sweeps_only
+from .common import UserError, console, json_option, locate_sweep, print_json, root_option
 
 
 @click.command("collect")
-@click.argument("sweep")
+@click.argument("sweep", shell_complete=sweeps_only)
 @root_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the report [default: <root>/<sweep>/report/].")
@@ -20,8 +21,8 @@ def collect(sweep: str, root: Path | None, out: Path | None, as_json: bool) -> N
     Writes index.html (inline CSS and SVG charts, images copied beside it under img/, nothing
     fetched from the network), summary.json and summary.md: a runs table (key values, state, steps,
     best and final metrics, time, segments, requeues), every run's train and validation loss on one
-    plot per workload (read from the TensorBoard files), charlm samples side by side with the true
-    continuation, and β-VAE grids per β with MIG. A sweep that is still running gives a report of what
+    plot per workload (read from the TensorBoard files), text samples side by side with the true
+    continuation, and each workload's images compared as it describes them (β-VAE grids per β with MIG). A sweep that is still running gives a report of what
     exists plus a list of what is missing. SWEEP may also be the sweep's folder.
 
     \b
@@ -33,7 +34,7 @@ def collect(sweep: str, root: Path | None, out: Path | None, as_json: bool) -> N
     from ..collect import CollectError
     from ..collect import collect as collect_sweep
 
-    root, sweep = _locate(sweep, root)
+    root, sweep = locate_sweep(sweep, root)
     try:
         report = collect_sweep(root, sweep, out)
     except CollectError as exc:
@@ -47,14 +48,3 @@ def collect(sweep: str, root: Path | None, out: Path | None, as_json: bool) -> N
     con.print(f"{s['counts']['runs']} runs ({states})"
               + (f"; {len(s['missing'])} item(s) missing or in progress" if s["missing"] else "; complete"))
     click.echo(str(report.index))
-
-
-def _locate(sweep: str, root: Path | None) -> tuple[Path, str]:
-    """`SWEEP` as a name under --root, or (without --root) as the path of a sweep folder."""
-    if root is None and ("/" in sweep or sweep.startswith(".")):
-        p = Path(sweep).expanduser()
-        if p.is_dir() and any(p.glob("*/spec.json")):
-            return p.resolve().parent, p.resolve().name
-    if "/" in sweep:
-        raise UserError(f"no sweep folder {sweep!r} (give a sweep name with --root, or the folder of a sweep)")
-    return resolve_root(root), sweep

@@ -5,10 +5,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Sequence
 
 import click
 from rich.console import Console
+
+from ..store import RunDir, find_runs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -54,6 +56,25 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     err = UserError(message)
     err.exit_code = code
     raise err
+
+
+def find(root: Path, selectors: Sequence[str]) -> list[RunDir]:
+    """The runs named by `selectors` under `root`; a selector that matches nothing is a usage error."""
+    try:
+        return find_runs(root, selectors)
+    except LookupError as exc:
+        fail(str(exc))
+
+
+def locate_sweep(sweep: str, root: Path | None) -> tuple[Path, str]:
+    """`SWEEP` as a name under --root, or (without --root) as the path of a sweep folder."""
+    if root is None and ("/" in sweep or sweep.startswith(".")):
+        p = Path(sweep).expanduser()
+        if p.is_dir() and any(p.glob("*/spec.json")):
+            return p.resolve().parent, p.resolve().name
+    if "/" in sweep:
+        raise UserError(f"no sweep folder {sweep!r} (give a sweep name with --root, or the folder of a sweep)")
+    return resolve_root(root), sweep
 
 
 def print_json(obj: Any) -> None:

@@ -7,6 +7,7 @@ import click
 
 from ..store import RunDir
 from .common import EXIT_FAILED, console, fail
+from ..state import Event
 
 
 @click.command("run")
@@ -30,7 +31,7 @@ def run(run_dir: Path) -> None:
     try:
         final = runner.run(rd)
     except runner.Stopped as stop:
-        rd.event("stopped", step=stop.step, reason=stop.reason)
+        rd.event(Event.STOPPED, step=stop.step, reason=stop.reason)
         out.print(f"[yellow]stopped[/] at step {stop.step} ({stop.reason}); checkpoint saved — "
                   f"continue with: jobkit run {run_dir}")
         raise SystemExit(runner.EXIT_STOPPED)

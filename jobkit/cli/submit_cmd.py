@@ -11,11 +11,14 @@ from .. import cluster as cluster_mod
 from .. import localqueue
 from .. import submit as submit_mod
 from .. import sweep as sweep_mod
+from .. import params as params_mod
+from .. import registry, slurm
 from ..localnode import Node, Request, schedule
-from ..spec import JobSpec, Resources, parse_resources
+from ..spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec, ResourceError, Resources, parse_resources
 from ..store import find_runs
+from .complete import sweeps_and_runs
 from .common import EXIT_FAILED, console, err_console, fail, json_option, print_json, resolve_root, root_option
-from .status_cmd import wait_for
+from .live import wait_for
 
 ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim"}
 
@@ -38,7 +41,7 @@ def _partitions(executor: str) -> list[cluster_mod.Partition] | None:
 
 def _resolve_executor(name: str) -> str:
     chosen = submit_mod.pick_executor(name)
-    if chosen == "slurm" and name == "slurm" and not submit_mod.slurm_available():
+    if chosen == "slurm" and name == "slurm" and not slurm.available():
         fail("--executor slurm: the Slurm controller does not answer (scontrol ping); "
              "start it (slurm/up.sh) or use --executor local")
     return chosen
@@ -123,7 +126,7 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
     if explain and executor == "slurm":
         seen = set()
         for p in planned:
-            key = (p.job_res.time_min, p.job_res.cpus, p.job_res.mem_mb, p.job_res.gpus, p.spec.resources.partition)
+            key = p.spec.resources.shape()
             if key in seen or not p.verdicts:
                 continue
             seen.add(key)
@@ -235,25 +238,30 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
 
 
 @click.command("resume")
-@click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...")
+@click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...", shell_complete=sweeps_and_runs)
 @click.option("--partition", metavar="P", help="Move the runs to this partition (e.g. from test to submit).")
 @click.option("--time", "time_", metavar="T", help="New wall time per job, e.g. 02:00:00 or 1-00:00:00.")
 @click.option("--chunk", is_flag=True, help="Split runs longer than any partition allows into segments that fit.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Change a resource (time, cpus, mem, ...) or a run setting (checkpoint_every, eval_every, "
+                   "sample_every, log_every, checkpoint_minutes, keep_checkpoints); never the run's params.")
 @executor_option
 @dry_run_option
 @json_option
 @wait_option
 @root_option
-def resume(selectors: tuple[str, ...], partition: str | None, time_: str | None, chunk: bool, executor: str,
-           dry_run: bool, as_json: bool, wait: bool, root: Path | None) -> None:
+def resume(selectors: tuple[str, ...], partition: str | None, time_: str | None, chunk: bool, sets: tuple[str, ...],
+           executor: str, dry_run: bool, as_json: bool, wait: bool, root: Path | None) -> None:
     """Resubmit unfinished runs that are neither queued nor running, from their latest checkpoint.
 
-    Idempotent: a run that is queued, running or done is left alone.
+    Idempotent: a run that is queued, running or done is left alone. Resources and run settings
+    may change on the way (`--set`); the params that make a run what it is cannot.
 
     \b
     Examples:
       jobkit resume smoke
       jobkit resume charlm-lstm-3f9a1c2e --partition submit --time 1-00:00:00
+      jobkit resume smoke --set checkpoint_every=50 --set mem=8G
     """
     root = resolve_root(root)
     try:
@@ -267,17 +275,33 @@ def resume(selectors: tuple[str, ...], partition: str | None, time_: str | None,
         changes["partition"] = partition
     if time_ is not None:
         changes["time"] = time_
-    specs = []
-    for run in runs:
-        spec = run.spec()
-        try:
-            res: Resources = spec.resources
-            if changes:
-                res = parse_resources(changes, base=res)
-            if chunk:
-                res = replace(res, chunk=True)
-        except ValueError as exc:
-            fail(f"--{str(exc).split(':')[0]}: {str(exc).split(':', 1)[1].strip()}")
-        specs.append(spec.with_resources(res))
+    settings: dict = {}
+    try:
+        parsed = sweep_mod.parse_set(sets)
+    except sweep_mod.SweepError as exc:
+        fail(str(exc))
+    for scope, key, value in parsed:
+        if scope is not None or key not in (*RESOURCE_KEYS, *SETTING_KEYS):
+            fail(f"--set {key}: resume changes only resources ({', '.join(RESOURCE_KEYS)}) and run settings "
+                 f"({', '.join(SETTING_KEYS)}); to change a parameter, submit a new run")
+        (settings if key in SETTING_KEYS else changes)[key] = value
+    specs = [_resumed_spec(run.spec(), changes, settings, chunk) for run in runs]
     _go(specs, root, executor, dry_run, False, False, as_json, wait)
+
+
+def _resumed_spec(spec: JobSpec, changes: dict, settings: dict, chunk: bool) -> JobSpec:
+    """The spec with new resources and settings, validated against the run's workload."""
+    try:
+        res: Resources = parse_resources(changes, base=spec.resources) if changes else spec.resources
+    except ResourceError as exc:
+        fail(f"--{exc.key}: {exc.message}" if exc.key in ("partition", "time") else f"--set {exc}")
+    if chunk:
+        res = replace(res, chunk=True)
+    if settings:
+        try:
+            checked = params_mod.check_values(registry.load(spec.workload).Params, settings)
+        except (params_mod.ParamError, registry.UnknownWorkload) as exc:
+            fail(f"--set {exc}")
+        spec = replace(spec, settings={**spec.settings, **checked})
+    return spec.with_resources(res)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from .collect_cmd import _locate
-from .common import EXIT_OK, UserError, err_console, root_option
+from .complete import sweeps_only
+from .common import EXIT_OK, UserError, err_console, locate_sweep, root_option
 
 
 @click.command("tb")
-@click.argument("sweep")
+@click.argument("sweep", shell_complete=sweeps_only)
 @root_option
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Port to serve on (0: any free port) [default: 6006, or the next free one].")
@@ -38,7 +38,7 @@ def tb(sweep: str, root: Path | None, port: int | None, host: str, reload_interv
     from .. import tb as tbmod
     from ..collect import CollectError, sweep_runs
 
-    root, sweep = _locate(sweep, root)
+    root, sweep = locate_sweep(sweep, root)
     try:
         runs = sweep_runs(root, sweep)
         plan = tbmod.plan(runs, host=host, port=port, reload_interval=reload_interval)

@@ -9,8 +9,9 @@ from html import escape
 from typing import Any
 
 from .plots import Series, bar_chart, line_chart
-from .report import PER_DIM, fmt_duration, fmt_value, is_detail
+from .format import PER_DIM, fmt_duration, fmt_value, is_detail
 from .scalars import Curve
+from ..state import State
 
 CSS = """
 :root { --fg:#1b1f24; --muted:#57606a; --line:#d0d7de; --bg:#ffffff; --soft:#f6f8fa; --warn:#fff8c5; --warnline:#d4a72c; }
@@ -55,7 +56,7 @@ table.samples td.truth { background: #f0fff4; }
 .gallery figcaption { font-size: 12.5px; color: var(--fg); font-weight: 600; }
 .gallery .cap2 { font-weight: 400; color: var(--muted); }
 .gallery img { display: block; image-rendering: pixelated; height: auto; background: #000; }
-.grid4 img, .grid4 .placeholder { width: 224px; } .traversal img, .traversal .placeholder { width: 420px; }
+.grid img, .grid .placeholder { width: 224px; } .wide img, .wide .placeholder { width: 420px; }
 .strip { display: block; } .strip figure { margin-bottom: 10px; }
 .strip img, .strip .placeholder { max-width: 100%; width: 900px; }
 .placeholder { display: flex; align-items: center; justify-content: center; width: 224px; height: 224px;
@@ -108,8 +109,8 @@ def render_html(summary: dict[str, Any], curves: dict[str, dict[str, Curve]]) ->
     parts.append("</section>")
     for w, ts in summary.get("text_samples", {}).items():
         parts.append(_text_samples(w, ts, runs))
-    if summary.get("vae", {}).get("datasets"):
-        parts.append(_vae(summary["vae"]))
+    for w, grid in summary.get("image_grids", {}).items():
+        parts.append(_image_grid(w, grid, summary["workloads"][w]["layout"]))
     if summary.get("images"):
         parts.append(_other_images(summary["images"], runs))
     parts.append('<footer>Written by <code>jobkit collect</code> from the run folders under '
@@ -130,8 +131,8 @@ def _nav(summary: dict[str, Any]) -> str:
     links = ['<a href="#runs">Runs</a>', '<a href="#curves">Curves</a>']
     for w in summary.get("text_samples", {}):
         links.append(f'<a href="#samples-{_e(w)}">Samples ({_e(w)})</a>')
-    if summary.get("vae", {}).get("datasets"):
-        links.append('<a href="#vae">β-VAE grids</a>')
+    for w in summary.get("image_grids", {}):
+        links.append(f'<a href="#images-{_e(w)}">Images ({_e(w)})</a>')
     if summary.get("images"):
         links.append('<a href="#images">Images</a>')
     if summary["missing"]:
@@ -154,20 +155,22 @@ def _runs_table(recs: list[dict[str, Any]], info: dict[str, Any]) -> str:
     keys, metrics = info["key_params"], info["metrics"]
     head = ["<th>run</th>"] + [f"<th>{_e(k)}</th>" for k in keys] + [
         "<th>state</th>", '<th class="num">steps</th>']
+    best = _any_best(recs, info)
     for m in metrics:
-        if m in _any_best(recs):
+        if m in best:
             head.append(f'<th class="num">best {_e(m)}</th>')
-        head.append(f'<th class="num">{"final " if m in _any_best(recs) else ""}{_e(m)}</th>')
+        head.append(f'<th class="num">{"final " if m in best else ""}{_e(m)}</th>')
     head += ['<th class="num">time</th>', '<th class="num">segments</th>', '<th class="num">requeues</th>']
     rows = []
     for r in recs:
         cells = [f'<td class="mono run">{_swatch(r["color"])}{_e(r["run_id"])}</td>']
         cells += [f"<td>{_e(fmt_value(r['key_values'].get(k)))}</td>" for k in keys]
         title = f' title="{_e(r["error"])}"' if r.get("error") else ""
-        cells.append(f"<td{title}>{_badge(r['state'])}</td>")
+        conv = f'<br><span class="small">{_e(r["convergence_note"])}</span>' if r.get("convergence_note") else ""
+        cells.append(f"<td{title}>{_badge(r['state'])}{conv}</td>")
         cells.append(f'<td class="num">{r["step"]} / {r["total"] or "?"}</td>')
         for m in metrics:
-            if m in _any_best(recs):
+            if m in best:
                 b = r.get("best", {}).get(m)
                 at = f' <span class="small">@{b["step"]}</span>' if b else ""
                 cells.append(f'<td class="num">{_metric(b["value"] if b else None)}{at}</td>')
@@ -178,22 +181,23 @@ def _runs_table(recs: list[dict[str, Any]], info: dict[str, Any]) -> str:
         cells += [f'<td class="num">{used}</td>',
                   f'<td class="num">{r.get("segments", r.get("attempts", 0))}</td>',
                   f'<td class="num">{r.get("requeues", 0)}{why}</td>']
-        cls = ' class="err"' if r["state"] in ("FAILED", "UNREADABLE") else ""
+        cls = ' class="err"' if r["state"] in (State.FAILED, State.UNREADABLE) else ""
         rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
         if r.get("error"):
             rows.append(f'<tr class="err"><td colspan="{len(cells)}" class="small">{_e(r["run_id"])}: '
                         f'{_e(r["error"])}</td></tr>')
-    note = ('<p class="small">best = the lowest validation value logged during training (highest for MIG), '
+    higher = [m["title"] for m in info["layout"]["headline"] if m["higher_is_better"]]
+    exception = f" (highest for {', '.join(higher)})" if higher else ""
+    note = (f'<p class="small">best = the lowest validation value logged during training{_e(exception)}, '
             'with its step; final = metrics.json, or the newest logged value while a run is running; '
             'time = wall time spent running, over all segments.</p>')
     return f'<div class="scroll"><table><thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
 
 
-BEST_COLUMNS = ("val_loss", "mig")  # headline metrics that also get a "best during training" column
-
-
-def _any_best(recs: list[dict[str, Any]]) -> set[str]:
-    return {m for r in recs for m in r.get("best", {}) if m in BEST_COLUMNS}
+def _any_best(recs: list[dict[str, Any]], info: dict[str, Any]) -> set[str]:
+    """The workload's headline metrics that some run logged during training: they get a "best" column."""
+    headline = {m["name"] for m in info["layout"]["headline"]}
+    return {m for r in recs for m in r.get("best", {}) if m in headline}
 
 
 def _legend(recs: list[dict[str, Any]], styles: bool = True) -> str:
@@ -294,41 +298,49 @@ def _img(img: dict[str, Any] | None, alt: str, like: dict[str, Any] | None = Non
     return f'<img src="{_e(img["src"])}"{wh} alt="{_e(alt)}">'
 
 
-def _vae(vae: dict[str, Any]) -> str:
-    titles = {"prior": ("Samples from the prior (4×4)", "grid4"), "recon": ("Reconstructions", "grid4"),
-              "traversal": ("Latent traversals", "traversal"), "rotation": ("Rotation strips", "strip")}
-    parts = ['<section id="vae"><h2>β-VAE: grids per β</h2>']
-    for ds in vae["datasets"]:
-        entries = ds["runs"]
-        parts.append(f'<h3>dataset <code>{_e(ds["dataset"])}</code> — {len(entries)} run(s)</h3>')
-        for kind, (title, cls) in titles.items():
-            if not any(kind in e["images"] for e in entries) and kind not in ("prior",):
-                continue
+def _image_grid(w: str, grid: dict[str, Any], layout: dict[str, Any]) -> str:
+    titles = {k["name"]: (k["title"], k["layout"]) for k in layout["images"]}
+    symbol = layout["compare_label"] or layout["compare_by"] or "run"
+    metrics = layout["headline"]
+    chart = next((m for m in metrics if m["name"] == layout["chart"]), None)
+    parts = [f'<section id="images-{_e(w)}"><h2>{_e(w)}: images per {_e(symbol)}</h2>']
+    for group in grid["groups"]:
+        entries = group["runs"]
+        if grid["group_by"]:
+            parts.append(f'<h3>{_e(grid["group_by"])} <code>{_e(group["group"])}</code> — {len(entries)} run(s)</h3>')
+        for n, kind in enumerate(grid["kinds"]):
+            if n and not any(kind in e["images"] for e in entries):
+                continue  # a kind nobody wrote yet; the first kind always shows, with placeholders
+            title, cls = titles.get(kind, (kind, "grid"))
             figs = []
             like = next((e["images"][kind] for e in entries if kind in e["images"]), None)
             for e in entries:
                 step = f"step {e['step']}" if e["step"] is not None else "no samples yet"
-                mig = f" · MIG {e['mig']:.3f}" if isinstance(e.get("mig"), (int, float)) else ""
+                value = e["metrics"].get(chart["name"]) if chart else None
+                shown = f" · {chart['title']} {value:.3f}" if isinstance(value, (int, float)) else ""
                 alt = f"{kind} {e['label']} {e['run_id']}"
-                state = "" if e["state"] == "COMPLETED" else " · " + e["state"]
+                state = "" if e["state"] == State.COMPLETED else " · " + e["state"]
                 figs.append(f'<figure>{_img(e["images"].get(kind), alt, like)}'
-                            f'<figcaption>{_swatch(e["color"])}{_e(e["label"])} <span class="cap2">{_e(step)}{_e(mig)}'
+                            f'<figcaption>{_swatch(e["color"])}{_e(e["label"])} <span class="cap2">{_e(step)}{_e(shown)}'
                             f'{_e(state)}<br><span class="mono">{_e(e["run_id"])}</span></span></figcaption></figure>')
-            parts.append(f'<h4>{_e(title)}</h4><div class="gallery {cls}">{"".join(figs)}</div>')
-        bars = [(e["label"].split(" (")[0], e["mig"] if isinstance(e.get("mig"), (int, float)) else None, e["color"])
-                for e in entries]
+            parts.append(f'<h4>{_e(title)}</h4><div class="gallery {_e(cls)}">{"".join(figs)}</div>')
+        head = "".join(f'<th class="num">{_e(m["title"])}</th>' for m in metrics)
         rows = "".join(
             f'<tr><td>{_swatch(e["color"])}{_e(e["label"])}</td><td class="mono">{_e(e["run_id"])}</td>'
-            f'<td class="num">{_metric(e.get("mig"))}</td><td class="num">{_metric(e.get("active_units"))}</td>'
-            f'<td class="num">{_metric(e.get("val_loss"))}</td><td class="num">{_metric(e.get("recon"))}</td>'
-            f'<td class="num">{_metric(e.get("kl"))}</td><td class="num">{_e(e["step"] if e["step"] is not None else "—")}</td></tr>'
+            + "".join(f'<td class="num">{_metric(e["metrics"].get(m["name"]))}</td>' for m in metrics)
+            + f'<td class="num">{_e(e["step"] if e["step"] is not None else "—")}</td></tr>'
             for e in entries)
-        parts.append('<h4>MIG per β</h4><div class="charts"><figure>'
-                     + bar_chart(bars, title=f"MIG per β ({ds['dataset']})", y_label="MIG") + "</figure>"
-                     '<div class="scroll"><table><thead><tr><th>β</th><th>run</th><th class="num">MIG</th>'
-                     '<th class="num">active units</th><th class="num">val_loss</th><th class="num">recon</th>'
-                     '<th class="num">kl</th><th class="num">sample step</th></tr></thead>'
-                     f"<tbody>{rows}</tbody></table></div></div>")
+        table = (f'<div class="scroll"><table><thead><tr><th>{_e(symbol)}</th><th>run</th>{head}'
+                 f'<th class="num">sample step</th></tr></thead><tbody>{rows}</tbody></table></div>')
+        if chart:
+            bars = [(e["label"].split(" (")[0], v if isinstance(v := e["metrics"].get(chart["name"]), (int, float))
+                     else None, e["color"]) for e in entries]
+            where = f" ({group['group']})" if grid["group_by"] else ""
+            parts.append(f'<h4>{_e(chart["title"])} per {_e(symbol)}</h4><div class="charts"><figure>'
+                         + bar_chart(bars, title=f"{chart['title']} per {symbol}{where}", y_label=chart["title"])
+                         + f"</figure>{table}</div>")
+        else:
+            parts.append(table)
     parts.append("</section>")
     return "\n".join(parts)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .html import BEST_COLUMNS
-from .report import fmt_duration, fmt_value
+from .format import fmt_duration, fmt_value
 
 
 def _cell(v: Any) -> str:
@@ -38,7 +37,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         if len(summary["workloads"]) > 1:
             lines += [f"### {w}", ""]
         recs = [runs[r] for r in info["runs"]]
-        best_names = {m for r in recs for m in r.get("best", {}) if m in BEST_COLUMNS}
+        headline = {m["name"] for m in info["layout"]["headline"]}
+        best_names = {m for r in recs for m in r.get("best", {}) if m in headline}
         head = ["run", *info["key_params"], "state", "steps"]
         for m in info["metrics"]:
             if m in best_names:
@@ -48,7 +48,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         rows = []
         for r in recs:
             row = [f"`{r['run_id']}`", *[fmt_value(r["key_values"].get(k)) for k in info["key_params"]],
-                   r["state"], f"{r['step']} / {r['total'] or '?'}"]
+                   r["state"] + (f", {r['convergence_note']}" if r.get("convergence_note") else ""),
+                   f"{r['step']} / {r['total'] or '?'}"]
             for m in info["metrics"]:
                 if m in best_names:
                     b = r.get("best", {}).get(m)
@@ -75,13 +76,19 @@ def render_markdown(summary: dict[str, Any]) -> str:
             lines += _table(["prompt", *[runs[r]["label"] for r in ts["runs"]], "true continuation"],
                             [[p["prompt"], *[p["by_run"].get(r) for r in ts["runs"]], p["truth"]]
                              for p in st["prompts"]])
-    for ds in summary.get("vae", {}).get("datasets", []):
-        lines += [f"## β-VAE: dataset `{ds['dataset']}`", ""]
-        lines += _table(["β", "run", "MIG", "active units", "val_loss", "sample step"],
-                        [[e["label"], f"`{e['run_id']}`", e.get("mig"), e.get("active_units"), e.get("val_loss"),
-                          e.get("step")] for e in ds["runs"]])
-        for kind in summary["vae"]["kinds"]:
-            imgs = [f"![{kind} {e['label']}]({e['images'][kind]['src']})" for e in ds["runs"] if kind in e["images"]]
-            if imgs:
-                lines += [f"{kind}: " + " ".join(imgs), ""]
+    for w, grid in summary.get("image_grids", {}).items():
+        layout = summary["workloads"][w]["layout"]
+        symbol = layout["compare_label"] or layout["compare_by"] or "run"
+        metrics = layout["headline"]
+        for group in grid["groups"]:
+            where = f": {grid['group_by']} `{group['group']}`" if grid["group_by"] else ""
+            lines += [f"## Images: {w}{where}", ""]
+            lines += _table([symbol, "run", *[m["title"] for m in metrics], "sample step"],
+                            [[e["label"], f"`{e['run_id']}`", *[e["metrics"].get(m["name"]) for m in metrics],
+                              e.get("step")] for e in group["runs"]])
+            for kind in grid["kinds"]:
+                imgs = [f"![{kind} {e['label']}]({e['images'][kind]['src']})" for e in group["runs"]
+                        if kind in e["images"]]
+                if imgs:
+                    lines += [f"{kind}: " + " ".join(imgs), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -1,7 +1,7 @@
 """Charts as inline SVG: self-contained (no image files, no JavaScript, no plotting library).
 
 `line_chart` draws every run of a workload on one plot (train solid, validation dashed with dots);
-`bar_chart` draws one value per category (MIG per β). Each line carries a `<title>`, so hovering it
+`bar_chart` draws one value per category (a score per run). Each line carries a `<title>`, so hovering it
 in a browser names the run.
 """
 from __future__ import annotations

@@ -16,29 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
-from ..runstate import TERMINAL, RunSummary, summarize
+from ..protocol import ReportLayout
+from ..runstate import RunSummary, summarize
 from ..spec import differing_keys
+from ..state import TERMINAL, State
 from ..store import RunDir, find_runs
 from . import samples as samples_mod
+from .format import PER_DIM, fmt_value, is_detail
+from .html import render_html
+from .layout import layout_of, to_json as layout_json
+from .markdown import render_markdown
 from .plots import color
 from .scalars import Curve, event_files, read_scalars
 
-SCHEMA = 1
-PER_DIM = re.compile(r"(^|[/_])(kl_)?dim\d+$|per_dim$")
-HIGHER_IS_BETTER = re.compile(r"(^|_)(mig|acc|accuracy|active_units|tokens_per_s|psnr|ssim)($|_)")
-STARTED = {"RUNNING", "REQUEUED", *TERMINAL}
-
-
+SCHEMA = 2  # 2: image comparisons under "image_grids", described by each workload's ReportLayout
+# Metrics a workload did not describe: these common names are better when higher, the rest when lower.
+HIGHER_IS_BETTER = re.compile(r"(^|_)(acc|accuracy|f1|auc|psnr|ssim)($|_)")
+STARTED = {State.RUNNING, State.REQUEUED, *TERMINAL}
 MAX_METRIC_COLUMNS = 6  # in the runs table; summary.json has every metric
-
-
-def is_detail(name: str, names: list[str]) -> bool:
-    """A per-dimension, per-factor or bookkeeping value (kl_dim3, mig_posX when mig is there,
-    rotation_dim): kept in summary.json and TensorBoard, left out of the table's headline columns."""
-    base = name.rsplit("/", 1)[-1]
-    if PER_DIM.search(base) or base.endswith(("_dim", "_order", "_index")):
-        return True
-    return any(base != other and base.startswith(other.rsplit("/", 1)[-1] + "_") for other in names)
 
 
 class CollectError(LookupError):
@@ -92,41 +87,34 @@ def _sort_value(v: Any) -> tuple:
     return (0, n, "") if n is not None else (1, 0.0, json.dumps(v, sort_keys=True, default=str))
 
 
-def _differing(params: list[dict[str, Any]]) -> list[str]:
-    """Param names whose values are not all equal across `params` (first-seen order)."""
+def _differing(params: list[dict[str, Any]], preferred: tuple[str, ...] = ()) -> list[str]:
+    """Param names whose values are not all equal across `params`: the workload's own key params
+    first, in its order, then the others coarsest first (the table then reads as groups)."""
     distinct = differing_keys(params)
     order = list(distinct)
-    # Coarser keys first (dataset before beta): the table then reads as groups.
-    return sorted(distinct, key=lambda k: (distinct[k], order.index(k)))
+    first = [k for k in preferred if k in distinct]
+    rest = sorted((k for k in distinct if k not in first), key=lambda k: (distinct[k], order.index(k)))
+    return first + rest
 
 
-def fmt_value(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        if v.is_integer() and abs(v) < 1e6:
-            return str(int(v))
-        return f"{v:.4g}"
-    return str(v)
+def higher_is_better(name: str, layout: ReportLayout) -> bool:
+    for metric in layout.headline:
+        if metric.name == name:
+            return metric.higher_is_better
+    return bool(HIGHER_IS_BETTER.search(name))
 
 
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _best(tag: str, curve: Curve) -> dict[str, float] | None:
+def _best(curve: Curve, higher: bool) -> dict[str, float] | None:
     pts = [(s, v) for s, v in curve if math.isfinite(v)]
     if not pts:
         return None
-    pick = max if HIGHER_IS_BETTER.search(tag.rsplit("/", 1)[-1]) else min
+    pick = max if higher else min
     step, value = pick(pts, key=lambda sv: sv[1])
     return {"value": value, "step": step}
 
 
-def _run_record(run: RunDir) -> tuple[dict[str, Any], dict[str, Curve], samples_mod.RunSamples]:
+def _run_record(run: RunDir, layouts: dict[str, ReportLayout]
+                ) -> tuple[dict[str, Any], dict[str, Curve], samples_mod.RunSamples]:
     try:
         s: RunSummary | None = summarize(run)
     except Exception as exc:  # a spec.json being replaced, or broken by hand
@@ -134,15 +122,17 @@ def _run_record(run: RunDir) -> tuple[dict[str, Any], dict[str, Curve], samples_
         spec_problem = f"spec.json unreadable ({type(exc).__name__})"
     rec: dict[str, Any] = {"run_id": run.run_id, "path": str(run.path), "missing": []}
     if s is None:
-        rec.update(workload="?", state="UNREADABLE", step=0, total=0, params={}, run_seconds=0.0,
+        rec.update(workload="?", state=State.UNREADABLE, step=0, total=0, params={}, run_seconds=0.0,
                    attempts=0, requeues=0, requeue_reasons={}, error=spec_problem)
         rec["missing"].append(spec_problem)
         return rec, {}, samples_mod.RunSamples()
+    layout = layouts.setdefault(s.workload, layout_of(s.workload))
     rec.update(workload=s.workload, state=s.state, step=s.step, total=s.total, params=s.params,
                run_seconds=round(s.run_seconds, 1), attempts=s.attempts, segments=s.attempts,
                requeues=s.requeues, requeue_reasons=s.requeue_reasons, job_id=s.job_id,
                partition=s.partition, executor=s.executor, error=s.error, alarms=s.alarms,
-               warnings=s.warnings, loss=s.loss, val_loss=s.val_loss)
+               warnings=s.warnings, loss=s.loss, val_loss=s.val_loss, converged=s.converged,
+               convergence_note=s.convergence_note)
     curves = read_scalars(run.tb_dir)
     rec["curves"] = {tag: {"points": len(c), "first_step": c[0][0], "last_step": c[-1][0], "last": c[-1][1]}
                      for tag, c in curves.items()}
@@ -161,24 +151,27 @@ def _run_record(run: RunDir) -> tuple[dict[str, Any], dict[str, Curve], samples_
         final.setdefault("loss", float(s.loss))
     rec["final"] = final
     rec["final_step"] = metrics.get("step") if metrics else None
-    rec["best"] = {tag.partition("/")[2]: b for tag, c in curves.items()
-                   if tag.startswith("val/") and not PER_DIM.search(tag) and (b := _best(tag, c))}
+    rec["best"] = {}
+    for tag, c in curves.items():
+        name = tag.partition("/")[2]
+        if tag.startswith("val/") and not PER_DIM.search(tag) and (b := _best(c, higher_is_better(name, layout))):
+            rec["best"][name] = b
     smp = samples_mod.scan(run.samples_dir)
     rec["samples"] = {"steps": sorted(smp.steps),
                       "text_steps": [sf.step for sf in smp.text_steps()],
                       "image_steps": [sf.step for sf in smp.image_steps()]}
-    rec["missing"] = _missing(run, s, curves, metrics, smp)
+    rec["missing"] = _missing(run, s, curves, metrics, smp, layout)
     return rec, curves, smp
 
 
 def _missing(run: RunDir, s: RunSummary, curves: dict[str, Curve], metrics: dict[str, Any],
-             smp: samples_mod.RunSamples) -> list[str]:
+             smp: samples_mod.RunSamples, layout: ReportLayout) -> list[str]:
     out: list[str] = []
     if s.state not in STARTED:
         return [f"not started yet ({s.state}): no curves, metrics or samples"]
-    if s.state in ("RUNNING", "REQUEUED"):
+    if s.state in (State.RUNNING, State.REQUEUED):
         out.append(f"still {s.state.lower()}: step {s.step} of {s.total or '?'}; final metrics and samples come at the end")
-    elif s.state != "COMPLETED":
+    elif s.state != State.COMPLETED:
         why = f": {s.error}" if s.error else ""
         out.append(f"{s.state.lower()} at step {s.step} of {s.total or '?'}{why}")
     if not event_files(run.tb_dir):
@@ -197,20 +190,17 @@ def _missing(run: RunDir, s: RunSummary, curves: dict[str, Curve], metrics: dict
         for step, sf in sorted(smp.steps.items()):
             if sf.md_path and sf.json_path is None:
                 out.append(f"samples step {step}: step-{step:06d}.md has no .json beside it")
-        if s.workload == "vae" or any(k in VAE_KIND_SET for sf in smp.steps.values() for k in sf.images):
+        if layout.images:
             latest = max(smp.steps)
             sf = smp.steps[latest]
-            lacking = [k for k in samples_mod.VAE_KINDS if k not in sf.images]
+            lacking = [k.name for k in layout.images if k.name not in sf.images]
             if lacking:
                 out.append(f"samples step {latest}: no {', '.join(lacking)} image")
             if sf.json_path is None:
-                out.append(f"samples step {latest}: no step-{latest:06d}.json (MIG, KL per dim)")
-        if s.state == "COMPLETED" and isinstance(metrics.get("step"), int) and max(smp.steps) < metrics["step"]:
+                out.append(f"samples step {latest}: no step-{latest:06d}.json")
+        if s.state == State.COMPLETED and isinstance(metrics.get("step"), int) and max(smp.steps) < metrics["step"]:
             out.append(f"final samples (step {metrics['step']}) missing; the newest are from step {max(smp.steps)}")
     return out
-
-
-VAE_KIND_SET = set(samples_mod.VAE_KINDS)
 
 
 def _image_record(src: Path, dest: str, copies: list[tuple[Path, str]]) -> dict[str, Any] | None:
@@ -234,8 +224,9 @@ def gather(root: Path, sweep: str) -> Collected:
     runs = sweep_runs(root, sweep)
     col = Collected(summary={})
     recs, smps = [], {}
+    layouts: dict[str, ReportLayout] = {}
     for run in runs:
-        rec, curves, smp = _run_record(run)
+        rec, curves, smp = _run_record(run, layouts)
         recs.append(rec)
         col.curves[rec["run_id"]] = curves
         smps[rec["run_id"]] = smp
@@ -243,7 +234,8 @@ def gather(root: Path, sweep: str) -> Collected:
     workloads: dict[str, list[dict[str, Any]]] = {}
     for rec in recs:
         workloads.setdefault(rec["workload"], []).append(rec)
-    key_params = {w: _differing([r["params"] for r in rs]) for w, rs in workloads.items()}
+    key_params = {w: _differing([r["params"] for r in rs], layouts.get(w, ReportLayout()).key_params)
+                  for w, rs in workloads.items()}
     for rec in recs:
         keys = key_params[rec["workload"]]
         rec["key_values"] = {k: rec["params"].get(k) for k in keys}
@@ -262,7 +254,7 @@ def gather(root: Path, sweep: str) -> Collected:
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "counts": {"runs": len(recs), "states": states},
         "complete": False,
-        "workloads": {}, "runs": recs, "text_samples": {}, "vae": {}, "images": {}, "missing": [],
+        "workloads": {}, "runs": recs, "text_samples": {}, "image_grids": {}, "images": {}, "missing": [],
     }
     for w, rs in sorted(workloads.items()):
         ids = [r["run_id"] for r in recs if r["workload"] == w]
@@ -271,26 +263,29 @@ def gather(root: Path, sweep: str) -> Collected:
             for k in list(by_id[rid]["final"]) + list(by_id[rid]["best"]):
                 if k not in metric_names and not PER_DIM.search(k):
                     metric_names.append(k)
-        order = ["loss", "val_loss"]
+        layout = layouts.get(w, ReportLayout())
+        order = ["loss", *(m.name for m in layout.headline)]
         metric_names.sort(key=lambda k: (order.index(k) if k in order else len(order), k))
         headline = [m for m in metric_names if not is_detail(m, metric_names)][:MAX_METRIC_COLUMNS]
         tags = sorted({t for rid in ids for t in col.curves[rid]})
         summary["workloads"][w] = {"runs": ids, "key_params": key_params[w], "metrics": headline,
-                                   "all_metrics": metric_names, "tags": tags}
-    # Text samples (charlm): per sample step, each prompt with every run's continuation.
+                                   "all_metrics": metric_names, "tags": tags, "layout": layout_json(layout)}
+    # Text samples (any workload whose step json holds prompts): per step, every run's continuation.
     for w, info in summary["workloads"].items():
         text_runs = [rid for rid in info["runs"] if smps[rid].text_steps()]
         if text_runs:
             summary["text_samples"][w] = _text_samples(text_runs, smps)
-    # VAE image grids: per dataset, every β side by side.
-    vae_runs = [r for r in recs if r["workload"] == "vae" or any(
-        k in VAE_KIND_SET for sf in smps[r["run_id"]].steps.values() for k in sf.images)]
-    if vae_runs:
-        summary["vae"] = _vae(vae_runs, smps, col.copies)
-    # Any other images (a workload this report does not know): the newest of each kind, per run.
-    vae_ids = {r["run_id"] for r in vae_runs}
+    # Image comparisons: the kinds each workload names, side by side per group of runs.
+    compared: set[str] = set()
+    for w, info in summary["workloads"].items():
+        layout = layouts.get(w, ReportLayout())
+        if layout.images:
+            grid_recs = [by_id[rid] for rid in info["runs"]]
+            summary["image_grids"][w] = _image_grid(grid_recs, smps, layout, col.copies)
+            compared.update(info["runs"])
+    # Any other images (a workload that names none): the newest of each kind, per run.
     for rec in recs:
-        if rec["run_id"] in vae_ids:
+        if rec["run_id"] in compared:
             continue
         latest = smps[rec["run_id"]].latest(lambda sf: bool(sf.images))
         if latest:
@@ -304,7 +299,7 @@ def gather(root: Path, sweep: str) -> Collected:
             summary["images"][rec["run_id"]] = {"step": latest.step, "images": imgs}
     for rec in recs:
         summary["missing"].extend(f"{rec['run_id']}: {m}" for m in rec["missing"])
-    summary["complete"] = all(r["state"] == "COMPLETED" for r in recs) and not summary["missing"]
+    summary["complete"] = all(r["state"] == State.COMPLETED for r in recs) and not summary["missing"]
     col.summary = summary
     return col
 
@@ -339,26 +334,31 @@ def _text_samples(run_ids: list[str], smps: dict[str, samples_mod.RunSamples]) -
     }
 
 
-def _vae(recs: list[dict[str, Any]], smps: dict[str, samples_mod.RunSamples],
-         copies: list[tuple[Path, str]]) -> dict[str, Any]:
-    datasets: dict[str, list[dict[str, Any]]] = {}
+def _image_grid(recs: list[dict[str, Any]], smps: dict[str, samples_mod.RunSamples], layout: ReportLayout,
+                copies: list[tuple[Path, str]]) -> dict[str, Any]:
+    """Per group (`layout.group_images_by`), each run's newest images and headline numbers, ordered
+    by `layout.compare_by`. Values come from the run's newest step json first, then its final metrics."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    symbol = layout.compare_label or layout.compare_by or ""
     for rec in recs:
         rid = rec["run_id"]
         latest = smps[rid].latest(lambda sf: bool(sf.images) or sf.data is not None)
         data = (latest.data if latest else None) or {}
-        beta = data.get("beta", rec["params"].get("beta"))
-        dataset = str(data.get("dataset") or rec["params"].get("dataset") or "?")
-        others = {k: v for k, v in rec["key_values"].items() if k not in ("beta", "dataset")}
-        label = f"β={fmt_value(beta)}" if beta is not None else rec["run_id"]
+        value = data.get(layout.compare_by, rec["params"].get(layout.compare_by)) if layout.compare_by else None
+        group = str(data.get(layout.group_images_by) or rec["params"].get(layout.group_images_by) or "?") \
+            if layout.group_images_by else ""
+        skip = {layout.compare_by, layout.group_images_by}
+        others = {k: v for k, v in rec["key_values"].items() if k not in skip}
+        label = f"{symbol}={fmt_value(value)}" if value is not None else ""
         if others:
-            label += " (" + ", ".join(f"{k}={fmt_value(v)}" for k, v in others.items()) + ")"
-        entry = {"run_id": rid, "beta": beta, "label": label, "color": rec["color"], "state": rec["state"],
-                 "step": latest.step if latest else None, "images": {},
-                 "mig": _num(data.get("mig")) if data.get("mig") is not None else rec["final"].get("mig"),
-                 "active_units": data.get("active_units"), "kl_per_dim": data.get("kl_per_dim"),
-                 "kl_order": data.get("kl_order"), "rotation_dim": data.get("rotation_dim"),
-                 "val_loss": rec["final"].get("val_loss"), "recon": rec["final"].get("recon"),
-                 "kl": rec["final"].get("kl")}
+            rest = ", ".join(f"{k}={fmt_value(v)}" for k, v in others.items())
+            label = f"{label} ({rest})" if label else rest
+        metrics = {}
+        for m in layout.headline:
+            got = data.get(m.name)
+            metrics[m.name] = _num(got) if got is not None else rec["final"].get(m.name)
+        entry = {"run_id": rid, "value": value, "label": label or rid, "color": rec["color"], "state": rec["state"],
+                 "step": latest.step if latest else None, "images": {}, "metrics": metrics, "data": data}
         if latest:
             for kind, path in sorted(latest.images.items()):
                 img = _image_record(path, f"img/{rid}/{path.name}", copies)
@@ -366,11 +366,11 @@ def _vae(recs: list[dict[str, Any]], smps: dict[str, samples_mod.RunSamples],
                     entry["images"][kind] = img
                 else:
                     rec["missing"].append(f"samples/{path.name}: not a readable image")
-        datasets.setdefault(dataset, []).append(entry)
-    for entries in datasets.values():
-        entries.sort(key=lambda e: (_sort_value(e["beta"]), e["label"], e["run_id"]))
-    return {"kinds": list(samples_mod.VAE_KINDS), "datasets": [
-        {"dataset": d, "runs": entries} for d, entries in sorted(datasets.items())]}
+        groups.setdefault(group, []).append(entry)
+    for entries in groups.values():
+        entries.sort(key=lambda e: (_sort_value(e["value"]), e["label"], e["run_id"]))
+    return {"kinds": [k.name for k in layout.images], "group_by": layout.group_images_by,
+            "groups": [{"group": g, "runs": entries} for g, entries in sorted(groups.items())]}
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -386,9 +386,6 @@ def _check_out(out: Path) -> None:
 
 
 def write(col: Collected, out: Path) -> Report:
-    from .html import render_html
-    from .markdown import render_markdown
-
     out = Path(out)
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
@@ -415,9 +412,10 @@ def write(col: Collected, out: Path) -> Report:
 
 
 def _drop_images(summary: dict[str, Any], failed: set[str]) -> None:
-    for ds in summary.get("vae", {}).get("datasets", []):
-        for e in ds["runs"]:
-            e["images"] = {k: v for k, v in e["images"].items() if v["src"] not in failed}
+    for grid in summary.get("image_grids", {}).values():
+        for group in grid["groups"]:
+            for e in group["runs"]:
+                e["images"] = {k: v for k, v in e["images"].items() if v["src"] not in failed}
     for entry in summary.get("images", {}).values():
         entry["images"] = {k: v for k, v in entry["images"].items() if v["src"] not in failed}
 

@@ -1,8 +1,8 @@
 """What a run's `samples/` folder holds, step by step, read tolerantly.
 
 Files (written by the workloads' `artifacts`): `step-XXXXXX.json` (numbers and text samples),
-`step-XXXXXX.md` (the same text for people), `step-XXXXXX-<kind>.png` (image grids: prior, recon,
-traversal, rotation). A run that is still running may have none, or a half-set; unreadable files are
+`step-XXXXXX.md` (the same text for people), `step-XXXXXX-<kind>.png` (images, of the kinds the
+workload's `ReportLayout` names). A run that is still running may have none, or a half-set; unreadable files are
 reported in `problems`, never raised.
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 SAMPLE_FILE = re.compile(r"^step-(\d+)(?:-([A-Za-z0-9_.-]+?))?\.(json|md|png|jpg|jpeg|gif|webp)$")
 IMAGE_EXT = {"png", "jpg", "jpeg", "gif", "webp"}
-VAE_KINDS = ("prior", "recon", "traversal", "rotation")
 
 
 @dataclass
@@ -39,7 +38,7 @@ class RunSamples:
         return None
 
     def text_steps(self) -> list[StepFiles]:
-        """Steps whose json holds a `samples` list of {prompt, generated, truth} (charlm)."""
+        """Steps whose json holds a `samples` list of {prompt, generated, truth} (text models)."""
         return [sf for _, sf in sorted(self.steps.items())
                 if isinstance(sf.data, dict) and isinstance(sf.data.get("samples"), list)]
 

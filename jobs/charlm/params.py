@@ -32,6 +32,9 @@ class CharLMParams(BaseParams):
     lr: float = field(default=1e-3, metadata={"min": 0.0, "help": "peak AdamW learning rate"})
     min_lr: float = field(default=1e-4, metadata={"min": 0.0, "help": "learning rate at the end of the cosine"})
     warmup_steps: int = field(default=100, metadata={"min": 0, "help": "linear warmup steps"})
+    schedule: str = field(default="cosine", metadata={
+        "choices": ["cosine", "constant"],
+        "help": "after warmup: cosine to min_lr at `steps`, or constant lr (needs no end: for stop = 'plateau')"})
     weight_decay: float = field(default=0.1, metadata={
         "min": 0.0, "help": "AdamW weight decay (matrices and embeddings only)"})
     beta2: float = field(default=0.99, metadata={"min": 0.0, "max": 0.99999, "help": "AdamW beta2"})

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from jobkit.atomic import write_text
+from jobkit.protocol import Metric, ReportLayout
+from jobkit.torchutil import eval_mode
 
 from .data import Corpus, Vocab, load_corpus, random_batch, val_window_starts, windows
 from .models import TCNLM, build_model, count_params
@@ -33,15 +35,20 @@ EVAL_TOKENS = 1 << 15  # characters per validation batch
 
 
 class WarmupCosine:
-    """LR factor for `LambdaLR`: linear warmup to 1, then cosine down to `min_lr / lr` at `total`."""
+    """LR factor for `LambdaLR`: linear warmup to 1, then cosine down to `min_lr / lr` at `total`.
 
-    def __init__(self, lr: float, min_lr: float, warmup: int, total: int) -> None:
+    `constant=True` stays at 1 after warmup: a schedule that does not need to know where the run
+    ends, for a plateau stop (a cosine cut short by one never anneals)."""
+
+    def __init__(self, lr: float, min_lr: float, warmup: int, total: int, constant: bool = False) -> None:
         self.floor = min_lr / lr if lr > 0 else 1.0
-        self.warmup, self.total = warmup, total
+        self.warmup, self.total, self.constant = warmup, total, constant
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
             return (step + 1) / self.warmup
+        if self.constant:
+            return 1.0
         progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -84,9 +91,9 @@ def load_model(params: CharLMParams, state: dict[str, Any], device: str | torch.
 class CharLM:
     """Character-level LSTM, TCN or Transformer on a text file, with prompted samples."""
 
-    name: ClassVar[str] = "charlm"
     Params: ClassVar[type[CharLMParams]] = CharLMParams
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    report: ClassVar[ReportLayout] = ReportLayout(key_params=("model",), headline=(Metric("val_loss"),))
 
     def __init__(self, params: CharLMParams) -> None:
         self.params = params
@@ -104,7 +111,7 @@ class CharLM:
         self.model = build_seeded_model(p, len(self.vocab)).to(self.device)
         self.optimizer = make_adamw(param_groups(self.model, p.weight_decay), lr=p.lr, betas=(0.9, p.beta2))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, WarmupCosine(p.lr, p.min_lr, p.warmup_steps, p.steps))
+            self.optimizer, WarmupCosine(p.lr, p.min_lr, p.warmup_steps, p.steps, constant=p.schedule == "constant"))
         self.batch_generator = torch.Generator().manual_seed(p.seed)
 
         self.val_starts = val_window_starts(len(self.corpus.val), p.context, p.val_windows)
@@ -153,19 +160,14 @@ class CharLM:
         chunk = max(1, EVAL_TOKENS // p.context)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for starts in self.val_starts.split(chunk):
-                    x, y = windows(self.corpus.val, starts, p.context)
-                    x, y = x.to(self.device), y.to(self.device)
-                    with self._autocast():
-                        logits = self.model(x)
-                    total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
-                    count += y.numel()
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.no_grad():
+            for starts in self.val_starts.split(chunk):
+                x, y = windows(self.corpus.val, starts, p.context)
+                x, y = x.to(self.device), y.to(self.device)
+                with self._autocast():
+                    logits = self.model(x)
+                total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+                count += y.numel()
         val_loss = total.item() / count
         return {"val_loss": val_loss, "val_bpc": val_loss / math.log(2)}
 
@@ -175,14 +177,9 @@ class CharLM:
         val = self.corpus.val
         prompts = torch.stack([val[o:o + p.prompt_len] for o in self.prompt_offsets]).long()
         generator = torch.Generator().manual_seed(p.seed * 1_000_003 + step)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with self._autocast():
-                generated = generate(self.model, prompts, p.sample_len, context=p.context,
-                                     temperature=p.temperature, top_k=p.top_k, generator=generator)
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), self._autocast():
+            generated = generate(self.model, prompts, p.sample_len, context=p.context,
+                                 temperature=p.temperature, top_k=p.top_k, generator=generator)
         out = []
         for o, prompt, gen in zip(self.prompt_offsets, prompts, generated):
             truth = val[o + p.prompt_len:o + p.prompt_len + p.sample_len]

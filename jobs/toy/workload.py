@@ -17,6 +17,7 @@ from torch import nn
 from jobkit import atomic
 from jobkit.params import ParamError
 from jobkit.protocol import BaseParams
+from jobkit.torchutil import eval_mode
 
 
 @dataclass
@@ -39,7 +40,6 @@ def _mlp(dim: int, hidden: int, dropout: float) -> nn.Module:
 
 
 class Toy:
-    name = "toy"
     Params = ToyParams
     presets = {"default": {"steps": 200, "checkpoint_every": 50, "eval_every": 50},
                "tiny": {"steps": 40, "checkpoint_every": 10, "eval_every": 10}}
@@ -82,9 +82,8 @@ class Toy:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        self.model.eval()
-        loss = nn.functional.mse_loss(self.model(self.val_x), self.val_y).item()
-        self.model.train()
+        with eval_mode(self.model):
+            loss = nn.functional.mse_loss(self.model(self.val_x), self.val_y).item()
         return {"val_loss": loss}
 
     def artifacts(self, step: int, writer: Any, out_dir: Path) -> dict[str, float]:

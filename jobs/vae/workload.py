@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,10 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torchvision.utils import make_grid, save_image
+
+from jobkit.atomic import write_bytes, write_text
+from jobkit.protocol import ImageKind, Metric, ReportLayout
+from jobkit.torchutil import eval_mode
 
 from . import sprites
 from .data import FaceData, SpritesData, load_dataset, parse_dataset
@@ -37,15 +40,6 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active if Var_x(E[z_u | x]) >
 CHUNK = 256
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _png_bytes(grid: torch.Tensor) -> bytes:
     buf = io.BytesIO()
     save_image(grid, buf, format="PNG")
@@ -55,9 +49,16 @@ def _png_bytes(grid: torch.Tensor) -> bytes:
 class BetaVAE:
     """β-VAE (Higgins et al. 2017): reconstruction + β·KL, conv encoder/decoder, 64×64 images."""
 
-    name = "vae"
     Params = VAEParams
     presets = PRESETS
+    report = ReportLayout(
+        key_params=("dataset", "beta"),
+        headline=(Metric("val_loss"), Metric("mig", higher_is_better=True, label="MIG"),
+                  Metric("active_units", higher_is_better=True, label="active units"), Metric("recon"), Metric("kl")),
+        images=(ImageKind("prior", "Samples from the prior (4×4)"), ImageKind("recon", "Reconstructions"),
+                ImageKind("traversal", "Latent traversals", layout="wide"),
+                ImageKind("rotation", "Rotation strips", layout="strip")),
+        group_images_by="dataset", compare_by="beta", compare_label="β", chart="mig")
 
     def __init__(self, params: VAEParams) -> None:
         self.params = params
@@ -110,13 +111,8 @@ class BetaVAE:
 
     @contextmanager
     def _evaluating(self) -> Iterator[None]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.no_grad():
+            yield
 
     def _encode_means(self, images: torch.Tensor) -> torch.Tensor:
         """Posterior means (n, latents) on the CPU of uint8 (0..255) CPU images, in chunks."""
@@ -233,7 +229,7 @@ class BetaVAE:
         out_dir.mkdir(parents=True, exist_ok=True)
         a = self._analyse()
         for kind, grid in self.pictures().items():
-            _atomic_write(out_dir / f"step-{step:06d}-{kind}.png", _png_bytes(grid))
+            write_bytes(out_dir / f"step-{step:06d}-{kind}.png", _png_bytes(grid))
             if writer is not None:
                 writer.add_image(f"vae/{kind}", grid, step)
         summary = {
@@ -243,7 +239,7 @@ class BetaVAE:
             "kl_per_dim": a["kl_per_dim"], "active_units": a["active_units"],
             "traversal_range": [[float(l), float(h)] for l, h in zip(a["lo"], a["hi"])],
         }
-        _atomic_write(out_dir / f"step-{step:06d}.json", (json.dumps(summary, indent=1) + "\n").encode())
+        write_text(out_dir / f"step-{step:06d}.json", json.dumps(summary, indent=1) + "\n")
         metrics: dict[str, float] = {"active_units": float(a["active_units"])}
         if a["mig"] is not None:
             metrics["mig"] = a["mig"]

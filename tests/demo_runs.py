@@ -1,5 +1,5 @@
 """Build small, fake-but-faithful sweeps (the runner's file contract, no training) to test or preview
-the report: `python -m jobkit.collect.demo ROOT` writes `ROOT/charlm-demo` and `ROOT/vae-demo`.
+the report: `python tests/demo_runs.py ROOT` writes `ROOT/charlm-demo` and `ROOT/vae-demo`.
 
 Every file is what the runner writes: spec.json (via `RunDir.create`), events.jsonl, progress.json,
 metrics.json, real TensorBoard event files (torch's SummaryWriter, with a resumed segment using
@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import atomic
-from ..spec import JobSpec, readable_name
-from ..store import RunDir
+from jobkit import atomic
+from jobkit.spec import JobSpec, readable_name
+from jobkit.state import Event
+from jobkit.store import RunDir
 
 T0 = 1_700_000_000.0
 PROMPTS = [("ROMEO:\nBut soft, what light ", "through yonder window breaks?\nIt is the east"),
@@ -55,20 +56,20 @@ def _log(run: RunDir, segments: list[tuple[int, int]], curves: dict[str, Any], e
 
 def _lifecycle(run: RunDir, *, segments: int, finished_step: int | None, total: int, step_s: float) -> None:
     t = T0
-    _event(run, t, "submitted", job_id="1001_0", partition="gpu", executor="slurm")
+    _event(run, t, Event.SUBMITTED, job_id="1001_0", partition="gpu", executor="slurm")
     per = total // segments
     for seg in range(segments):
         t += 5
         start = seg * per
-        _event(run, t, "started", attempt=seg + 1, job_id="1001_0", step=start, host="node1", pid=1000 + seg)
+        _event(run, t, Event.STARTED, attempt=seg + 1, job_id="1001_0", step=start, host="node1", pid=1000 + seg)
         end = min(total, start + per) if finished_step is not None or seg < segments - 1 else start + per // 2
         t += (end - start) * step_s
-        _event(run, t, "checkpoint", step=end, file=f"step-{end:06d}.pt", seconds=0.2, step_seconds=step_s)
+        _event(run, t, Event.CHECKPOINT, step=end, file=f"step-{end:06d}.pt", seconds=0.2, step_seconds=step_s)
         if seg < segments - 1:
-            _event(run, t + 1, "requeued", step=end, reason="timeout")
+            _event(run, t + 1, Event.REQUEUED, step=end, reason="timeout")
             t += 1
     if finished_step is not None:
-        _event(run, t + 1, "finished", step=finished_step, metrics={})
+        _event(run, t + 1, Event.FINISHED, step=finished_step, metrics={})
 
 
 def make_charlm(root: Path, sweep: str = "charlm-demo", steps: int = 600) -> list[str]:
@@ -124,7 +125,7 @@ def make_vae(root: Path, sweep: str = "vae-demo", steps: int = 400) -> list[str]
         run = _make_run(root, sweep, "vae", params, {"dataset": dataset, "beta": beta})
         ids.append(run.run_id)
         if how == "pending":
-            _event(run, T0, "submitted", job_id=f"1002_{i}", partition="gpu", executor="slurm")
+            _event(run, T0, Event.SUBMITTED, job_id=f"1002_{i}", partition="gpu", executor="slurm")
             continue
         reach = steps if how == "done" else steps // 2
         mig = 0.05 + 0.12 * math.log(1 + beta)

@@ -1,0 +1,46 @@
+"""Cancel runs: their Slurm jobs in one scancel, local ones by their process, and a `cancelled` event
+in each run folder. Checkpoints stay; `jobkit resume` continues."""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .runstate import RunSummary
+from .state import ACTIVE, Event
+from .store import RunDir
+from .slurm import scancel
+
+
+@dataclass
+class CancelOutcome:
+    cancelled: list[RunSummary] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def cancel_runs(summaries: Sequence[RunSummary]) -> CancelOutcome:
+    """Cancel the runs that are queued or running; the others are left alone."""
+    active = [s for s in summaries if s.state in ACTIVE]
+    outcome = CancelOutcome(cancelled=active)
+    slurm_ids = [s.job_id for s in active if s.executor == "slurm" and s.job_id]
+    if slurm_ids:
+        problem = scancel(slurm_ids)
+        if problem:
+            outcome.errors.append(problem)
+    for s in active:
+        if s.executor != "slurm":
+            _kill_local(s)
+        RunDir(Path(s.path)).event(Event.CANCELLED, job_id=s.job_id, step=s.step)
+    return outcome
+
+
+def _kill_local(s: RunSummary) -> None:
+    """A local job: the training process and, when the job id is a pid, submitit's process."""
+    for pid in (s.pid, int(s.job_id) if (s.job_id or "").isdigit() else None):
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,50 @@
+"""The live view behind `submit --wait`: progress bars on a terminal, state changes in a log."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..state import TERMINAL, State
+from ..status import collect_status
+from ..store import RunDir
+from .common import EXIT_FAILED, console
+from .status_cmd import STATE_STYLE, show_status
+
+
+def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int:
+    """Live progress until every run has ended; 0 if all completed, else 1."""
+    runs = [RunDir(p) for p in run_dirs if RunDir(p).exists()]
+    out = console()
+    if not runs:
+        return 0
+    if out.is_terminal:
+        progress = Progress(TextColumn("{task.fields[run]}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[state]}"), TimeRemainingColumn(), console=out)
+        tasks = {r.run_id: progress.add_task("", total=1, run=r.run_id, state="") for r in runs}
+        with progress:
+            while True:
+                report = collect_status(runs)
+                for s in report.summaries:
+                    progress.update(tasks[s.run_id], total=max(1, s.total), completed=s.step,
+                                    state=f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]")
+                if all(s.state in TERMINAL for s in report.summaries):
+                    break
+                time.sleep(interval)
+    else:
+        last: dict[str, str] = {}
+        while True:
+            report = collect_status(runs)
+            for s in report.summaries:
+                line = f"{s.state} step {s.step}/{s.total}"
+                if last.get(s.run_id, "").split(" step")[0] != s.state:
+                    out.print(f"{time.strftime('%H:%M:%S')} {s.run_id}: {line}")
+                    last[s.run_id] = line
+            if all(s.state in TERMINAL for s in report.summaries):
+                break
+            time.sleep(interval)
+    report = collect_status(runs)
+    show_status(report, out)
+    return 0 if all(s.state == State.COMPLETED for s in report.summaries) else EXIT_FAILED

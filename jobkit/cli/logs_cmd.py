@@ -1,0 +1,52 @@
+"""`jobkit logs`: the stdout and stderr of every attempt of a run, and `-f` to follow the newest."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .. import logs as logs_mod
+from ..state import TERMINAL
+from ..status import collect_status
+from .complete import runs_only
+from .common import console, fail, find, root_option, resolve_root
+
+
+@click.command("logs")
+@click.argument("run_selector", metavar="RUN", shell_complete=runs_only)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the run ends (Ctrl-C stops).")
+@click.option("--attempt", type=int, default=None, help="Only attempt N (1 = first start; requeues add attempts).")
+@click.option("--stderr/--stdout", "stderr", default=True, show_default=True,
+              help="Include stderr (submitit's log and tracebacks go there).")
+@root_option
+def logs(run_selector: str, follow: bool, attempt: int | None, stderr: bool, root: Path | None) -> None:
+    """Print the stdout and stderr of every Slurm attempt of RUN.
+
+    \b
+    Examples:
+      jobkit logs charlm-lstm-3f9a1c2e
+      jobkit logs charlm-lstm --attempt 2
+      jobkit logs charlm-lstm -f
+    """
+    root = resolve_root(root)
+    runs = find(root, [run_selector])
+    if len(runs) != 1:
+        fail(f"{run_selector!r} matches {len(runs)} runs; give a longer run id")
+    run = runs[0]
+    jobs = logs_mod.job_logs(run)
+    if not jobs:
+        fail(f"{run.run_id} has no job logs (never submitted, or run in the foreground with `jobkit run`)")
+    chunks = logs_mod.attempts(run)
+    first = 1
+    if attempt is not None:
+        if not 1 <= attempt <= len(chunks):
+            fail(f"--attempt {attempt}: {run.run_id} has {len(chunks)} attempt(s) with logs")
+        chunks, first = [chunks[attempt - 1]], attempt
+    for n, a in enumerate(chunks, start=first):
+        console().rule(f"attempt {n} · job {a.job_id}")
+        sys.stdout.write(a.stdout + (a.stderr if stderr else ""))
+    if follow:
+        newest = jobs[-1]
+        paths = [newest.stdout, newest.stderr] if stderr else [newest.stdout]
+        logs_mod.follow(paths, lambda: collect_status([run]).summaries[0].state in TERMINAL)

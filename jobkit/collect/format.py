@@ -1,0 +1,33 @@
+"""How the report writes values, and which metrics are details: shared by the HTML and Markdown pages."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+PER_DIM = re.compile(r"(^|[/_])(kl_)?dim\d+$|per_dim$")
+
+
+def is_detail(name: str, names: list[str]) -> bool:
+    """A per-dimension, per-factor or bookkeeping value (kl_dim3, a per-factor score_x when score is there,
+    rotation_dim): kept in summary.json and TensorBoard, left out of the table's headline columns."""
+    base = name.rsplit("/", 1)[-1]
+    if PER_DIM.search(base) or base.endswith(("_dim", "_order", "_index")):
+        return True
+    return any(base != other and base.startswith(other.rsplit("/", 1)[-1] + "_") for other in names)
+
+
+def fmt_value(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e6:
+            return str(int(v))
+        return f"{v:.4g}"
+    return str(v)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

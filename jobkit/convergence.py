@@ -1,0 +1,101 @@
+"""What "converged" means, once, for both the plateau stop and the divergence alarm.
+
+A value *improves* when it beats the best so far by at least `min_delta` relative to the best
+(|best| · min_delta). Anything else is no improvement: it is *level* (on the plateau) while it
+stays within a band of the best, and *worse* beyond it. The band is the larger of the relative
+`min_delta` and the noise the caller measured (the divergence alarm passes a multiple of the
+train loss's own spread; the plateau stop watches a deterministic validation metric and passes 0).
+A series has converged after `patience` observations without an improvement.
+
+The plateau stop (`stop = "plateau"`) feeds evaluations of the workload's target metric; the
+alarm feeds windowed means of the train loss and calls "not converging" only a loss that is
+*worse* than its best, never one that is level: a converged loss is never an alarm.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from .params import ParamError
+
+Verdict = Literal["better", "level", "worse"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The metric a workload is judged by (returned by `evaluate()`), and its direction."""
+
+    metric: str = "val_loss"
+    lower_is_better: bool = True
+
+
+DEFAULT_TARGET = Target()
+
+
+def target_of(workload_cls: Any) -> Target:
+    """A workload class's `target` attribute, else val_loss (lower is better)."""
+    target = getattr(workload_cls, "target", None)
+    return target if isinstance(target, Target) else DEFAULT_TARGET
+
+
+@dataclass
+class Plateau:
+    """The best value so far and the observations since it last improved by `min_delta` (relative)."""
+
+    patience: int = 5
+    min_delta: float = 0.005
+    lower_is_better: bool = True
+    best: float | None = None
+    best_step: int | None = None
+    since_best: int = 0
+    converged_step: int | None = None  # the step at which `since_best` first reached `patience`
+
+    def band(self, noise: float = 0.0) -> float:
+        """How far from the best a value may be and still be level (on the plateau)."""
+        return max(self.min_delta * abs(self.best or 0.0), noise)
+
+    def judge(self, value: float, noise: float = 0.0) -> Verdict:
+        """Classify `value` against the best without changing any state."""
+        if self.best is None:
+            return "better"
+        gain = self.best - value if self.lower_is_better else value - self.best
+        if gain > 0 and gain >= self.min_delta * abs(self.best):
+            return "better"
+        return "worse" if -gain > self.band(noise) else "level"
+
+    def update(self, step: int, value: float, noise: float = 0.0) -> Verdict:
+        """Record one observation at `step`; returns its verdict."""
+        verdict = self.judge(value, noise)
+        if verdict == "better":
+            self.best, self.best_step, self.since_best = float(value), int(step), 0
+        else:
+            self.since_best += 1
+            if self.converged_step is None and self.since_best >= self.patience:
+                self.converged_step = int(step)
+        return verdict
+
+    @property
+    def converged(self) -> bool:
+        return self.converged_step is not None
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            if hasattr(self, key):
+                setattr(self, key, value)
+
+
+def check_stop_params(params: Any) -> None:
+    """Cross-field checks of the common `stop`/`patience`/`min_delta` keys (ParamError on bad input)."""
+    if getattr(params, "stop", "steps") != "plateau":
+        return
+    if not params.eval_every:
+        raise ParamError("eval_every", "got 0; stop = 'plateau' decides on evaluations, "
+                         "so set eval_every > 0 (e.g. eval_every = 250)")
+    needed = (params.patience + 1) * params.eval_every
+    if needed > params.steps:
+        raise ParamError("patience", f"got {params.patience}; with eval_every={params.eval_every} a plateau "
+                         f"needs {needed} steps but steps={params.steps}: lower patience or eval_every, "
+                         "or raise steps (the upper bound)")

@@ -1,0 +1,78 @@
+"""A run's lifecycle, in one place: its states, the groups commands act on, and the events that move it.
+
+Every module that asks "is this run still going?" or writes an event uses these names, so that
+`status`, `logs -f`, `cancel`, `submit`, `collect` and the runner agree on what "ended" means.
+States are `StrEnum`s: they compare equal to their names and are written to JSON as plain strings.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    NEW = "NEW"  # a folder without a submission
+    PENDING = "PENDING"  # queued
+    RUNNING = "RUNNING"
+    REQUEUED = "REQUEUED"  # stopped at a step boundary, queued again (segment or preemption)
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    STOPPED = "STOPPED"  # a foreground run stopped by a signal, checkpointed
+    TIMEOUT = "TIMEOUT"  # reached its time limit, checkpointed; `resume` continues it
+    # What the scheduler alone can say about a job that ended without the run's own last word.
+    PREEMPTED = "PREEMPTED"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    NODE_FAIL = "NODE_FAIL"
+    BOOT_FAIL = "BOOT_FAIL"
+    DEADLINE = "DEADLINE"
+    UNREADABLE = "UNREADABLE"  # a folder whose spec cannot be read (shown by `collect`)
+
+
+QUEUED = frozenset({State.PENDING, State.REQUEUED})
+ACTIVE = QUEUED | {State.RUNNING}  # has a job that `cancel` would stop; `resume` leaves alone
+FAILED = frozenset({State.FAILED, State.TIMEOUT, State.CANCELLED, State.PREEMPTED, State.OUT_OF_MEMORY,
+                    State.NODE_FAIL, State.BOOT_FAIL, State.DEADLINE})  # exit code 1 from `status`
+TERMINAL = FAILED | {State.COMPLETED, State.STOPPED}  # nothing more happens without `resume`
+
+
+class Event(StrEnum):
+    """Kinds of line in a run's `events.jsonl`."""
+
+    SUBMITTED = "submitted"
+    STARTED = "started"
+    CHECKPOINT = "checkpoint"
+    REQUEUED = "requeued"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
+    TIMEOUT = "timeout"
+    ALARM = "alarm"
+    CONVERGED = "converged"  # a plateau stop decided; `finished` follows
+    WARNING = "warning"
+
+
+# The state a run is in when this event is its latest lifecycle event.
+STATE_OF_EVENT: dict[str, State] = {
+    Event.SUBMITTED: State.PENDING,
+    Event.STARTED: State.RUNNING,
+    Event.REQUEUED: State.REQUEUED,
+    Event.FINISHED: State.COMPLETED,
+    Event.FAILED: State.FAILED,
+    Event.CANCELLED: State.CANCELLED,
+    Event.STOPPED: State.STOPPED,
+    Event.TIMEOUT: State.TIMEOUT,
+}
+# Events that end one attempt (a job's run of the loop).
+ATTEMPT_ENDS = frozenset({Event.REQUEUED, Event.FINISHED, Event.FAILED, Event.CANCELLED, Event.STOPPED,
+                          Event.TIMEOUT})
+
+
+def as_state(name: str | None) -> State | str | None:
+    """A known state as `State`; an unknown scheduler word is kept as it is (shown, never acted on)."""
+    if name is None:
+        return None
+    try:
+        return State(name)
+    except ValueError:
+        return name

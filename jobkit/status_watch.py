@@ -1,0 +1,67 @@
+"""`jobkit status --watch`: the status table redrawn in place until no run is queued or running.
+
+On a terminal the table is redrawn where it stands (rich Live); without one (a log, a pipe) it is
+printed again only when it changed. Either way the watch ends by itself, says so, and hands the last
+report back so the command exits with the same code a plain `jobkit status` would.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Callable, Protocol, Sequence
+
+from rich.console import Console
+from rich.live import Live
+
+from . import status_table
+from .runstate import RunSummary
+from .state import ACTIVE  # queued or running: every other state stays as it is by itself
+
+
+class Report(Protocol):
+    summaries: list[RunSummary]
+
+
+def all_ended(summaries: Sequence[RunSummary]) -> bool:
+    return all(s.state not in ACTIVE for s in summaries)
+
+
+def ended_message(summaries: Sequence[RunSummary]) -> str:
+    counts = Counter(s.state for s in summaries)
+    parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"all {len(summaries)} runs have ended: {parts}"
+
+
+def watch(fetch: Callable[[], Report], out: Console, interval: float = 5.0,
+          describe: Callable[[Report], tuple[str, str | None]] = lambda r: ("none", None)) -> Report:
+    """Show `fetch()` every `interval` seconds until no run is active (or Ctrl-C); the last report.
+
+    `describe(report)` gives the scheduler's name and error for the heading."""
+    report = fetch()
+    try:
+        if out.is_terminal:
+            with Live(console=out, auto_refresh=False, transient=False) as live:
+                while True:
+                    table = status_table.build(report.summaries, *describe(report))
+                    live.update(status_table.fit(table, out), refresh=True)
+                    if all_ended(report.summaries):
+                        break
+                    time.sleep(interval)
+                    report = fetch()
+        else:
+            shown: list[str] = []
+            while True:
+                lines = status_table.plain_lines(status_table.build(report.summaries, *describe(report)))
+                if lines != shown:
+                    out.file.write(f"{time.strftime('%H:%M:%S')}\n" + "\n".join(lines) + "\n")
+                    out.file.flush()
+                    shown = lines
+                if all_ended(report.summaries):
+                    break
+                time.sleep(interval)
+                report = fetch()
+    except KeyboardInterrupt:
+        out.print("stopped watching (runs go on)")
+        return report
+    out.print(ended_message(report.summaries), soft_wrap=True)
+    return report
