@@ -10,9 +10,24 @@ import getpass
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+
+
+def __getattr__(name: str) -> Any:
+    """`slurm.Checkpointable`, imported on first use: submitit costs ~75 ms that `status` need not pay.
+
+    The job entry point subclasses it: submitit calls its `checkpoint()` for a signal that arrives
+    outside the training loop (the loop itself stops at a step boundary and calls `requeue`).
+    """
+    if name == "Checkpointable":
+        import submitit
+
+        return submitit.helpers.Checkpointable
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 SLURM_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"}
 SLURM_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD"}
@@ -116,3 +131,48 @@ def _squeue(view: SlurmView) -> SlurmView:
     return view
 
 
+
+
+# ------------------------------------------------------------------------------------ inside a job
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    executor: str  # "slurm" | "local"
+    job_id: str  # `123`, or `123_4` for a task of an array
+    global_rank: int = 0
+    num_tasks: int = 1
+
+
+def job_environment() -> JobEnvironment:
+    """Where this job runs, from submitit's job environment (only valid inside a submitit job)."""
+    import submitit
+
+    env = submitit.JobEnvironment()
+    return JobEnvironment(executor="local" if env.cluster == "local" else "slurm", job_id=str(env.job_id),
+                          global_rank=env.global_rank, num_tasks=env.num_tasks)
+
+
+def requeue(env: JobEnvironment) -> str:
+    """Put this job back in the queue and end the process; returns only with the reason it could not.
+
+    Slurm: `scontrol requeue JOB` (the job keeps its id and restarts from the same submission).
+    Local executor: exit with submitit's requeue code, and its controller starts the job again.
+    """
+    if env.executor == "local":
+        from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
+
+        sys.exit(LOCAL_REQUEUE_RETURN_CODE)
+    try:
+        done = subprocess.run(["scontrol", "requeue", env.job_id], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"scontrol requeue {env.job_id}: {exc}"
+    if done.returncode != 0:
+        return f"scontrol requeue {env.job_id}: {last_line(done.stderr) or 'failed'}"
+    sys.exit(-1)  # as submitit does: the job is requeued; this attempt ends without a result
+
+
+def resubmission(fn: Any) -> Any:
+    """What `Checkpointable.checkpoint` returns: the same callable, submitted again."""
+    import submitit
+
+    return submitit.helpers.DelayedSubmission(fn)

@@ -29,7 +29,12 @@ def run(run_dir: Path) -> None:
         fail(f"{run_dir}: not a run directory (no spec.json); create runs with `jobkit submit SWEEP`")
     out = console()
     try:
-        final = runner.run(rd)
+        if rd.spec().workload == "command":
+            from .. import command_run
+
+            final = command_run.run(rd)
+        else:
+            final = runner.run(rd)
     except runner.Stopped as stop:
         rd.event(Event.STOPPED, step=stop.step, reason=stop.reason)
         out.print(f"[yellow]stopped[/] at step {stop.step} ({stop.reason}); checkpoint saved — "
