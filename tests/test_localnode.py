@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from jobkit import localqueue
 from jobkit.localnode import Node, Request, _ranges, _visible_gpus, schedule
