@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from .cluster import ClusterError, Partition
+from .clusterfacts import ClusterFacts, facts_from_text
+from .slurmtext import parse_partitions
 
 
 
@@ -37,6 +42,105 @@ DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 def conf_path() -> Path:
     """The slurm.conf clients read: $SLURM_CONF, else the default path."""
     return Path(os.environ.get("SLURM_CONF") or DEFAULT_CONF)
+
+
+# ------------------------------------------------------------------------------ reading the cluster
+
+def check_conf() -> None:
+    """Slurm's clients retry a missing config file for a minute: say so at once instead."""
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.exists(conf):
+        raise ClusterError(f"SLURM_CONF={conf} does not exist: is the cluster up? (slurm/up.sh prints the path)")
+    default = "/etc/slurm/slurm.conf"
+    if not conf and os.path.islink(default) and not os.path.exists(default):
+        raise ClusterError(f"{default} points to {os.readlink(default)}, which does not exist: "
+                           "start the cluster (slurm/up.sh) or use --executor local")
+
+
+def scontrol(args: list[str], timeout: float) -> str:
+    argv = ["scontrol", *args]
+    check_conf()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ClusterError("scontrol not found: is Slurm installed? "
+                           "Run slurm/up.sh or use --executor local") from None
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"`{' '.join(argv)}` did not answer in {timeout:g} s: is slurmctld running? "
+                           "(slurm/up.sh, or --executor local)") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        detail = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise ClusterError(f"`{' '.join(argv)}` failed: {detail}")
+    return proc.stdout
+
+
+def read_partitions(timeout: float = 10) -> list[Partition]:
+    """The cluster's partitions, now. Raises ClusterError with a one-line message."""
+    text = scontrol(["show", "partition", "-o"], timeout)
+    try:
+        nodes_text = scontrol(["show", "node", "-o"], timeout)
+    except ClusterError:
+        nodes_text = None  # per-node sizes then come from the partitions' TRES
+    parts = parse_partitions(text, nodes_text)
+    if not parts:
+        raise ClusterError("Slurm reports no partitions (`scontrol show partition -o` printed none)")
+    return parts
+
+
+ASSOC_FORMAT = "Cluster,Account,User,Partition,QOS,DefaultQOS,MaxWall,MaxJobs,MaxSubmit,MaxTRES"
+QOS_FORMAT = "Name,Priority,MaxWall,MaxTRES,MaxTRESPU,MaxJobsPU,MaxSubmitPU,Flags"
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("USER", str(os.getuid()))
+
+
+def _sacctmgr(args: list[str], timeout: float) -> str:
+    """`sacctmgr -nP ...` output; raises ClusterError with Slurm's last line when it fails."""
+    argv = ["sacctmgr", "-nP", *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ClusterError("sacctmgr not found") from None
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"sacctmgr did not answer in {timeout:g} s") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        raise ClusterError(lines[-1] if lines else f"sacctmgr exit code {proc.returncode}")
+    return proc.stdout
+
+
+def read_facts(timeout: float = 10, accounting: bool = True) -> ClusterFacts:
+    """Partitions, nodes, MaxArraySize, and (when accounting answers) the user's associations and QoS."""
+    parts = scontrol(["show", "partition", "-o"], timeout)
+    try:
+        nodes = scontrol(["show", "node", "-o"], timeout)
+    except ClusterError:
+        nodes = None
+    try:
+        config = scontrol(["show", "config"], timeout)
+    except ClusterError:
+        config = None
+    assoc = qos = None
+    note = None
+    if accounting:
+        try:
+            assoc = _sacctmgr(["show", "assoc", f"user={_user()}", f"format={ASSOC_FORMAT}"], timeout)
+            qos = _sacctmgr(["show", "qos", f"format={QOS_FORMAT}"], timeout)
+        except ClusterError as exc:
+            assoc = qos = None
+            note = (f"no accounting ({exc}): accounts and QoS are not checked; "
+                    "choosing from the partitions' limits alone")
+    facts = facts_from_text(parts, nodes, qos, assoc, config)
+    if not facts.partitions:
+        raise ClusterError("Slurm reports no partitions (`scontrol show partition -o` printed none)")
+    if note:
+        facts.notes.append(note)
+    return facts
 
 
 def last_line(text: str) -> str:

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from .. import cluster as cluster_mod
-from .. import clusterfacts, clusterread, localqueue, siteconfig
+from .. import clusterfacts, localqueue, siteconfig
 from .. import command as command_mod
 from .. import submit as submit_mod
 from .. import sweep as sweep_mod
@@ -41,7 +41,7 @@ def _facts(executor: str, profile: Path | None) -> clusterfacts.ClusterFacts | N
     if executor != "slurm":
         return None
     try:
-        return clusterread.read_facts()
+        return slurm.read_facts()
     except cluster_mod.ClusterError as exc:
         fail(str(exc))
 
