@@ -325,7 +325,7 @@ def test_live_partitions(slurm_cluster):
     sized = [p for p in parts.values() if p.allow_qos == "ALL" and p.allow_accounts == "ALL"]
     assert choose_partition(sized, Resources(time_min=5)).partition.name == "test"
     assert choose_partition(sized, Resources(time_min=60)).partition.name == "cpu"  # 1 day < submit's 2
-    assert choose_partition(sized, Resources(time_min=3000)).partition.name == "submit"
+    assert choose_partition(sized, Resources(time_min=2000)).partition.name == "submit"
     facts = slurm.read_facts()  # express (1 h) would be shorter, but it admits QoS short only
     assert placement.place(facts, Resources(time_min=60)).choice.partition.name == "cpu"
 
