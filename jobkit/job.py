@@ -15,7 +15,7 @@ from typing import Any
 
 import submitit
 
-from . import runner
+from . import distributed, runner
 from .store import RunDir
 from .state import Event
 
@@ -34,15 +34,20 @@ class TrainJob(submitit.helpers.Checkpointable):
         executor = "local" if type(env).__name__.startswith("Local") else "slurm"
         spec = run.spec()
         limit_min = self.time_limit_min or spec.resources.time_min
+        topology = distributed.Topology.from_job_env(env, os.environ.get("SLURM_JOB_ID") or env.job_id)
         host = runner.Host(executor=executor, job_id=env.job_id, time_limit_s=limit_min * 60,
                            margin_s=self.signal_delay_s, stop_signals=(signal.SIGUSR2,),
-                           started=_process_start())
+                           started=_process_start(), topology=topology)
         chunked = spec.resources.chunk or bool(
             spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
         submitit_handler = signal.getsignal(signal.SIGUSR2)
         try:
             return runner.run(run, host)
         except runner.Stopped as stop:
+            if not topology.is_main:
+                # every rank stopped at the same step and the checkpoint is on disk: this task simply
+                # ends; the main task requeues the job (which ends any straggler too)
+                return {}
             reason = _classify(stop, host, chunked)
             if reason == "timeout":
                 # Not chunked: the run asked for less time than it needs. Stop here, resumable,

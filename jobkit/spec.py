@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from .slurmtime import format_time, parse_mem, parse_time
 
-RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk")
+RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk", "nodes", "tasks_per_node")
 # Workload fields (validated with the workload's params) that say how a run is run, not what it
 # computes: recorded in the spec beside the resources, changeable by `resume --set`, never hashed.
 SETTING_KEYS = ("checkpoint_every", "checkpoint_minutes", "eval_every", "sample_every", "log_every",
@@ -35,10 +35,21 @@ class Resources:
     gpus: int = 0
     partition: str | None = None  # None: chosen from the cluster's limits
     chunk: bool = False  # allow splitting into segments that each fit a partition
+    nodes: int = 1
+    tasks_per_node: int | None = None  # None: one task per GPU (`gpus` is per node), else one
+
+    @property
+    def tasks(self) -> int:
+        """Tasks (processes) per node: data-parallel ranks, `cpus` threads each."""
+        return self.tasks_per_node or max(1, self.gpus)
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.tasks
 
     def shape(self) -> tuple:
         """Runs with equal shapes share one job array (one sbatch call)."""
-        return (self.time_min, self.cpus, self.mem_mb, self.gpus, self.partition)
+        return (self.time_min, self.cpus, self.mem_mb, self.gpus, self.partition, self.nodes, self.tasks)
 
     @property
     def time(self) -> str:
@@ -53,6 +64,8 @@ class Resources:
             "gpus": self.gpus,
             "partition": self.partition,
             "chunk": self.chunk,
+            "nodes": self.nodes,
+            "tasks_per_node": self.tasks_per_node,
         }
 
     @classmethod
@@ -88,6 +101,13 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
                 if minutes is None or minutes <= 0:
                     raise ValueError(f"expected a positive time like '02:00:00', got {value!r}")
                 changes["time_min" if key == "time" else "total_time_min"] = minutes
+            elif key in ("nodes", "tasks_per_node"):
+                if value is None and key == "tasks_per_node":
+                    changes[key] = None
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+                    raise ValueError(f"expected an integer from 1 to 4096, got {value!r}")
+                changes[key] = value
             elif key in ("cpus", "gpus"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "cpus" else 0):
                     lo = 1 if key == "cpus" else 0

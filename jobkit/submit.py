@@ -175,11 +175,15 @@ def _executor(kind: str, folder: Path, res: Resources, partition: str | None, se
                              stderr_to_stdout=False, additional_parameters={"open-mode": "append"})
         if res.gpus:
             ex.update_parameters(gpus_per_node=res.gpus)
+        if res.world_size > 1:  # one job step of nodes × tasks_per_node data-parallel ranks
+            ex.update_parameters(nodes=res.nodes, ntasks_per_node=res.tasks)
         if partition:
             ex.update_parameters(partition=partition)
         return ex
     ex = submitit.LocalExecutor(folder=folder, max_num_timeout=100 + 2 * segments)
-    ex.update_parameters(timeout_min=res.time_min, signal_delay_s=delay, gpus_per_node=res.gpus)
+    # one machine: the tasks of every node run here, as many processes as the run has ranks
+    ex.update_parameters(timeout_min=res.time_min, signal_delay_s=delay, gpus_per_node=res.gpus,
+                         tasks_per_node=res.world_size)
     return ex
 
 
@@ -193,6 +197,8 @@ def sbatch_script(item: PlannedRun, root: Path) -> str:
                                   partition=item.partition, additional_parameters={"open-mode": "append"})
     if res.gpus:
         params["gpus_per_node"] = res.gpus
+    if res.world_size > 1:
+        params.update(nodes=res.nodes, ntasks_per_node=res.tasks)
     return _make_sbatch_string(command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit %j",
                                folder=str(job_folder(Path(root) / item.spec.sweep)), **params)
 
@@ -252,10 +258,10 @@ def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
     return Path(sweep_dir) / ".submitit" / job_id
 
 
-def job_log_paths(sweep_dir: Path, job_id: str) -> tuple[Path, Path]:
-    """(stdout, stderr) that submitit writes for the job (task 0)."""
+def job_log_paths(sweep_dir: Path, job_id: str, task: int = 0) -> tuple[Path, Path]:
+    """(stdout, stderr) that submitit writes for one task of the job (task 0: the main rank)."""
     folder = job_folder(sweep_dir, job_id)
-    return folder / f"{job_id}_0_log.out", folder / f"{job_id}_0_log.err"
+    return folder / f"{job_id}_{task}_log.out", folder / f"{job_id}_{task}_log.err"
 
 
 def scancel(job_ids: Sequence[str]) -> str | None:
