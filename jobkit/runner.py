@@ -59,7 +59,8 @@ class Host:
     early_s: float = 35.0  # slurmctld checks limits every 30 s: its warning may come this much early
     defer_s: float = 20.0  # ...so a warning near the limit is acted on this much later at most
     topology: distributed.Topology = field(default_factory=distributed.Topology)  # this task among the run's
-    collective_timeout_s: float = distributed.DEFAULT_TIMEOUT_S
+    collective_timeout_s: float = field(default_factory=lambda: float(
+        os.environ.get("JOBKIT_COLLECTIVE_TIMEOUT_S", distributed.DEFAULT_TIMEOUT_S)))
 
     def deadline(self) -> float | None:
         if self.time_limit_s is None:
