@@ -262,12 +262,13 @@ def _train(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], No
     if ended and any(e.get("event") == Event.FINISHED for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
     _refuse_stalled_loop(run, step, write=main)
-    if group is not None:
-        group.barrier("starting together")  # every rank has read the run before the main rank writes
+    ranks: list[Any] = []
+    if group is not None:  # every rank has read the run before the main rank writes; where each one runs
+        ranks = group.gather([socket.gethostname(), os.getpid()])
     note(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
          host=socket.gethostname(), pid=os.getpid(), device=str(device),
          resumed_from=None if loaded is None else loaded[1].file,
-         **({"nodes": topo.nodes, "tasks": topo.world_size} if group is not None else {}))
+         **({"nodes": topo.nodes, "tasks": topo.world_size, "ranks": ranks} if group is not None else {}))
 
     # a deep queue: scalars are handed to the writer thread in bursts (it is flushed at checkpoints)
     writer = (writer_cls(log_dir=str(run.tb_dir), purge_step=step + 1 if step else None, max_queue=1000)
