@@ -5,10 +5,11 @@
     python bench/bench_cli.py --profile        # also cProfile where the time goes (in-process)
 
 Prints figures, asserts nothing. Targets: submit <= 10 s with one sbatch per resource shape;
-status <= 1.5 s with one Slurm call.
+status <= 1.5 s with one Slurm call; planning 1000 runs against the GPU university profile
+(tests/data/gpu-university.json) <= 1 s in-process; 1-2 sacctmgr calls per command.
 
 Slurm calls are counted by wrapping: a temporary folder first on PATH holds `sbatch`, `sacct`,
-`squeue`, `scontrol` and `scancel` shims that append one line to a counter file and exec the real
+`squeue`, `scontrol`, `scancel` and `sacctmgr` shims that append one line to a counter file and exec the real
 command, so both the in-process figures and the `python -m jobkit ...` subprocesses are counted.
 
 (a) dry run: `sweep.load` + partitions + `submit.plan` in-process (best of 3), and end to end as
@@ -19,6 +20,8 @@ command, so both the in-process figures and the `python -m jobkit ...` subproces
     queue without taking the shared cluster's two cores (sbatch does the same work either way);
     `--no-hold` lets them run. Every job is cancelled at the end (`jobkit cancel`, then
     `scancel --name` for anything left) and the script waits until the queue holds none of them.
+(p) profile: `submit.plan` of the sweep with gpus = 1 against the GPU university profile (accounts,
+    QoS, typed GPUs; no Slurm), in-process and as `python -m jobkit submit --dry-run --cluster`.
 (c) status: `python -m jobkit status SWEEP --json` (end to end) and `collect_status` in-process,
     over the live runs; and over synthetic mid-training runs (submitted, started, checkpoints,
     progress.json, with job ids Slurm does not know) which need no cluster (`--no-live` uses only
@@ -43,13 +46,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobkit import cluster as cluster_mod
+from jobkit import clusterfacts, clusterread
+from jobkit import slurm as slurm_mod
 from jobkit import status as status_mod
 from jobkit import submit as submit_mod
 from jobkit import sweep as sweep_mod
 from jobkit.store import RunDir, find_runs
 
-WRAPPED = ("sbatch", "sacct", "squeue", "scontrol", "scancel")
+WRAPPED = ("sbatch", "sacct", "squeue", "scontrol", "scancel", "sacctmgr")
+PROFILE = Path(__file__).resolve().parents[1] / "tests" / "data" / "gpu-university.json"
 PYTHON = sys.executable
 
 
@@ -170,9 +175,9 @@ def bench_dry_run(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         t1 = time.perf_counter()
         executor = submit_mod.pick_executor("auto")
         t2 = time.perf_counter()
-        partitions = cluster_mod.read_partitions() if executor == "slurm" else None
+        facts = clusterread.read_facts() if executor == "slurm" else None
         t3 = time.perf_counter()
-        planned = submit_mod.plan(sweep.specs, root, executor, partitions)
+        planned = submit_mod.plan(sweep.specs, root, executor, None, facts=facts)
         t4 = time.perf_counter()
         for key, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
             phases[key].append(value)
@@ -184,7 +189,7 @@ def bench_dry_run(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         parts[p.partition] = parts.get(p.partition, 0) + 1
     per_call = {k: v // repeats for k, v in calls.items()}
     print(f"   in-process     : {best(phases['total'])}  [sweep.load {min(phases['load']):.3f} s, "
-          f"pick_executor {min(phases['executor']):.3f} s, read_partitions {min(phases['partitions']):.3f} s, "
+          f"pick_executor {min(phases['executor']):.3f} s, read_facts {min(phases['partitions']):.3f} s, "
           f"plan {min(phases['plan']):.3f} s]; Slurm calls per dry run: {fmt_calls(per_call)}")
     print(f"   plan           : {len(planned)} runs, actions {actions}, partitions {parts}")
     times = []
@@ -203,9 +208,61 @@ def bench_dry_run(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         prof = cProfile.Profile()
         prof.enable()
         sweep = sweep_mod.load(sweep_file)
-        submit_mod.plan(sweep.specs, root, submit_mod.pick_executor("auto"), cluster_mod.read_partitions())
+        executor = submit_mod.pick_executor("auto")
+        submit_mod.plan(sweep.specs, root, executor, None,
+                        facts=clusterread.read_facts() if executor == "slurm" else None)
         prof.disable()
         profile_top(prof, "dry run in-process (sweep.load + plan)")
+
+
+# ------------------------------------------------------------------------------------- (p) profile
+
+def bench_profile(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: int, runs: int,
+                  profile: bool) -> None:
+    print(f"\n## (p) planning {runs} GPU runs against the profile {PROFILE.name} (no Slurm)")
+    phases: dict[str, list[float]] = {"load": [], "facts": [], "plan": []}
+    planned = []
+    counter.reset()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sweep = sweep_mod.load(sweep_file, overrides=["gpus=a100:1", "time=04:00:00"])
+        t1 = time.perf_counter()
+        facts = clusterfacts.load_profile(PROFILE)
+        t2 = time.perf_counter()
+        planned = submit_mod.plan(sweep.specs, root, "slurm", None, summaries={}, facts=facts)
+        t3 = time.perf_counter()
+        for key, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2)):
+            phases[key].append(value)
+    where = {(p.partition, p.job_res.qos) for p in planned}
+    arrays = submit_mod.arrays(planned, facts.max_array_size)
+    print(f"   in-process     : plan {best(phases['plan'])} for {len(planned)} runs "
+          f"[sweep.load {min(phases['load']):.3f} s, load_profile {min(phases['facts']):.3f} s]; "
+          f"chosen {sorted(where)}; {len(arrays)} arrays (MaxArraySize {facts.max_array_size}); "
+          f"Slurm calls: {fmt_calls(counter.calls())}")
+    counter.reset()
+    seconds, out = jobkit(["submit", str(sweep_file), "--dry-run", "--json", "--cluster", str(PROFILE),
+                           "--set", "gpus=a100:1", "--set", "time=04:00:00", "--root", str(root)])
+    ok = "ok" if out.returncode == 0 else f"FAILED: {out.stderr.strip()[-300:]}"
+    print(f"   end to end     : {seconds:.3f} s `python -m jobkit submit SWEEP --dry-run --cluster PROFILE` ({ok}); "
+          f"Slurm calls: {fmt_calls(counter.calls())}")
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        submit_mod.plan(sweep.specs, root, "slurm", None, summaries={}, facts=facts)
+        prof.disable()
+        profile_top(prof, "plan against the profile")
+
+
+def bench_sacctmgr_calls(sweep_file: Path, root: Path, counter: SlurmCounter) -> None:
+    """sacctmgr calls per command (target 1-2): the facts are read once per command."""
+    figures = []
+    for args in (["partitions", "--json"], ["submit", str(sweep_file), "--dry-run", "--json", "--root", str(root)]):
+        counter.reset()
+        _, out = jobkit(args)
+        calls = counter.calls()
+        figures.append(f"`jobkit {args[0]}`: {calls.get('sacctmgr', 0)} sacctmgr, {calls.get('scontrol', 0)} scontrol"
+                       + ("" if out.returncode == 0 else f" (exit {out.returncode})"))
+    print("   calls per command: " + "; ".join(figures))
 
 
 # ------------------------------------------------------------------------------------- (b) live
@@ -366,7 +423,7 @@ def bench_status(label: str, selector: str, root: Path, counter: SlurmCounter, r
     t_read = time.perf_counter() - t0
     ids = [s.job_id for s in summaries if s.executor == "slurm" and s.job_id]
     t0 = time.perf_counter()
-    status_mod.query_slurm(ids)
+    slurm_mod.query_states(ids)
     t_query = time.perf_counter() - t0
     print(f"   split          : reading {len(runs)} run folders {t_read:.3f} s "
           f"({t_read / max(1, len(runs)) * 1e3:.2f} ms/run), one scheduler query for {len(ids)} job ids {t_query:.3f} s")
@@ -391,8 +448,8 @@ def bench_status(label: str, selector: str, root: Path, counter: SlurmCounter, r
     print(f"   table output   : {time.perf_counter() - t0:.3f} s  `python -m jobkit status SWEEP` (rich table, "
           f"{len(table_out.stdout.splitlines())} lines)")
     # accounting off: the squeue path (in-process, by switching accounting_enabled off)
-    saved = status_mod.accounting_enabled
-    status_mod.accounting_enabled = lambda: False
+    saved = slurm_mod.accounting_enabled
+    slurm_mod.accounting_enabled = lambda: False
     try:
         counter.reset()
         t0 = time.perf_counter()
@@ -401,7 +458,7 @@ def bench_status(label: str, selector: str, root: Path, counter: SlurmCounter, r
         print(f"   without sacct  : {t_sq:.3f} s in-process (squeue path); Slurm calls: {fmt_calls(counter.calls())} "
               f"(source {rep.slurm.source})")
     finally:
-        status_mod.accounting_enabled = saved
+        slurm_mod.accounting_enabled = saved
     if profile:
         prof = cProfile.Profile()
         prof.enable()
@@ -432,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# jobkit CLI benchmark — {time.strftime('%Y-%m-%d %H:%M')} · {platform.node()} · {os.cpu_count()} cores · "
           f"python {platform.python_version()}")
     print(f"# sweep {sweep} ({args.runs} runs of toy, steps = 1, time {args.time}); root {root}")
-    slurm = submit_mod.slurm_available()
+    slurm = slurm_mod.available()
     imp, imp_torch = import_time()
     print(f"# Slurm controller answers: {slurm}; `python -c 'import jobkit.cli'`: {imp:.2f} s"
           + (f" (importing torch: {imp_torch:.2f} s of it, -X importtime)" if imp_torch else " (torch not imported)"))
@@ -446,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(cleanup)
     try:
         bench_dry_run(sweep_file, root, counter, args.repeats, args.profile, args.runs)
+        if slurm:
+            bench_sacctmgr_calls(sweep_file, root, counter)
+        bench_profile(sweep_file, root, counter, args.repeats, args.runs, args.profile)
         if not args.no_live and slurm:
             submitted = True
             submitted = bench_live(sweep_file, sweep, root, counter, args.runs, args.hold, args.profile)

@@ -11,7 +11,7 @@ from typing import Sequence
 from .runstate import RunSummary
 from .state import ACTIVE, Event
 from .store import RunDir
-from .submit import scancel
+from .slurm import scancel
 
 
 @dataclass

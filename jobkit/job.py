@@ -1,9 +1,9 @@
-"""The submitit entry point: one picklable callable per run, requeued by submitit on a stop.
+"""The job entry point: one picklable callable per run, requeued after a stop.
 
 submitit's own USR2 handler would call `checkpoint()` inside the signal handler, wherever the main
 thread is (maybe mid optimizer step). Instead the runner's flag handler takes USR2, the loop
-checkpoints at a step boundary, and only then is submitit's handler invoked to requeue the job —
-so submitit still owns requeueing and its bookkeeping, and the state on disk is always consistent.
+checkpoints at a step boundary, and only then is the job requeued (`jobkit.slurm.requeue`: one
+`scontrol requeue`, or the local executor's requeue exit) — so the state on disk is always consistent.
 """
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import submitit
-
 from . import distributed, runner
+from . import slurm
 from .store import RunDir
 from .state import Event
 
 
-class TrainJob(submitit.helpers.Checkpointable):
+class TrainJob(slurm.Checkpointable):
     """Runs one run directory; safe to pickle (it holds only the path)."""
 
     def __init__(self, run_dir: str | Path, signal_delay_s: int = 90, time_limit_min: int | None = None) -> None:
@@ -30,8 +29,8 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> dict[str, float]:
         run = RunDir(Path(self.run_dir))
-        env = submitit.JobEnvironment()
-        executor = "local" if type(env).__name__.startswith("Local") else "slurm"
+        env = slurm.job_environment()
+        executor = env.executor
         spec = run.spec()
         limit_min = self.time_limit_min or spec.resources.time_min
         topology = distributed.Topology.from_job_env(env, os.environ.get("SLURM_JOB_ID") or env.job_id)
@@ -40,8 +39,12 @@ class TrainJob(submitit.helpers.Checkpointable):
                            started=_process_start(), topology=topology)
         chunked = spec.resources.chunk or bool(
             spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
-        submitit_handler = signal.getsignal(signal.SIGUSR2)
         try:
+            if spec.workload == "command":  # the user's own script, supervised (jobkit/command_run.py)
+                from . import command_run
+
+                chunked = chunked or bool(spec.params.get("resumable"))  # it continues from its checkpoint
+                return command_run.run(run, host, near_limit=lambda s: _classify(s, host, False) == "timeout")
             return runner.run(run, host)
         except runner.Stopped as stop:
             if not topology.is_main:
@@ -56,13 +59,13 @@ class TrainJob(submitit.helpers.Checkpointable):
                           hint="resume with a longer --time, another --partition, or --chunk")
                 return run.metrics()
             run.event(Event.REQUEUED, step=stop.step, reason=reason, job_id=env.job_id, detail=stop.reason)
-            if callable(submitit_handler):
-                submitit_handler(signal.SIGUSR2, None)  # submitit requeues and exits
-            raise runner.RunFailed(f"stopped at step {stop.step} but could not requeue") from None
+            problem = slurm.requeue(env)  # exits the process when the job is requeued
+            raise runner.RunFailed(f"stopped at step {stop.step} but could not requeue: {problem}") from None
 
-    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
-        """The run's state is already on disk: requeue the same callable."""
-        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.signal_delay_s, self.time_limit_min))
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """A signal outside the training loop (submitit's handler): the run's state is already on
+        disk, so the same callable is requeued."""
+        return slurm.resubmission(TrainJob(self.run_dir, self.signal_delay_s, self.time_limit_min))
 
 
 def _classify(stop: runner.Stopped, host: runner.Host, chunked: bool) -> str:

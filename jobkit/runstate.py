@@ -131,6 +131,7 @@ def summarize(run: RunDir) -> RunSummary:
     progress = run.progress()
     if progress:
         s.step = max(s.step, int(progress.get("step", 0)))
+        s.total = s.total or int(progress.get("total") or 0)  # a command run's script may say it
         s.loss = progress.get("loss", s.loss)
         s.val_loss = progress.get("val_loss", s.val_loss)
         s.steps_per_s = progress.get("steps_per_s")

@@ -13,9 +13,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from . import slurmvalues
 from .slurmtime import format_time, parse_mem, parse_time
 
-RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk", "nodes", "tasks_per_node")
+RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk",
+                 "account", "qos", "constraint", "nodes", "exclude", "sbatch", "tasks_per_node")
 # Workload fields (validated with the workload's params) that say how a run is run, not what it
 # computes: recorded in the spec beside the resources, changeable by `resume --set`, never hashed.
 SETTING_KEYS = ("checkpoint_every", "checkpoint_minutes", "eval_every", "sample_every", "log_every",
@@ -35,8 +37,19 @@ class Resources:
     gpus: int = 0
     partition: str | None = None  # None: chosen from the cluster's limits
     chunk: bool = False  # allow splitting into segments that each fit a partition
+    gpu_type: str | None = None  # `gpus = "a100:1"`: only nodes whose GRES has this type
+    account: str | None = None  # None: the site config's, else Slurm's default account
+    qos: str | None = None  # None: chosen (the association's default QoS, else the shortest that fits)
+    constraint: str | None = None  # node features joined by & and |
     nodes: int = 1
     tasks_per_node: int | None = None  # None: one task per GPU (`gpus` is per node), else one
+    exclude: str | None = None  # node list never to run on
+    sbatch: tuple[tuple[str, str], ...] = ()  # allow-listed extra sbatch options (slurmvalues.SBATCH_OPTIONS)
+
+    def shape(self) -> tuple:
+        """Runs with equal shapes share one job array (one sbatch call)."""
+        return (self.time_min, self.cpus, self.mem_mb, self.gpus, self.partition, self.gpu_type, self.account,
+                self.qos, self.constraint, self.nodes, self.exclude, self.sbatch, self.tasks)
 
     @property
     def tasks(self) -> int:
@@ -47,13 +60,14 @@ class Resources:
     def world_size(self) -> int:
         return self.nodes * self.tasks
 
-    def shape(self) -> tuple:
-        """Runs with equal shapes share one job array (one sbatch call)."""
-        return (self.time_min, self.cpus, self.mem_mb, self.gpus, self.partition, self.nodes, self.tasks)
-
     @property
     def time(self) -> str:
         return format_time(self.time_min)
+
+    @property
+    def gpus_text(self) -> str:
+        """`2` or `a100:2`: what sbatch's --gpus-per-node takes."""
+        return f"{self.gpu_type}:{self.gpus}" if self.gpu_type else str(self.gpus)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,11 +75,16 @@ class Resources:
             "total_time": None if self.total_time_min is None else format_time(self.total_time_min),
             "cpus": self.cpus,
             "mem": f"{self.mem_mb}M",
-            "gpus": self.gpus,
+            "gpus": self.gpus_text if self.gpu_type else self.gpus,
             "partition": self.partition,
             "chunk": self.chunk,
+            "account": self.account,
+            "qos": self.qos,
+            "constraint": self.constraint,
             "nodes": self.nodes,
             "tasks_per_node": self.tasks_per_node,
+            "exclude": self.exclude,
+            "sbatch": dict(self.sbatch),
         }
 
     @classmethod
@@ -101,18 +120,26 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
                 if minutes is None or minutes <= 0:
                     raise ValueError(f"expected a positive time like '02:00:00', got {value!r}")
                 changes["time_min" if key == "time" else "total_time_min"] = minutes
-            elif key in ("nodes", "tasks_per_node"):
-                if value is None and key == "tasks_per_node":
-                    changes[key] = None
-                    continue
-                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
-                    raise ValueError(f"expected an integer from 1 to 4096, got {value!r}")
+            elif key == "tasks_per_node":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                    raise ValueError(f"expected an integer >= 1, got {value!r}")
                 changes[key] = value
-            elif key in ("cpus", "gpus"):
-                if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "cpus" else 0):
-                    lo = 1 if key == "cpus" else 0
-                    raise ValueError(f"expected an integer >= {lo}, got {value!r}")
+                continue
+            elif key == "gpus":
+                changes["gpus"], changes["gpu_type"] = _parse_gpus(value)
+            elif key in ("cpus", "nodes"):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"expected an integer >= 1, got {value!r}")
                 changes[key] = value
+            elif key in ("account", "qos"):
+                changes[key] = None if value is None or value == "" else slurmvalues.check_name(
+                    "an account" if key == "account" else "a QoS", value)
+            elif key == "constraint":
+                changes[key] = None if value is None or value == "" else slurmvalues.check_constraint(value)
+            elif key == "exclude":
+                changes[key] = None if value is None or value == "" else slurmvalues.check_node_list(value)
+            elif key == "sbatch":
+                changes[key] = slurmvalues.check_sbatch(value or {})
             elif key == "mem":
                 if isinstance(value, bool) or not isinstance(value, (str, int)):
                     raise ValueError(f"expected a size like '4G' or '500M', got {value!r}")
@@ -128,6 +155,19 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
         except ValueError as exc:
             raise ResourceError(key, str(exc)) from None
     return replace(res, **changes)
+
+
+def _parse_gpus(value: Any) -> tuple[int, str | None]:
+    """`1`, `"1"` or `"a100:1"` -> (count, type or None)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value, None
+    if isinstance(value, str):
+        kind, sep, count = value.strip().rpartition(":")
+        if count.isdigit() and (not sep or slurmvalues.NAME.match(kind)):
+            if sep and int(count) < 1:
+                raise ValueError(f"a typed request needs at least one GPU, got {value!r}")
+            return int(count), (kind or None)
+    raise ValueError(f"expected a GPU count or TYPE:COUNT like 'a100:1', got {value!r}")
 
 
 def differing_keys(param_sets: list[Mapping[str, Any]]) -> dict[str, int]:
@@ -175,6 +215,7 @@ class JobSpec:
     name: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)
     entry: int = 0  # which [[run]] table of the sweep file (1-based; 0 unknown): status shows sweep order
+    workdir: str | None = None  # where the job runs (command runs record it); not part of the identity
 
     @property
     def signature(self) -> str:
@@ -205,6 +246,7 @@ class JobSpec:
             "params": dict(self.params),
             "settings": dict(self.settings),
             "resources": self.resources.to_json(),
+            **({"workdir": self.workdir} if self.workdir else {}),
         }
 
     @classmethod
@@ -213,7 +255,7 @@ class JobSpec:
         params, settings = dict(data["params"]), dict(data.get("settings") or {})
         return cls(sweep=data["sweep"], workload=data["workload"], params=params,
                    resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""),
-                   settings=settings, entry=int(data.get("entry") or 0))
+                   settings=settings, entry=int(data.get("entry") or 0), workdir=data.get("workdir"))
 
 
 def split_settings(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

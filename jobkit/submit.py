@@ -13,7 +13,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,11 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from . import cluster as cluster_mod
+from . import placement as placement_mod
+from .clusterfacts import ClusterFacts
+from . import slurm
 from .runstate import RunSummary
+from .siteconfig import SiteConfig
 from .spec import JobSpec, Resources
 from .state import QUEUED, Event, State
 from .status import collect_status
@@ -59,6 +62,9 @@ class PlannedRun:
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.spec.run_id, "action": self.action, "reason": self.reason,
                 "partition": self.partition, "partition_reason": self.partition_reason,
+                "account": self.job_res.account, "qos": self.job_res.qos,
+                "gpus": self.job_res.gpus_text if self.job_res.gpu_type else self.job_res.gpus,
+                "constraint": self.job_res.constraint, "nodes": self.job_res.nodes,
                 "segments": self.segments, "time": self.job_res.time, "warning": self.warning,
                 "job_id": self.job_id, "path": str(self.run_dir),
                 "verdicts": [{"partition": v.partition.name, "fits": v.fits, "reason": v.reason}
@@ -68,15 +74,6 @@ class PlannedRun:
 def signal_delay_for(res: Resources) -> int:
     """Seconds between Slurm's warning signal and the kill: enough to checkpoint, never most of the job."""
     return int(max(10, min(90, res.time_min * 60 // 4)))
-
-
-def slurm_available() -> bool:
-    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
-        return False
-    try:
-        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10, text=True).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=,-]+$")
@@ -94,14 +91,27 @@ def pick_executor(name: str) -> str:
     """`auto` is Slurm when the controller answers, else submitit's local executor."""
     if name != "auto":
         return name
-    return "slurm" if slurm_available() else "local"
+    return "slurm" if slurm.available() else "local"
+
+
+def with_site_defaults(res: Resources, site: SiteConfig | None) -> Resources:
+    """The site config's account/qos where the run names none."""
+    if site is None:
+        return res
+    return replace(res, account=res.account or site.account, qos=res.qos or site.qos)
 
 
 def plan(specs: Sequence[JobSpec], root: Path, executor: str,
          partitions: list[cluster_mod.Partition] | None,
-         summaries: dict[str, RunSummary] | None = None) -> list[PlannedRun]:
-    """Decide, per spec, what submitting would do. Raises cluster.NoFit before anything is written."""
+         summaries: dict[str, RunSummary] | None = None, *,
+         facts: ClusterFacts | None = None, site: SiteConfig | None = None) -> list[PlannedRun]:
+    """Decide, per spec, what submitting would do. Raises cluster.NoFit before anything is written.
+
+    With `facts` (read once per command, or a saved profile) the choice also knows accounts, QoS,
+    typed GPUs and node features (`placement.place`); `partitions` alone is the older, size-only choice."""
     summaries = summaries if summaries is not None else _existing_summaries(specs, root)
+    placed: dict[Resources, placement_mod.Placement] = {}  # one choice per resource shape
+    groups = cluster_mod._user_groups() if facts is not None else None
     planned = []
     for spec in specs:
         run_dir = Path(root) / spec.sweep / spec.run_id
@@ -109,7 +119,18 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
         action, reason = _action(current)
         item = PlannedRun(spec=spec, run_dir=run_dir, action=action, reason=reason,
                           job_id=current.job_id if current else None)
-        if executor == "slurm" and partitions is not None:
+        if executor == "slurm" and facts is not None:
+            res = with_site_defaults(spec.resources, site)
+            if res not in placed:
+                placed[res] = placement_mod.place(facts, res, never=site.never_partitions if site else (),
+                                                  groups=groups)
+            where = placed[res]
+            choice = where.choice
+            item.partition = choice.partition.name if choice.partition else None
+            item.partition_reason, item.verdicts, item.segments = choice.reason, choice.verdicts, choice.segments
+            item.job_res = replace(res, time_min=choice.time_min, partition=item.partition,
+                                   account=where.account, qos=where.qos)
+        elif executor == "slurm" and partitions is not None:
             choice = cluster_mod.choose_partition(partitions, spec.resources)
             item.partition = choice.partition.name if choice.partition else None
             item.partition_reason, item.verdicts, item.segments = choice.reason, choice.verdicts, choice.segments
@@ -164,21 +185,37 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _executor(kind: str, folder: Path, res: Resources, partition: str | None, segments: int, sweep: str) -> Any:
+def slurm_parameters(res: Resources, partition: str | None, sweep: str,
+                     site: SiteConfig | None = None) -> dict[str, Any]:
+    """submitit's SlurmExecutor parameters for one job of `res`: every value was validated when parsed
+    (spec/slurmvalues), so none needs quoting in the #SBATCH lines; `setup` lines are the site's own."""
+    params: dict[str, Any] = dict(time=res.time_min, cpus_per_task=res.cpus, mem=f"{res.mem_mb}M",
+                                  signal_delay_s=signal_delay_for(res), job_name=f"{JOB_NAME_PREFIX}{sweep}",
+                                  additional_parameters={"open-mode": "append", **dict(res.sbatch)})
+    if res.gpus:
+        params["gpus_per_node"] = res.gpus_text if res.gpu_type else res.gpus
+    if partition:
+        params["partition"] = partition
+    for key in ("account", "qos", "constraint", "exclude"):
+        if getattr(res, key):
+            params[key] = getattr(res, key)
+    if res.world_size > 1:  # one job step of nodes × tasks_per_node data-parallel ranks
+        params["nodes"] = res.nodes
+        params["ntasks_per_node"] = res.tasks
+    if site is not None and site.setup:
+        params["setup"] = list(site.setup)
+    return params
+
+
+def _executor(kind: str, folder: Path, res: Resources, partition: str | None, segments: int, sweep: str,
+              site: SiteConfig | None = None) -> Any:
     import submitit
 
     delay = signal_delay_for(res)
     if kind == "slurm":
-        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=100 + 2 * segments)
-        ex.update_parameters(time=res.time_min, cpus_per_task=res.cpus, mem=f"{res.mem_mb}M",
-                             signal_delay_s=delay, job_name=f"{JOB_NAME_PREFIX}{sweep}",
-                             stderr_to_stdout=False, additional_parameters={"open-mode": "append"})
-        if res.gpus:
-            ex.update_parameters(gpus_per_node=res.gpus)
-        if res.world_size > 1:  # one job step of nodes × tasks_per_node data-parallel ranks
-            ex.update_parameters(nodes=res.nodes, ntasks_per_node=res.tasks)
-        if partition:
-            ex.update_parameters(partition=partition)
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=100 + 2 * segments,
+                                    python=site.python if site is not None and site.python else None)
+        ex.update_parameters(stderr_to_stdout=False, **slurm_parameters(res, partition, sweep, site))
         return ex
     ex = submitit.LocalExecutor(folder=folder, max_num_timeout=100 + 2 * segments)
     # one machine: the tasks of every node run here, as many processes as the run has ranks
@@ -187,30 +224,37 @@ def _executor(kind: str, folder: Path, res: Resources, partition: str | None, se
     return ex
 
 
-def sbatch_script(item: PlannedRun, root: Path) -> str:
+def sbatch_script(item: PlannedRun, root: Path, site: SiteConfig | None = None) -> str:
     """The sbatch script submitit would send for this run (for `--dry-run --show-script`)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
-    res = item.job_res
-    params: dict[str, Any] = dict(time=res.time_min, cpus_per_task=res.cpus, mem=f"{res.mem_mb}M",
-                                  signal_delay_s=signal_delay_for(res), job_name=f"{JOB_NAME_PREFIX}{item.spec.sweep}",
-                                  partition=item.partition, additional_parameters={"open-mode": "append"})
-    if res.gpus:
-        params["gpus_per_node"] = res.gpus
-    if res.world_size > 1:
-        params.update(nodes=res.nodes, ntasks_per_node=res.tasks)
-    return _make_sbatch_string(command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit %j",
+    params = slurm_parameters(item.job_res, item.partition, item.spec.sweep, site)
+    python = site.python if site is not None and site.python else shlex.quote(sys.executable)
+    return _make_sbatch_string(command=f"{python} -u -m submitit.core._submit %j",
                                folder=str(job_folder(Path(root) / item.spec.sweep)), **params)
 
 
-def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[PlannedRun]:
+def arrays(planned: list[PlannedRun], max_array_size: int | None = None) -> list[list[PlannedRun]]:
+    """The job arrays submitting sends: one per sweep and resource shape, split at MaxArraySize
+    (array indices run 0..size-1 and must stay below it)."""
+    groups: dict[tuple, list[PlannedRun]] = {}
+    for item in planned:
+        if item.submits:
+            groups.setdefault((item.spec.sweep, item.job_res.shape(), item.segments), []).append(item)
+    size = max(1, max_array_size) if max_array_size else None
+    out = []
+    for items in groups.values():
+        step = size or len(items)
+        out.extend(items[i:i + step] for i in range(0, len(items), step))
+    return out
+
+
+def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConfig | None = None,
+            max_array_size: int | None = None) -> list[PlannedRun]:
     """Submit the runs whose action is new/resume, one array per resource shape. All or nothing."""
     from .job import TrainJob  # imports torch: only when something is submitted
 
     todo = [p for p in planned if p.submits]
-    groups: dict[tuple, list[PlannedRun]] = {}
-    for item in todo:
-        groups.setdefault((item.spec.sweep, item.job_res.shape(), item.segments), []).append(item)
     created: list[Path] = []
     sent: list[Any] = []
     try:
@@ -221,10 +265,11 @@ def execute(planned: list[PlannedRun], root: Path, executor: str) -> list[Planne
             else:  # resources may have changed; identity cannot
                 RunDir(item.run_dir).write_spec(item.spec, sync=False)
         os.sync()  # one flush for every spec, before any job can start (not an fsync per file)
-        for (sweep, _shape, segments), items in groups.items():
+        for items in arrays(todo, max_array_size if executor == "slurm" else None):
+            sweep, segments = items[0].spec.sweep, items[0].segments
             folder = job_folder(Path(root).resolve() / sweep)
             partition = items[0].partition
-            ex = _executor(executor, folder, items[0].job_res, partition, segments, sweep)
+            ex = _executor(executor, folder, items[0].job_res, partition, segments, sweep, site)
             fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min)
                    for item in items]
             try:
@@ -262,14 +307,6 @@ def job_log_paths(sweep_dir: Path, job_id: str, task: int = 0) -> tuple[Path, Pa
     """(stdout, stderr) that submitit writes for one task of the job (task 0: the main rank)."""
     folder = job_folder(sweep_dir, job_id)
     return folder / f"{job_id}_{task}_log.out", folder / f"{job_id}_{task}_log.err"
-
-
-def scancel(job_ids: Sequence[str]) -> str | None:
-    """Cancel Slurm jobs in one call; None when it worked, else scancel's last line."""
-    from .status import last_line
-
-    done = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
-    return None if done.returncode == 0 else (last_line(done.stderr) or "scancel failed")
 
 
 def _drop_template_folder(folder: Path) -> None:

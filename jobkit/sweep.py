@@ -8,8 +8,10 @@ time = "00:30:00"
 workload = "charlm"
 model = ["lstm", "tcn", "transformer"]   # a list expands: one run per value (cartesian product)
 ```
-Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus`, `partition`, `chunk`) and run settings
-(`checkpoint_every`, `eval_every`, ... — `spec.SETTING_KEYS`) never change a run's identity; every
+Resource keys (`time`, `total_time`, `cpus`, `mem`, `gpus` (a count or `"a100:1"`), `partition`,
+`chunk`, `account`, `qos`, `constraint`, `nodes`, `exclude`, and an `[sbatch]` table of allow-listed
+options — top level, in `[defaults]` or in a run) and run settings (`checkpoint_every`,
+`eval_every`, ... — `spec.SETTING_KEYS`) never change a run's identity; every
 other key is a workload parameter and does. `$VAR` in a string value is
 replaced by that environment variable when the sweep is read.
 """
@@ -24,11 +26,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import command as command_mod
 from . import params as params_mod
 from . import registry
 from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, differing_keys, parse_resources, readable_name, split_settings
 
-TOP_KEYS = ("name", "defaults", "run")
+TOP_KEYS = ("name", "defaults", "run", "sbatch")
 
 
 class SweepError(ValueError):
@@ -77,7 +80,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<sweep>", default_name: st
               overrides: list[str] | tuple[str, ...] = (), only: str | None = None) -> Sweep:
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
-        raise SweepError(f"{source}: unknown top-level key {unknown[0]!r}; accepted: name, [defaults], [[run]]")
+        raise SweepError(f"{source}: unknown top-level key {unknown[0]!r}; accepted: name, [defaults], [sbatch], [[run]]")
     name = data.get("name", default_name)
     if not isinstance(name, str) or not SWEEP_NAME.match(name):
         raise SweepError(f"{source}: name: {name!r} is not a valid sweep name "
@@ -85,6 +88,10 @@ def from_dict(data: Mapping[str, Any], source: str = "<sweep>", default_name: st
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise SweepError(f"{source}: [defaults] must be a table of key = value")
+    if "sbatch" in data:  # a top-level [sbatch] table: options for every run
+        if not isinstance(data["sbatch"], dict):
+            raise SweepError(f"{source}: [sbatch] must be a table of option = value")
+        defaults = {**defaults, "sbatch": {**data["sbatch"], **defaults.get("sbatch", {})}}
     runs = data.get("run")
     if not runs:
         raise SweepError(f"{source}: no [[run]] tables; add at least one with a workload = \"...\" key")
@@ -112,6 +119,8 @@ def _check_set_scopes(sets: list[tuple[str | None, str, Any]], runs: list[dict],
     """Every --set must reach at least one run: a known workload scope, a resource or a known param."""
     known = {r.get("workload", defaults.get("workload")) for r in runs}
     keys: set[str] = set(RESOURCE_KEYS)
+    if command_mod.NAME in known:  # a command run's keys are its own: any key it has may be set
+        keys |= set(command_mod.JOBKIT_KEYS) | set(defaults) | {k for r in runs for k in r}
     for name in known:
         try:
             keys |= set(params_mod.fields_of(registry.load(str(name)).Params))
@@ -133,7 +142,9 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
     workload_name = merged.pop("workload", None)
     if not isinstance(workload_name, str) or not workload_name:
         avail = ", ".join(sorted(registry.available()))
-        raise SweepError(f"{where}: workload: missing; accepted values: {avail}")
+        raise SweepError(f"{where}: workload: missing; accepted values: {avail}, {command_mod.NAME}")
+    if workload_name == command_mod.NAME:
+        return _expand_command_run(where, merged, sets, sweep_name, varying, index)
     try:
         cls = registry.load(workload_name)
     except registry.UnknownWorkload as exc:
@@ -173,6 +184,42 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
         params, settings = split_settings(params_mod.to_dict(resolved))
         specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params, settings=settings,
                              resources=resources, name=workload_name, entry=index))
+    return specs
+
+
+def _expand_command_run(where: str, merged: dict, sets: list, sweep_name: str, varying: list[str],
+                        index: int) -> list[JobSpec]:
+    """A `workload = "command"` run: every non-resource key is a parameter; `command` is a list, not an axis."""
+    where = f"{where} (command)"
+    for scope, key, value in sets:
+        if scope == command_mod.NAME or (scope is None and (key in merged or key in RESOURCE_KEYS
+                                                             or key in command_mod.JOBKIT_KEYS)):
+            merged[key] = value
+    resources_raw = {k: merged.pop(k) for k in list(merged) if k in RESOURCE_KEYS}
+    for key, value in resources_raw.items():
+        if isinstance(value, list):
+            raise SweepError(f"{where}: {key}: resource keys take one value, not a list (got {value!r})")
+    try:
+        resources = parse_resources(resources_raw)
+    except ValueError as exc:
+        raise SweepError(f"{where}: {exc}") from None
+    list_keys = [k for k, v in merged.items() if isinstance(v, list) and k != "command"]
+    for key in list_keys:
+        if not merged[key]:
+            raise SweepError(f"{where}: {key}: an empty list expands to no runs; give at least one value")
+        if key not in varying:
+            varying.append(key)
+    workdir = Path.cwd()
+    specs = []
+    for combo in (itertools.product(*(merged[k] for k in list_keys)) if list_keys else [()]):
+        raw = {k: _expand_env(v) for k, v in merged.items()}
+        raw.update((k, _expand_env(v)) for k, v in zip(list_keys, combo))
+        try:
+            resolved = command_mod.resolve_params(raw, workdir)
+        except command_mod.CommandError as exc:
+            raise SweepError(f"{where}: {exc}") from None
+        specs.append(JobSpec(sweep=sweep_name, workload=command_mod.NAME, params=resolved, resources=resources,
+                             name=command_mod.NAME, entry=index, workdir=str(workdir)))
     return specs
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop the Slurm cluster that slurm/up.sh started from STATE_DIR — exactly the daemons whose PIDs it
-# recorded there (slurmd, slurmctld, slurmdbd, MariaDB, munged), nothing found by name.
+# recorded there (one slurmd per node, each holding its node's namespace; slurmctld, slurmdbd, MariaDB,
+# munged), nothing found by name.
 #
 #   slurm/down.sh [STATE_DIR] [--purge]
 #
@@ -16,7 +17,7 @@ PURGE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --purge) PURGE=1 ;;
-        -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
         -*) echo "down.sh: unknown option $1" >&2; exit 2 ;;
         *) STATE=$1 ;;
     esac
@@ -31,7 +32,11 @@ export PATH="$PATH:/usr/sbin:/sbin"
 export SLURM_CONF=$CONF
 
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
-alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$1" ]; }
+comm_of() { echo "${1%%-*}"; }   # pids/slurmd-n1.pid holds a slurmd
+runs() {  # runs PID NAME: PID is NAME's daemon and not a zombie (PID 1 here reaps late: Z = stopped)
+    [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$(comm_of "$2")" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && runs "$p" "$1"; }
 
 stop() {  # stop NAME...: TERM the recorded PIDs together, wait, KILL what still runs after 15 s
     local name p i left
@@ -41,12 +46,12 @@ stop() {  # stop NAME...: TERM the recorded PIDs together, wait, KILL what still
     done
     for i in $(seq 1 150); do
         left=0
-        for j in "${!pids[@]}"; do [ "$(cat "/proc/${pids[$j]}/comm" 2>/dev/null)" = "${names[$j]}" ] && left=1; done
+        for j in "${!pids[@]}"; do runs "${pids[$j]}" "${names[$j]}" && left=1; done
         [ "$left" = 0 ] && break
         sleep 0.1
     done
     for j in "${!pids[@]}"; do
-        if [ "$(cat "/proc/${pids[$j]}/comm" 2>/dev/null)" = "${names[$j]}" ]; then
+        if runs "${pids[$j]}" "${names[$j]}"; then
             echo "slurm/down.sh: ${names[$j]} (pid ${pids[$j]}) ignored TERM for 15 s: killing it" >&2
             kill -KILL "${pids[$j]}" 2>/dev/null || true
         fi
@@ -67,7 +72,10 @@ if [ "$PURGE" = 1 ] && alive slurmctld; then
 fi
 
 # slurmctld saves its state and flushes accounting to slurmdbd before that stops; munged goes last.
-stop slurmd slurmctld
+# The node daemons: pids/slurmd-NODE.pid (pids/slurmd.pid: a state dir of the former single-node layout).
+slurmds=()
+for f in "$PIDS"/slurmd.pid "$PIDS"/slurmd-*.pid; do [ -e "$f" ] && slurmds+=("$(basename "$f" .pid)"); done
+stop "${slurmds[@]}" slurmctld
 stop slurmdbd
 stop mariadbd munged
 

@@ -29,6 +29,7 @@ os.environ.setdefault("JOBKIT_DATA", str(REPO.parent / "shared" / "data"))
 UP = REPO / "slurm" / "up.sh"
 DOWN = REPO / "slurm" / "down.sh"
 NOACCT_PORT_BASES = range(int(os.environ.get("JOBKIT_SLURM_NOACCT_PORT_BASE", "7817")), 9000, 10)
+CLUSTER_PORTS = 10  # slurm/up.sh keeps every port of a cluster within PORT_BASE..PORT_BASE+9
 
 
 def slurm_required() -> bool:
@@ -42,7 +43,7 @@ class SlurmCluster:
     partitions: list = field(default_factory=list)  # jobkit.cluster.Partition, as read live
     accounting: bool = True
     started_here: bool = False  # brought up by this test session
-    port_base: int = 6817  # slurmctld's port; slurmd +1, slurmdbd +2, MariaDB +3
+    port_base: int = 6817  # slurmctld's port; slurmd of n1 +1, slurmdbd +2, MariaDB +3, n2 +4, n3 +5
 
     @property
     def partition_names(self) -> list[str]:
@@ -174,7 +175,7 @@ def slurm_cluster_noacct(tmp_path_factory, slurm_cluster) -> SlurmCluster:
     (state / "owner").write_text(f"{os.getpid()}\n")
     why = "no free ports"
     for base in NOACCT_PORT_BASES:  # another test session may hold a base: take the next free one
-        if any(_port_busy(base + i) for i in range(2)):
+        if any(_port_busy(base + i) for i in range(CLUSTER_PORTS)):
             continue
         conf, why = _up(state, "--no-accounting", "--port-base", str(base))
         if conf is not None:

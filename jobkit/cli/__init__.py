@@ -45,6 +45,7 @@ def cli() -> None:
 def _register() -> None:
     from .cancel_cmd import cancel
     from .collect_cmd import collect
+    from .config_cmd import config
     from .logs_cmd import logs
     from .partitions_cmd import partitions
     from .run_cmd import run
@@ -52,7 +53,7 @@ def _register() -> None:
     from .submit_cmd import resume, submit
     from .tb_cmd import tb
 
-    for command in (submit, status, resume, cancel, logs, partitions, run, collect, tb):
+    for command in (submit, status, resume, cancel, logs, partitions, config, run, collect, tb):
         cli.add_command(command)
 
 

@@ -31,7 +31,12 @@ def run(run_dir: Path) -> None:
     out = console()
     topology = distributed.Topology.from_environ() or distributed.Topology()
     try:
-        final = runner.run(rd, runner.Host(topology=topology))
+        if rd.spec().workload == "command":
+            from .. import command_run
+
+            final = command_run.run(rd)
+        else:
+            final = runner.run(rd, runner.Host(topology=topology))
     except runner.Stopped as stop:
         if not topology.is_main:
             raise SystemExit(runner.EXIT_STOPPED)

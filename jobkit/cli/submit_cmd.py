@@ -8,10 +8,12 @@ import click
 from rich.table import Table
 
 from .. import cluster as cluster_mod
+from .. import clusterfacts, clusterread, siteconfig
+from .. import command as command_mod
 from .. import submit as submit_mod
 from .. import sweep as sweep_mod
 from .. import params as params_mod
-from .. import registry
+from .. import registry, slurm
 from ..spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec, ResourceError, Resources, parse_resources
 from ..store import find_runs
 from .complete import sweeps_and_runs
@@ -27,28 +29,42 @@ dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would b
 wait_option = click.option("--wait", is_flag=True, help="Show live progress until every run has ended.")
 
 
-def _partitions(executor: str) -> list[cluster_mod.Partition] | None:
+def _facts(executor: str, profile: Path | None) -> clusterfacts.ClusterFacts | None:
+    """The cluster's facts, read once per command (or loaded from a `--cluster` profile)."""
+    if profile is not None:
+        try:
+            return clusterfacts.load_profile(profile)
+        except ValueError as exc:
+            fail(str(exc))
     if executor != "slurm":
         return None
     try:
-        return cluster_mod.read_partitions()
+        return clusterread.read_facts()
     except cluster_mod.ClusterError as exc:
+        fail(str(exc))
+
+
+def _site(start: Path | None) -> siteconfig.SiteConfig:
+    try:
+        return siteconfig.load(start)
+    except siteconfig.ConfigError as exc:
         fail(str(exc))
 
 
 def _resolve_executor(name: str) -> str:
     chosen = submit_mod.pick_executor(name)
-    if chosen == "slurm" and name == "slurm" and not submit_mod.slurm_available():
+    if chosen == "slurm" and name == "slurm" and not slurm.available():
         fail("--executor slurm: the Slurm controller does not answer (scontrol ping); "
              "start it (slurm/up.sh) or use --executor local")
     return chosen
 
 
-def _plan(specs: list[JobSpec], root: Path, executor: str, partitions: list[cluster_mod.Partition] | None,
-          check_only: bool = False) -> list[submit_mod.PlannedRun]:
+def _plan(specs: list[JobSpec], root: Path, executor: str, facts: clusterfacts.ClusterFacts | None,
+          site: siteconfig.SiteConfig, check_only: bool = False) -> list[submit_mod.PlannedRun]:
     """The plan; `check_only` skips reading the runs' state (partitions and input checks only)."""
     try:
-        return submit_mod.plan(specs, root, executor, partitions, summaries={} if check_only else None)
+        return submit_mod.plan(specs, root, executor, None, summaries={} if check_only else None,
+                               facts=facts, site=site)
     except cluster_mod.NoFit as exc:
         fail(str(exc))
 
@@ -58,7 +74,9 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
     verb = "Would submit" if dry_run else "Submitted"
     title = f"{verb} with the {executor} executor" if any(p.submits for p in planned) else "Nothing to submit"
     table = Table(title=title, title_justify="left")
-    for col in ("run", "action", "why", "partition", "time", "segments", "job"):
+    qos_col = any(p.job_res.qos or p.job_res.account for p in planned)
+    for col in ("run", "action", "why", "partition", *(("account", "qos") if qos_col else ()), "time", "segments",
+                "job"):
         table.add_column(col, overflow="fold")
     for p in planned:
         style = ACTION_STYLE.get(p.action, "")
@@ -66,18 +84,23 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
         if explain and p.partition_reason:
             reason = p.partition_reason
             part = reason if reason.startswith(f"{part}:") else f"{part}: {reason}"
-        table.add_row(p.spec.run_id, f"[{style}]{p.action}[/]", p.reason, part, p.job_res.time,
+        extra = (p.job_res.account or "-", p.job_res.qos or "-") if qos_col else ()
+        table.add_row(p.spec.run_id, f"[{style}]{p.action}[/]", p.reason, part, *extra, p.job_res.time,
                       str(p.segments), p.job_id or "-")
     out.print(table)
     if explain and executor == "slurm":
         seen = set()
         for p in planned:
-            key = p.spec.resources.shape()
+            key = (p.job_res.shape(), tuple(v.reason for v in p.verdicts))
             if key in seen or not p.verdicts:
                 continue
             seen.add(key)
-            vt = Table(title=f"Partitions for time {p.job_res.time}, cpus {p.job_res.cpus}, "
-                             f"mem {p.job_res.mem_mb}M, gpus {p.job_res.gpus}", title_justify="left")
+            r = p.job_res
+            asked = [f"time {r.time}", f"cpus {r.cpus}", f"mem {r.mem_mb}M", f"gpus {r.gpus_text}"]
+            asked += [f"{k} {getattr(r, k)}" for k in ("account", "qos", "constraint", "exclude") if getattr(r, k)]
+            if r.nodes > 1:
+                asked.append(f"nodes {r.nodes}")
+            vt = Table(title="Partitions for " + ", ".join(asked), title_justify="left")
             for col in ("partition", "fits", "reason"):
                 vt.add_column(col)
             for v in p.verdicts:
@@ -95,30 +118,44 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
 
 
 def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, explain: bool,
-        show_script: bool, as_json: bool, wait: bool) -> None:
-    executor = _resolve_executor(executor_name)
+        show_script: bool, as_json: bool, wait: bool, profile: Path | None = None,
+        config_start: Path | None = None) -> None:
+    if profile is not None and not dry_run:
+        fail("--cluster plans against a saved profile and submits nothing: add --dry-run")
+    executor = "slurm" if profile is not None else _resolve_executor(executor_name)
     if executor == "slurm":
         try:
             submit_mod.check_root_for_slurm(root)
         except ValueError as exc:
             fail(str(exc))
-    partitions = _partitions(executor)  # read once: the limits do not change within a submit
+    site = _site(config_start)
+    facts = _facts(executor, profile)  # read once: the limits do not change within a submit
+    notes = list(facts.notes) if facts is not None else []
+    if notes and not as_json:
+        for note in notes:
+            err_console().print(f"[yellow]note[/] {note}")
+    max_array = facts.max_array_size if facts is not None else None
     if dry_run:
-        planned = _plan(specs, root, executor, partitions)
+        planned = _plan(specs, root, executor, facts, site)
     else:
-        _plan(specs, root, executor, partitions, check_only=True)  # NoFit and friends before anything is written
+        _plan(specs, root, executor, facts, site, check_only=True)  # NoFit and friends before anything is written
         sweeps = sorted({s.sweep for s in specs})
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
-                planned = _plan(specs, root, executor, partitions)  # under the lock: no duplicate jobs
+                planned = _plan(specs, root, executor, facts, site)  # under the lock: no duplicate jobs
                 if any(p.submits for p in planned):
-                    submit_mod.execute(planned, root, executor)
+                    submit_mod.execute(planned, root, executor, site=site, max_array_size=max_array)
         except submit_mod.SubmitError as exc:
             fail(f"submission refused, nothing was submitted: {exc}", code=EXIT_FAILED)
     if as_json:
-        data = {"executor": executor, "dry_run": dry_run, "runs": [p.to_json() for p in planned]}
+        data = {"executor": executor, "dry_run": dry_run, "notes": notes,
+                "cluster": facts.source if facts is not None else None,
+                "arrays": [{"runs": len(a), "partition": a[0].partition, "account": a[0].job_res.account,
+                            "qos": a[0].job_res.qos, "time": a[0].job_res.time, "segments": a[0].segments}
+                           for a in submit_mod.arrays(planned, max_array)],
+                "runs": [p.to_json() for p in planned]}
         if show_script and executor == "slurm":
-            data["scripts"] = {p.spec.run_id: submit_mod.sbatch_script(p, root) for p in planned if p.submits}
+            data["scripts"] = {p.spec.run_id: submit_mod.sbatch_script(p, root, site) for p in planned if p.submits}
         print_json(data)
     else:
         _render(planned, executor, explain, dry_run)
@@ -126,13 +163,13 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
             for p in planned:
                 if p.submits:
                     console().rule(f"sbatch script for {p.spec.run_id}")
-                    click.echo(submit_mod.sbatch_script(p, root))
+                    click.echo(submit_mod.sbatch_script(p, root, site))
     if wait and not dry_run:
         code = wait_for(root, [p.run_dir for p in planned])
         raise SystemExit(code)
 
 
-@click.command("submit")
+@click.command("submit", epilog="\b\n" + command_mod.CONTRACT)
 @click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a key for every run that has it (repeatable); lists expand: --set 'beta=[0,4]'; "
@@ -143,11 +180,14 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
 @dry_run_option
 @click.option("--explain", is_flag=True, help="With the plan, show every partition and why it fits or not.")
 @click.option("--show-script", is_flag=True, help="Also print the sbatch script that would be sent.")
+@click.option("--cluster", "profile", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="With --dry-run: plan against a cluster profile (`jobkit partitions --save FILE`), no Slurm needed.")
 @json_option
 @wait_option
 @root_option
 def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: bool, executor: str, dry_run: bool,
-           explain: bool, show_script: bool, as_json: bool, wait: bool, root: Path | None) -> None:
+           explain: bool, show_script: bool, profile: Path | None, as_json: bool, wait: bool,
+           root: Path | None) -> None:
     """Submit every run of SWEEP_FILE: new runs start, unfinished ones resume, the rest are left alone.
 
     Runs with the same resources go into one Slurm job array. Submitting the same sweep again
@@ -158,6 +198,8 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
       jobkit submit jobs/sweeps/smoke.toml --dry-run --explain
       jobkit submit jobs/sweeps/seed.toml --set steps=500 --only 'charlm-*' --wait
       jobkit submit jobs/sweeps/seed.toml --set time=02:00:00 --set total_time=12:00:00 --chunk
+      jobkit submit jobs/sweeps/seed.toml --dry-run --explain --cluster tests/data/gpu-university.json
+      jobkit submit jobs/sweeps/seed.toml --set account=physics --set gpus=a100:1 --set qos=long
     """
     root = resolve_root(root)
     try:
@@ -167,7 +209,7 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
     specs = sweep.specs
     if chunk:
         specs = [s.with_resources(replace(s.resources, chunk=True)) for s in specs]
-    _go(specs, root, executor, dry_run, explain, show_script, as_json, wait)
+    _go(specs, root, executor, dry_run, explain, show_script, as_json, wait, profile, sweep_file.parent)
 
 
 @click.command("resume")
@@ -176,8 +218,9 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
 @click.option("--time", "time_", metavar="T", help="New wall time per job, e.g. 02:00:00 or 1-00:00:00.")
 @click.option("--chunk", is_flag=True, help="Split runs longer than any partition allows into segments that fit.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Change a resource (time, cpus, mem, ...) or a run setting (checkpoint_every, eval_every, "
-                   "sample_every, log_every, checkpoint_minutes, keep_checkpoints); never the run's params.")
+              help="Change a resource (time, cpus, mem, gpus, account, qos, constraint, nodes, exclude, ...) or a "
+                   "run setting (checkpoint_every, eval_every, sample_every, log_every, checkpoint_minutes, "
+                   "keep_checkpoints); never the run's params.")
 @executor_option
 @dry_run_option
 @json_option
@@ -195,6 +238,7 @@ def resume(selectors: tuple[str, ...], partition: str | None, time_: str | None,
       jobkit resume smoke
       jobkit resume charlm-lstm-3f9a1c2e --partition submit --time 1-00:00:00
       jobkit resume smoke --set checkpoint_every=50 --set mem=8G
+      jobkit resume seed --set qos=long --set gpus=a100:1
     """
     root = resolve_root(root)
     try:
@@ -219,7 +263,7 @@ def resume(selectors: tuple[str, ...], partition: str | None, time_: str | None,
                  f"({', '.join(SETTING_KEYS)}); to change a parameter, submit a new run")
         (settings if key in SETTING_KEYS else changes)[key] = value
     specs = [_resumed_spec(run.spec(), changes, settings, chunk) for run in runs]
-    _go(specs, root, executor, dry_run, False, False, as_json, wait)
+    _go(specs, root, executor, dry_run, False, False, as_json, wait, None, Path.cwd())
 
 
 def _resumed_spec(spec: JobSpec, changes: dict, settings: dict, chunk: bool) -> JobSpec:

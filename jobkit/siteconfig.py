@@ -1,0 +1,132 @@
+"""Site configuration: what every job on this cluster needs and a sweep should not repeat.
+
+Files, nearest first (a value from a nearer file wins; each value remembers its file):
+1. `jobkit.toml` in the sweep's folder or the nearest folder above it (the current folder when no
+   sweep is involved);
+2. the file named by `$JOBKIT_CONFIG`;
+3. `~/.config/jobkit/config.toml`.
+
+```toml
+account = "physics"                 # default --account (a sweep's or --set's account wins)
+qos = "normal"                      # default --qos
+python = "/home/me/venvs/dl/bin/python"   # interpreter that runs jobs (submitit's `python`)
+setup = ["module load cuda/12.1", "source ~/venvs/dl/bin/activate"]  # run as-is before Python
+never_partitions = ["interactive"]  # never chosen unless a run names them
+```
+`setup` lines are the user's own shell lines, run as written at the top of every job script (that is
+their purpose: `module load`, `source`); only NUL and line breaks inside a line are refused, so one
+line stays one line. `python` is put on the job's command line as written, too.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .slurmvalues import check_name
+
+KEYS = ("account", "qos", "python", "setup", "never_partitions")
+PROJECT_FILE = "jobkit.toml"
+
+
+class ConfigError(ValueError):
+    """A bad configuration file; the message is one line naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    account: str | None = None
+    qos: str | None = None
+    python: str | None = None
+    setup: tuple[str, ...] = ()
+    never_partitions: tuple[str, ...] = ()
+    sources: dict[str, str] = field(default_factory=dict)  # key -> file it came from
+    files: tuple[str, ...] = ()  # every file read, nearest first
+
+    def to_json(self) -> dict[str, Any]:
+        return {"values": {k: (list(v) if isinstance(v, tuple) else v) for k, v in
+                           ((k, getattr(self, k)) for k in KEYS)},
+                "sources": dict(self.sources), "files": list(self.files)}
+
+
+def candidate_files(start: Path | None = None, env: dict[str, str] | None = None) -> list[Path]:
+    """The configuration files that exist, nearest first."""
+    env = os.environ if env is None else env
+    out: list[Path] = []
+    folder = Path(start or Path.cwd()).resolve()
+    if folder.is_file():
+        folder = folder.parent
+    for d in (folder, *folder.parents):
+        f = d / PROJECT_FILE
+        if f.is_file():
+            out.append(f)
+            break
+    if env.get("JOBKIT_CONFIG"):
+        f = Path(env["JOBKIT_CONFIG"]).expanduser()
+        if not f.is_file():
+            raise ConfigError(f"JOBKIT_CONFIG={env['JOBKIT_CONFIG']}: no such file")
+        out.append(f)
+    home = env.get("HOME")
+    user = Path(home).expanduser() / ".config" / "jobkit" / "config.toml" if home else None
+    if user is not None and user.is_file() and user.resolve() not in {p.resolve() for p in out}:
+        out.append(user)
+    return out
+
+
+def _line(path: Path, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{path}: {key}: expected a non-empty string, got {value!r}")
+    if "\x00" in value or "\n" in value or "\r" in value:
+        raise ConfigError(f"{path}: {key}: {value!r} holds a NUL or a line break; give one line per list item")
+    return value
+
+
+def _validate(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(KEYS)}")
+    out: dict[str, Any] = {}
+    try:
+        for key in ("account", "qos"):
+            if key in data:
+                out[key] = check_name("an account" if key == "account" else "a QoS", data[key])
+        if "python" in data:
+            out["python"] = _line(path, "python", data["python"])
+        if "setup" in data:
+            lines = data["setup"]
+            if isinstance(lines, str):
+                lines = [lines]
+            if not isinstance(lines, list):
+                raise ConfigError(f"{path}: setup: expected a list of shell lines, got {lines!r}")
+            out["setup"] = tuple(_line(path, "setup", x) for x in lines)
+        if "never_partitions" in data:
+            names = data["never_partitions"]
+            if not isinstance(names, list):
+                raise ConfigError(f"{path}: never_partitions: expected a list of partition names, got {names!r}")
+            out["never_partitions"] = tuple(check_name("a partition", n) for n in names)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        bad = next(k for k in ("account", "qos", "never_partitions") if k in data and k not in out)
+        raise ConfigError(f"{path}: {bad}: {exc}") from None
+    return out
+
+
+def load(start: Path | None = None, env: dict[str, str] | None = None) -> SiteConfig:
+    """The merged configuration for a sweep in (or a command run from) `start`. Raises ConfigError."""
+    files = candidate_files(start, env)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for path in reversed(files):  # farthest first, nearer files override
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read ({exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        for key, value in _validate(path, data).items():
+            values[key] = value
+            sources[key] = str(path)
+    return SiteConfig(**values, sources=sources, files=tuple(str(p) for p in files))

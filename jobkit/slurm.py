@@ -1,0 +1,182 @@
+"""The scheduler boundary: the only module that runs Slurm's commands or imports submitit.
+
+Everything jobkit asks Slurm goes through here — `scontrol`, `sacct`, `squeue`, `scancel`,
+`sacctmgr`, `sbatch` (through submitit's executor) — so that what a Slurm version prints, how a
+failure reads and where its config lives are known in one place.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+
+
+def __getattr__(name: str) -> Any:
+    """`slurm.Checkpointable`, imported on first use: submitit costs ~75 ms that `status` need not pay.
+
+    The job entry point subclasses it: submitit calls its `checkpoint()` for a signal that arrives
+    outside the training loop (the loop itself stops at a step boundary and calls `requeue`).
+    """
+    if name == "Checkpointable":
+        import submitit
+
+        return submitit.helpers.Checkpointable
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+SLURM_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+SLURM_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD"}
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+
+
+def conf_path() -> Path:
+    """The slurm.conf clients read: $SLURM_CONF, else the default path."""
+    return Path(os.environ.get("SLURM_CONF") or DEFAULT_CONF)
+
+
+def last_line(text: str) -> str:
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def available() -> bool:
+    """Whether a Slurm controller answers (`scontrol ping`)."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10, text=True).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def scancel(job_ids: Sequence[str]) -> str | None:
+    """Cancel Slurm jobs in one call; None when it worked, else scancel's last line."""
+    done = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
+    return None if done.returncode == 0 else (last_line(done.stderr) or "scancel failed")
+
+
+@dataclass
+class SlurmView:
+    states: dict[str, str] = field(default_factory=dict)  # job id -> Slurm state
+    partitions: dict[str, str] = field(default_factory=dict)
+    source: str = "none"  # sacct | squeue | none
+    calls: int = 0
+    error: str | None = None
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+def query_states(job_ids: Sequence[str]) -> SlurmView:
+    """States of `job_ids` with one sacct call, or one squeue call when accounting is off."""
+    view = SlurmView()
+    ids = sorted({j for j in job_ids if j and str(j)[0].isdigit()})
+    if not ids or shutil.which("squeue") is None:
+        return view
+    if shutil.which("sacct") and accounting_enabled():
+        view.calls += 1
+        try:
+            out = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State,Partition", "-j", ",".join(ids)])
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            out, view.error = None, str(exc)
+        if out is not None and out.returncode == 0:
+            view.source = "sacct"
+            for line in out.stdout.splitlines():
+                parts = line.split("|")
+                if len(parts) >= 3:
+                    view.states[parts[0]] = parts[1].split()[0]  # "CANCELLED by 0" -> CANCELLED
+                    view.partitions[parts[0]] = parts[2]
+            return view
+        if out is not None:
+            view.error = last_line(out.stderr or out.stdout) or "sacct failed"
+    return _squeue(view)
+
+
+def accounting_enabled() -> bool:
+    """Whether slurm.conf names an accounting storage (read from the file: no Slurm call)."""
+    conf = conf_path()
+    try:
+        text = conf.read_text(errors="replace")
+    except OSError:
+        return True  # unknown: try sacct, fall back to squeue
+    for line in text.splitlines():
+        key, _, value = line.split("#", 1)[0].partition("=")
+        if key.strip().lower() == "accountingstoragetype":
+            return value.strip().lower() not in ("", "accounting_storage/none")
+    return False
+
+
+def _squeue(view: SlurmView) -> SlurmView:
+    view.calls += 1
+    try:
+        out = _run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%T|%P"])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        view.error = str(exc)
+        return view
+    if out.returncode != 0:
+        view.error = last_line(out.stderr) or "squeue failed"
+        return view
+    view.source = "squeue"
+    for line in out.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 3:
+            view.states[parts[0]] = parts[1]
+            view.partitions[parts[0]] = parts[2]
+    return view
+
+
+
+
+# ------------------------------------------------------------------------------------ inside a job
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    executor: str  # "slurm" | "local"
+    job_id: str  # `123`, or `123_4` for a task of an array
+    global_rank: int = 0
+    num_tasks: int = 1
+    local_rank: int = 0
+    num_nodes: int = 1
+    hostnames: tuple[str, ...] = ()  # the allocation's nodes; the first is the rendezvous
+
+
+def job_environment() -> JobEnvironment:
+    """Where this job runs, from submitit's job environment (only valid inside a submitit job)."""
+    import submitit
+
+    env = submitit.JobEnvironment()
+    return JobEnvironment(executor="local" if env.cluster == "local" else "slurm", job_id=str(env.job_id),
+                          global_rank=env.global_rank, num_tasks=env.num_tasks, local_rank=env.local_rank,
+                          num_nodes=env.num_nodes, hostnames=tuple(env.hostnames))
+
+
+def requeue(env: JobEnvironment) -> str:
+    """Put this job back in the queue and end the process; returns only with the reason it could not.
+
+    Slurm: `scontrol requeue JOB` (the job keeps its id and restarts from the same submission).
+    Local executor: exit with submitit's requeue code, and its controller starts the job again.
+    """
+    if env.executor == "local":
+        from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
+
+        sys.exit(LOCAL_REQUEUE_RETURN_CODE)
+    try:
+        done = subprocess.run(["scontrol", "requeue", env.job_id], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"scontrol requeue {env.job_id}: {exc}"
+    if done.returncode != 0:
+        return f"scontrol requeue {env.job_id}: {last_line(done.stderr) or 'failed'}"
+    sys.exit(-1)  # as submitit does: the job is requeued; this attempt ends without a result
+
+
+def resubmission(fn: Any) -> Any:
+    """What `Checkpointable.checkpoint` returns: the same callable, submitted again."""
+    import submitit
+
+    return submitit.helpers.DelayedSubmission(fn)
