@@ -50,6 +50,7 @@ class Partition:
     allow_accounts: str = "ALL"
     allow_groups: str = "ALL"
     allow_qos: str = "ALL"
+    max_nodes: int | None = None  # MaxNodes per job; None = UNLIMITED
 
     @property
     def up(self) -> bool:
@@ -100,6 +101,8 @@ def _preempting(p: Partition, partitions: Iterable[Partition]) -> bool:
 
 def _asked(res: Resources) -> str:
     gpus = f", {res.gpus} gpu{'s' if res.gpus != 1 else ''}" if res.gpus else ""
+    if res.world_size > 1:
+        gpus += f", {res.nodes} node{'s' if res.nodes != 1 else ''} × {res.tasks} tasks"
     return f"{format_time(res.time_min)}, {res.cpus} cpu{'s' if res.cpus != 1 else ''}, {res.mem_mb}M{gpus}"
 
 
@@ -108,8 +111,14 @@ def _resource_problems(p: Partition, res: Resources, groups: set[str] | None) ->
     problems = []
     if not p.up:
         problems.append(f"State={p.state}")
-    if p.max_cpus_per_node and res.cpus > p.max_cpus_per_node:
-        problems.append(f"{p.max_cpus_per_node} cpus per node < {res.cpus} asked")
+    node_cpus = res.cpus * res.tasks  # every task of a node gets `cpus`
+    if p.max_cpus_per_node and node_cpus > p.max_cpus_per_node:
+        asked = f"{res.tasks} tasks × {res.cpus} cpus" if res.tasks > 1 else f"{res.cpus}"
+        problems.append(f"{p.max_cpus_per_node} cpus per node < {asked} asked")
+    if res.nodes > p.nodes:
+        problems.append(f"{p.nodes} node{'s' if p.nodes != 1 else ''} < {res.nodes} asked")
+    elif p.max_nodes is not None and res.nodes > p.max_nodes:
+        problems.append(f"MaxNodes={p.max_nodes} < {res.nodes} asked")
     if p.mem_per_node_mb is not None and res.mem_mb > p.mem_per_node_mb:
         problems.append(f"{p.mem_per_node_mb}M memory per node < {res.mem_mb}M asked")
     if res.gpus > p.gpus_per_node:

@@ -49,6 +49,7 @@ class RunSummary:
     checkpoint_seconds: float | None = None
     entry: int = 0  # the sweep file's [[run]] table it came from (sweep order)
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
+    tasks: str | None = None  # "nodes×tasks per node" of a run of several tasks (None: one process)
 
     @property
     def eta_s(self) -> float | None:
@@ -77,6 +78,9 @@ def summarize(run: RunDir) -> RunSummary:
     spec = run.spec()
     s = RunSummary(run_id=run.run_id, sweep=spec.sweep, workload=spec.workload, path=str(run.path),
                    params=dict(spec.params), total=int(spec.params.get("steps", 0)), entry=spec.entry)
+    res = spec.resources
+    if res.world_size > 1:
+        s.tasks = f"{res.nodes}×{res.tasks}"
     attempt_start: float | None = None
     for ev in run.events():
         kind, t = ev.get("event"), ev.get("t")
@@ -93,6 +97,9 @@ def summarize(run: RunDir) -> RunSummary:
             attempt_start = t
             s.job_id = ev.get("job_id") or s.job_id
             s.pid, s.host = ev.get("pid"), ev.get("host")
+            if ev.get("tasks"):  # what the job really ran (the spec may have changed since)
+                nodes = int(ev.get("nodes") or 1)
+                s.tasks = f"{nodes}×{int(ev['tasks']) // nodes}"
             s.executor = ev.get("executor") or s.executor
             s.step = max(s.step, int(ev.get("step", 0)))
         elif kind == Event.CHECKPOINT:

@@ -245,6 +245,9 @@ class JobEnvironment:
     job_id: str  # `123`, or `123_4` for a task of an array
     global_rank: int = 0
     num_tasks: int = 1
+    local_rank: int = 0
+    num_nodes: int = 1
+    hostnames: tuple[str, ...] = ()  # the allocation's nodes; the first is the rendezvous
 
 
 def job_environment() -> JobEnvironment:
@@ -253,7 +256,8 @@ def job_environment() -> JobEnvironment:
 
     env = submitit.JobEnvironment()
     return JobEnvironment(executor="local" if env.cluster == "local" else "slurm", job_id=str(env.job_id),
-                          global_rank=env.global_rank, num_tasks=env.num_tasks)
+                          global_rank=env.global_rank, num_tasks=env.num_tasks, local_rank=env.local_rank,
+                          num_nodes=env.num_nodes, hostnames=tuple(env.hostnames))
 
 
 def requeue(env: JobEnvironment) -> str:

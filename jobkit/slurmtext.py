@@ -164,6 +164,7 @@ def parse_partitions(text: str, nodes_text: str | None = None) -> list[Partition
             allow_accounts=f.get("AllowAccounts", "ALL"),
             allow_groups=f.get("AllowGroups", "ALL"),
             allow_qos=f.get("AllowQos", "ALL"),
+            max_nodes=_limit(f.get("MaxNodes")),
         ))
     return out
 

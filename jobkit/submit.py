@@ -204,9 +204,9 @@ def slurm_parameters(res: Resources, partition: str | None, sweep: str,
     for key in ("account", "qos", "constraint", "exclude"):
         if getattr(res, key):
             params[key] = getattr(res, key)
-    if res.nodes > 1:  # the job holds the nodes; jobkit runs one training process on the first
+    if res.world_size > 1:  # one job step of nodes × tasks_per_node data-parallel ranks
         params["nodes"] = res.nodes
-        params["srun_args"] = ["--nodes=1", "--ntasks=1"]
+        params["ntasks_per_node"] = res.tasks
     if site is not None and site.setup:
         params["setup"] = list(site.setup)
     return params
@@ -222,11 +222,12 @@ def _executor(kind: str, folder: Path, res: Resources, partition: str | None, se
                                     python=site.python if site is not None and site.python else None)
         ex.update_parameters(stderr_to_stdout=False, **slurm_parameters(res, partition, sweep, site))
         return ex
-    # `python` puts jobkit.localqueue in front of the job: it waits for a slot, then runs the job
+    # `python` puts jobkit.localqueue in front of the job: each task waits for its share, then runs.
+    # One machine: the tasks of every node run here, as many processes as the run has ranks.
     ex = submitit.LocalExecutor(folder=folder, max_num_timeout=100 + 2 * segments,
                                 python=shlex.join(python) if python else None)
     ex.update_parameters(timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,
-                         signal_delay_s=delay, gpus_per_node=res.gpus)
+                         signal_delay_s=delay, gpus_per_node=res.gpus, tasks_per_node=res.world_size)
     return ex
 
 
@@ -339,10 +340,10 @@ def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
     return Path(sweep_dir) / ".submitit" / job_id
 
 
-def job_log_paths(sweep_dir: Path, job_id: str) -> tuple[Path, Path]:
-    """(stdout, stderr) that submitit writes for the job (task 0)."""
+def job_log_paths(sweep_dir: Path, job_id: str, task: int = 0) -> tuple[Path, Path]:
+    """(stdout, stderr) that submitit writes for one task of the job (task 0: the main rank)."""
     folder = job_folder(sweep_dir, job_id)
-    return folder / f"{job_id}_0_log.out", folder / f"{job_id}_0_log.err"
+    return folder / f"{job_id}_{task}_log.out", folder / f"{job_id}_{task}_log.err"
 
 
 def _drop_template_folder(folder: Path) -> None:

@@ -65,7 +65,9 @@ def _local_node(specs: list[JobSpec]) -> Node:
     """This machine as the local executor's one node; a run larger than it is refused before anything is written."""
     node = Node.detect()
     for spec in specs:
-        why = node.refusal(Request.of(spec.resources))
+        res = spec.resources  # every rank of a multi-process run runs here, each with `cpus` cores
+        why = node.refusal(Request(cpus=res.cpus * res.world_size, mem_mb=res.mem_mb * res.world_size,
+                                   gpus=res.gpus * res.nodes))
         if why:
             fail(f"{spec.run_id}: {why}, and the local executor runs on this machine only; "
                  "ask for less (--set) or submit to a Slurm cluster")
