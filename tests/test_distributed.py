@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from jobkit import cluster, distributed, testing
+from jobkit import cluster, distributed, slurmtext, testing
 from jobkit.protocol import RunContext
 from jobkit.spec import JobSpec, ResourceError, Resources, parse_resources
 from jobkit.store import RunDir
@@ -79,7 +79,7 @@ def test_the_partition_chooser_counts_nodes_and_the_cpus_of_every_task_on_a_node
         cluster.choose_partition([_partition("wide", 2, 2)], Resources(tasks_per_node=2, cpus=2, mem_mb=1000),
                                  groups=set())
     line = "PartitionName=cpu Nodes=n[1-2] TotalNodes=2 TotalCPUs=4 MaxNodes=1 State=UP MaxTime=01:00:00"
-    assert cluster.parse_partitions(line)[0].max_nodes == 1
+    assert slurmtext.parse_partitions(line)[0].max_nodes == 1
 
 
 def test_the_job_script_asks_for_nodes_and_tasks(tmp_path):
