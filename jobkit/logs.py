@@ -13,7 +13,7 @@ from typing import Callable, Iterator, TextIO
 
 from .state import Event
 from .store import RunDir
-from .submit import job_log_paths
+from .slurm import job_log_paths
 
 ATTEMPT_BANNER = "Starting with JobEnvironment"  # submitit's first line of every start
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import sys
@@ -235,6 +236,94 @@ def _squeue(view: SlurmView) -> SlurmView:
     return view
 
 
+
+
+# --------------------------------------------------------------------------- submitting, via submitit
+
+MAX_REQUEUES = 1000  # submitit's own count of signal requeues; jobkit stops loops itself (runner)
+NOT_SBATCH = {"setup", "signal_delay_s", "additional_parameters", "srun_args", "stderr_to_stdout"}
+
+
+class SubmissionRefused(RuntimeError):
+    """The scheduler refused a submission; the message is its one line."""
+
+
+def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
+    """submitit's folder for one job of a sweep (pickles, logs); `%j` is the template submitit fills."""
+    return Path(sweep_dir) / ".submitit" / job_id
+
+
+def job_log_paths(sweep_dir: Path, job_id: str, task: int = 0) -> tuple[Path, Path]:
+    """(stdout, stderr) that submitit writes for one task of the job (task 0: the main rank)."""
+    folder = job_folder(sweep_dir, job_id)
+    return folder / f"{job_id}_{task}_log.out", folder / f"{job_id}_{task}_log.err"
+
+
+def slurm_executor(folder: Path, params: dict[str, Any], python: str | None = None) -> Any:
+    """submitit's SlurmExecutor with these parameters (its public `update_parameters` names)."""
+    import submitit
+
+    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_REQUEUES, python=python or None)
+    ex.update_parameters(stderr_to_stdout=False, **params)
+    return ex
+
+
+def local_executor(folder: Path, timeout_min: int, signal_delay_s: int, gpus: int, tasks: int,
+                   python: str | None = None) -> Any:
+    """submitit's LocalExecutor: the job runs on this machine, `tasks` processes of it."""
+    import submitit
+
+    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=MAX_REQUEUES, python=python or None)
+    ex.update_parameters(timeout_min=timeout_min, signal_delay_s=signal_delay_s, gpus_per_node=gpus,
+                         tasks_per_node=tasks)
+    return ex
+
+
+def submit(executor: Any, fns: Sequence[Any]) -> list[Any]:
+    """One job array for several callables (one sbatch), a plain job for one. Raises SubmissionRefused."""
+    try:
+        return executor.submit_array(list(fns)) if len(fns) > 1 else [executor.submit(fns[0])]
+    except Exception as exc:  # submitit raises sbatch's failure as a plain exception
+        raise SubmissionRefused(_refusal(exc)) from None
+
+
+def cancel_submitted(jobs: Sequence[Any]) -> None:
+    """Take back jobs this command submitted (all-or-nothing submission)."""
+    for job in jobs:
+        try:
+            job.cancel(check=False)
+        except Exception:
+            pass
+
+
+def _refusal(exc: Exception) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "error:" in line.lower() and "sbatch" in line.lower():
+            return line.strip()
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def render_script(params: dict[str, Any], folder: Path, python: str) -> str:
+    """The batch script for executor `params`, laid out as submitit writes it: one `#SBATCH` line per
+    parameter (and the log paths, signal and open mode it adds), the setup lines, then `srun` running
+    submitit's entry point. Values were validated when parsed, so none needs quoting; the site's
+    `setup` lines and `python` are the site's own shell text."""
+    flags = {k.replace("_", "-"): v for k, v in params.items() if k not in NOT_SBATCH}
+    flags.update({"nodes": params.get("nodes", 1), "wckey": "submitit", "open-mode": "append",
+                  "signal": f"USR2@{params.get('signal_delay_s', 90)}",
+                  "output": str(folder / "%j_0_log.out"), "error": str(folder / "%j_0_log.err")})
+    flags.update(params.get("additional_parameters") or {})
+    lines = ["#!/bin/bash", "", "# Parameters"]
+    lines += [f"#SBATCH --{k}" if v is True else f"#SBATCH --{k}={v}" for k, v in sorted(flags.items())]
+    if params.get("setup"):
+        lines += ["", "# setup", *params["setup"]]
+    srun = ["srun", "--unbuffered", "--output", str(folder / "%j_%t_log.out"),
+            "--error", str(folder / "%j_%t_log.err"), *(params.get("srun_args") or [])]
+    lines += ["", "# command", "export SUBMITIT_EXECUTOR=slurm",
+              f"{shlex.join(srun)} {python} -u -m submitit.core._submit {folder}", ""]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------ inside a job

@@ -212,33 +212,12 @@ def slurm_parameters(res: Resources, partition: str | None, sweep: str,
     return params
 
 
-def _executor(kind: str, folder: Path, res: Resources, partition: str | None, segments: int, sweep: str,
-              site: SiteConfig | None = None, python: list[str] | None = None) -> Any:
-    import submitit
-
-    delay = signal_delay_for(res)
-    if kind == "slurm":
-        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=100 + 2 * segments,
-                                    python=site.python if site is not None and site.python else None)
-        ex.update_parameters(stderr_to_stdout=False, **slurm_parameters(res, partition, sweep, site))
-        return ex
-    # `python` puts jobkit.localqueue in front of the job: each task waits for its share, then runs.
-    # One machine: the tasks of every node run here, as many processes as the run has ranks.
-    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=100 + 2 * segments,
-                                python=shlex.join(python) if python else None)
-    ex.update_parameters(timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,
-                         signal_delay_s=delay, gpus_per_node=res.gpus, tasks_per_node=res.world_size)
-    return ex
-
-
 def sbatch_script(item: PlannedRun, root: Path, site: SiteConfig | None = None) -> str:
-    """The sbatch script submitit would send for this run (for `--dry-run --show-script`)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    params = slurm_parameters(item.job_res, item.partition, item.spec.sweep, site)
+    """The batch script this run's job would be sent with (`--dry-run --show-script`): rendered from
+    the same parameters `execute` gives the executor, so the two cannot drift apart."""
     python = site.python if site is not None and site.python else shlex.quote(sys.executable)
-    return _make_sbatch_string(command=f"{python} -u -m submitit.core._submit %j",
-                               folder=str(job_folder(Path(root) / item.spec.sweep)), **params)
+    return slurm.render_script(slurm_parameters(item.job_res, item.partition, item.spec.sweep, site),
+                               slurm.job_folder(Path(root) / item.spec.sweep), python)
 
 
 def arrays(planned: list[PlannedRun], max_array_size: int | None = None) -> list[list[PlannedRun]]:
@@ -275,21 +254,28 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
                 RunDir(item.run_dir).write_spec(item.spec, sync=False)
         os.sync()  # one flush for every spec, before any job can start (not an fsync per file)
         for n, items in enumerate(arrays(todo, max_array_size if executor == "slurm" else 1)):
-            sweep, segments = items[0].spec.sweep, items[0].segments
-            folder = job_folder(Path(root).resolve() / sweep)
+            sweep = items[0].spec.sweep
+            folder = slurm.job_folder(Path(root).resolve() / sweep)
             partition = items[0].partition
             python = None
             if local:  # FIFO key: this submission's time, then the run's place in it
                 python = localqueue.wrapper_command(pool, node, Request.of(items[0].job_res), f"{t0:020d}-{n:05d}",
                                                     items[0].job_res.time_min * 60, str(items[0].run_dir.resolve()))
-            ex = _executor(executor, folder, items[0].job_res, partition, segments, sweep, site, python)
+            res = items[0].job_res
+            if executor == "slurm":
+                ex = slurm.slurm_executor(folder, slurm_parameters(res, partition, sweep, site),
+                                          python=site.python if site is not None else None)
+            else:  # `python` puts jobkit.localqueue in front of each task: it waits for its share, then runs
+                ex = slurm.local_executor(folder, timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,
+                                          signal_delay_s=signal_delay_for(res), gpus=res.gpus,
+                                          tasks=res.world_size, python=shlex.join(python) if python else None)
             fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min)
                    for item in items]
             try:
                 with _stdio_detached(executor == "local"):
-                    jobs = ex.submit_array(fns) if len(fns) > 1 else [ex.submit(fns[0])]
-            except Exception as exc:  # sbatch refused: say why in one line
-                raise SubmitError(_sbatch_message(exc)) from None
+                    jobs = slurm.submit(ex, fns)
+            except slurm.SubmissionRefused as exc:  # sbatch refused: say why in one line
+                raise SubmitError(str(exc)) from None
             sent.extend(jobs)
             for item, job in zip(items, jobs):
                 item.job_id = str(job.job_id)
@@ -302,11 +288,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
             _drop_template_folder(folder)
         os.sync()
     except BaseException:
-        for job in sent:
-            try:
-                job.cancel(check=False)
-            except Exception:
-                pass
+        slurm.cancel_submitted(sent)
         for path in created:
             shutil.rmtree(path, ignore_errors=True)
         raise
@@ -335,17 +317,6 @@ def _stdio_detached(on: bool) -> Iterator[None]:
         os.close(null)
 
 
-def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
-    """submitit's folder for one job of a sweep (pickles, logs); `%j` is the template submitit fills."""
-    return Path(sweep_dir) / ".submitit" / job_id
-
-
-def job_log_paths(sweep_dir: Path, job_id: str, task: int = 0) -> tuple[Path, Path]:
-    """(stdout, stderr) that submitit writes for one task of the job (task 0: the main rank)."""
-    folder = job_folder(sweep_dir, job_id)
-    return folder / f"{job_id}_{task}_log.out", folder / f"{job_id}_{task}_log.err"
-
-
 def _drop_template_folder(folder: Path) -> None:
     """submitit makes the literal `%j` folder when the executor is created; it stays empty."""
     try:
@@ -363,12 +334,3 @@ def _link_logs(run: RunDir, jobs_folder: Path, job_id: str) -> None:
             link.symlink_to(jobs_folder / job_id)
     except OSError:
         pass  # logs stay reachable through the events' job ids
-
-
-def _sbatch_message(exc: Exception) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if "error:" in line.lower() and "sbatch" in line.lower():
-            return line.strip()
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    return lines[-1] if lines else type(exc).__name__
