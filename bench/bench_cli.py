@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobkit import clusterfacts, clusterread
+from jobkit import clusterfacts
 from jobkit import slurm as slurm_mod
 from jobkit import status as status_mod
 from jobkit import submit as submit_mod
@@ -175,7 +175,7 @@ def bench_dry_run(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         t1 = time.perf_counter()
         executor = submit_mod.pick_executor("auto")
         t2 = time.perf_counter()
-        facts = clusterread.read_facts() if executor == "slurm" else None
+        facts = slurm_mod.read_facts() if executor == "slurm" else None
         t3 = time.perf_counter()
         planned = submit_mod.plan(sweep.specs, root, executor, None, facts=facts)
         t4 = time.perf_counter()
@@ -210,7 +210,7 @@ def bench_dry_run(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         sweep = sweep_mod.load(sweep_file)
         executor = submit_mod.pick_executor("auto")
         submit_mod.plan(sweep.specs, root, executor, None,
-                        facts=clusterread.read_facts() if executor == "slurm" else None)
+                        facts=slurm_mod.read_facts() if executor == "slurm" else None)
         prof.disable()
         profile_top(prof, "dry run in-process (sweep.load + plan)")
 

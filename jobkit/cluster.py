@@ -1,8 +1,9 @@
-"""The cluster's partitions, read live from Slurm, and the choice of one for a run.
+"""The choice of a partition for a run, from the partitions' sizes, MaxTime and preemption.
 
-`read_partitions()` runs `scontrol show partition -o` (and `scontrol show node -o` for per-node sizes);
-`parse_partitions()` turns that text into `Partition`s; `choose_partition()` picks the partition a run
-should go to and says why, or raises `NoFit` naming every partition's limit.
+Pure: the partitions come from `jobkit.slurm` (read live) or a saved profile (`jobkit.clusterfacts`),
+parsed by `jobkit.slurmtext`. `choose_partition()` picks the partition a run should go to and says
+why, or raises `NoFit` naming every partition's limit; `jobkit.placement` adds accounts, QoS, typed
+GPUs and node features on top.
 """
 from __future__ import annotations
 
@@ -10,16 +11,13 @@ import grp
 import math
 import os
 import pwd
-import re
-import subprocess
 from dataclasses import dataclass
 from typing import Iterable
 
-from .slurmtime import format_time, parse_mem, parse_time
+from .slurmtime import format_time
 from .spec import Resources
 
-__all__ = ["Partition", "ClusterError", "NoFit", "Verdict", "Choice",
-           "parse_partitions", "read_partitions", "choose_partition"]
+__all__ = ["Partition", "ClusterError", "NoFit", "Verdict", "Choice", "choose_partition"]
 
 
 class ClusterError(RuntimeError):
@@ -52,6 +50,7 @@ class Partition:
     allow_accounts: str = "ALL"
     allow_groups: str = "ALL"
     allow_qos: str = "ALL"
+    max_nodes: int | None = None  # MaxNodes per job; None = UNLIMITED
 
     @property
     def up(self) -> bool:
@@ -60,18 +59,6 @@ class Partition:
     @property
     def max_time(self) -> str:
         return format_time(self.max_time_min)
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name, "state": self.state, "default": self.is_default,
-            "max_time": self.max_time, "max_time_min": self.max_time_min,
-            "default_time": None if self.default_time_min is None else format_time(self.default_time_min),
-            "priority_tier": self.priority_tier, "nodes": self.nodes, "total_cpus": self.total_cpus,
-            "max_cpus_per_node": self.max_cpus_per_node, "mem_per_node_mb": self.mem_per_node_mb,
-            "gpus_per_node": self.gpus_per_node, "preempt_mode": self.preempt_mode,
-            "grace_time_s": self.grace_time_s, "allow_accounts": self.allow_accounts,
-            "allow_groups": self.allow_groups, "allow_qos": self.allow_qos,
-        }
 
 
 @dataclass(frozen=True)
@@ -88,209 +75,6 @@ class Choice:
     verdicts: list[Verdict]
     segments: int = 1  # > 1: the run is split into this many jobs (chunked)
     time_min: int = 0  # wall time each job (segment) asks for; always <= the partition's MaxTime
-
-
-# ------------------------------------------------------------------------------------------- parsing
-
-def _fields(line: str) -> dict[str, str]:
-    """`Key=Value Key2=a=b,c=d` -> dict; a token without '=' continues the previous value."""
-    out: dict[str, str] = {}
-    last = None
-    for token in line.split():
-        key, eq, value = token.partition("=")
-        if eq and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
-            out[key] = value
-            last = key
-        elif last is not None:
-            out[last] += " " + token
-    return out
-
-
-def _int(value: str | None, default: int = 0) -> int:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return default
-
-
-def _limit(value: str | None) -> int | None:
-    """An integer limit, None for UNLIMITED/NONE/absent/0-as-unset."""
-    if value is None or value.strip().upper() in ("UNLIMITED", "INFINITE", "NONE", "N/A", ""):
-        return None
-    n = _int(value, -1)
-    return n if n > 0 else None
-
-
-def _time(value: str | None) -> int | None:
-    if value is None or value.strip().upper() in ("NONE", "N/A", ""):
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        return None
-
-
-def _mem(value: str | None) -> int | None:
-    if value is None:
-        return None
-    v = value.strip()
-    if v.upper() in ("UNLIMITED", "INFINITE", "NONE", "N/A", "0", ""):
-        return None
-    try:
-        return parse_mem(v)
-    except ValueError:
-        return None
-
-
-def parse_tres(text: str | None) -> dict[str, str]:
-    """`cpu=2,mem=21694M,node=1,billing=2,gres/gpu=4` -> {'cpu': '2', 'mem': '21694M', ...}."""
-    out: dict[str, str] = {}
-    for part in (text or "").split(","):
-        key, eq, value = part.strip().partition("=")
-        if eq and key:
-            out[key] = value
-    return out
-
-
-def tres_gpus(tres: dict[str, str]) -> int:
-    """GPUs in a TRES dict: `gres/gpu=N`, else the sum of typed `gres/gpu:TYPE=N`."""
-    if "gres/gpu" in tres:
-        return _int(tres["gres/gpu"])
-    return sum(_int(v) for k, v in tres.items() if k.startswith("gres/gpu:"))
-
-
-def gres_gpus(text: str | None) -> int:
-    """GPUs in a node's Gres: `gpu:4`, `gpu:a100:4(S:0-1)`, `gpu:a100:2,gpu:v100:2`, `(null)`."""
-    total = 0
-    for item in re.split(r",(?![^(]*\))", text or ""):
-        item = re.sub(r"\(.*?\)", "", item).strip()
-        parts = item.split(":")
-        if parts and parts[0] == "gpu":
-            count = parts[-1] if len(parts) > 1 else "1"
-            total += _int(count.split("(")[0], 1 if len(parts) == 1 else 0)
-    return total
-
-
-@dataclass
-class _NodeSize:
-    cpus: int = 0
-    mem_mb: int | None = None
-    gpus: int = 0
-
-
-def _node_sizes(text: str) -> dict[str, _NodeSize]:
-    """Per partition: the largest CPUs, memory and GPUs one of its nodes offers (`scontrol show node -o`)."""
-    sizes: dict[str, _NodeSize] = {}
-    for line in text.splitlines():
-        f = _fields(line)
-        if "NodeName" not in f:
-            continue
-        tres = parse_tres(f.get("CfgTRES"))
-        cpus = _int(tres.get("cpu"), _int(f.get("CPUTot")))
-        mem = _mem(tres.get("mem")) or _mem(f.get("RealMemory"))
-        gpus = tres_gpus(tres) if tres else gres_gpus(f.get("Gres"))
-        for name in (f.get("Partitions") or "").split(","):
-            if not name or name == "(null)":
-                continue
-            s = sizes.setdefault(name, _NodeSize())
-            s.cpus = max(s.cpus, cpus)
-            if mem is not None:
-                s.mem_mb = max(s.mem_mb or 0, mem)
-            s.gpus = max(s.gpus, gpus)
-    return sizes
-
-
-def parse_partitions(text: str, nodes_text: str | None = None) -> list[Partition]:
-    """Partitions from `scontrol show partition -o` (one line of `Key=Value` pairs per partition).
-
-    Per-node sizes (CPUs, memory, GPUs) come from the partition's TRES divided by its node count —
-    exact for homogeneous partitions. Pass `nodes_text` (`scontrol show node -o`) to use the largest
-    node of each partition instead. `MaxCPUsPerNode` and `MaxMemPerNode` cap them.
-    """
-    nodes = _node_sizes(nodes_text) if nodes_text else {}
-    out: list[Partition] = []
-    for line in text.splitlines():
-        f = _fields(line)
-        name = f.get("PartitionName")
-        if not name:
-            continue
-        tres = parse_tres(f.get("TRES"))
-        n_nodes = max(1, _int(f.get("TotalNodes"), _int(tres.get("node"), 1)))
-        total_cpus = _int(f.get("TotalCPUs"), _int(tres.get("cpu")))
-        size = nodes.get(name)
-        cpus = size.cpus if size and size.cpus else total_cpus // n_nodes
-        tres_mem = _mem(tres.get("mem"))
-        mem = size.mem_mb if size and size.mem_mb else (tres_mem // n_nodes if tres_mem else None)
-        gpus = size.gpus if size is not None else tres_gpus(tres) // n_nodes
-        cap_cpus = _limit(f.get("MaxCPUsPerNode"))
-        if cap_cpus is not None:
-            cpus = min(cpus, cap_cpus) if cpus else cap_cpus
-        cap_mem = _mem(f.get("MaxMemPerNode"))
-        if cap_mem is not None:
-            mem = min(mem, cap_mem) if mem else cap_mem
-        out.append(Partition(
-            name=name,
-            state=(f.get("State") or "UNKNOWN").upper(),
-            is_default=(f.get("Default") or "NO").upper() == "YES",
-            max_time_min=_time(f.get("MaxTime")),
-            default_time_min=_time(f.get("DefaultTime")),
-            priority_tier=_int(f.get("PriorityTier"), 1),
-            nodes=_int(f.get("TotalNodes"), n_nodes),
-            total_cpus=total_cpus,
-            max_cpus_per_node=cpus,
-            mem_per_node_mb=mem,
-            gpus_per_node=gpus,
-            preempt_mode=(f.get("PreemptMode") or "OFF").upper(),
-            grace_time_s=_int(f.get("GraceTime")),
-            allow_accounts=f.get("AllowAccounts", "ALL"),
-            allow_groups=f.get("AllowGroups", "ALL"),
-            allow_qos=f.get("AllowQos", "ALL"),
-        ))
-    return out
-
-
-# ------------------------------------------------------------------------------------------- reading
-
-def _check_conf() -> None:
-    """Slurm's clients retry a missing config file for a minute: say so at once instead."""
-    conf = os.environ.get("SLURM_CONF")
-    if conf and not os.path.exists(conf):
-        raise ClusterError(f"SLURM_CONF={conf} does not exist: is the cluster up? (slurm/up.sh prints the path)")
-    default = "/etc/slurm/slurm.conf"
-    if not conf and os.path.islink(default) and not os.path.exists(default):
-        raise ClusterError(f"{default} points to {os.readlink(default)}, which does not exist: "
-                           "start the cluster (slurm/up.sh) or use --executor local")
-
-
-def _scontrol(args: list[str], timeout: float) -> str:
-    argv = ["scontrol", *args]
-    _check_conf()
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise ClusterError("scontrol not found: is Slurm installed? "
-                           "Run slurm/up.sh or use --executor local") from None
-    except subprocess.TimeoutExpired:
-        raise ClusterError(f"`{' '.join(argv)}` did not answer in {timeout:g} s: is slurmctld running? "
-                           "(slurm/up.sh, or --executor local)") from None
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        detail = lines[-1] if lines else f"exit code {proc.returncode}"
-        raise ClusterError(f"`{' '.join(argv)}` failed: {detail}")
-    return proc.stdout
-
-
-def read_partitions(timeout: float = 10) -> list[Partition]:
-    """The cluster's partitions, now. Raises ClusterError with a one-line message."""
-    text = _scontrol(["show", "partition", "-o"], timeout)
-    try:
-        nodes_text = _scontrol(["show", "node", "-o"], timeout)
-    except ClusterError:
-        nodes_text = None  # per-node sizes then come from the partitions' TRES
-    parts = parse_partitions(text, nodes_text)
-    if not parts:
-        raise ClusterError("Slurm reports no partitions (`scontrol show partition -o` printed none)")
-    return parts
 
 
 # ------------------------------------------------------------------------------------------- choosing
@@ -317,6 +101,8 @@ def _preempting(p: Partition, partitions: Iterable[Partition]) -> bool:
 
 def _asked(res: Resources) -> str:
     gpus = f", {res.gpus} gpu{'s' if res.gpus != 1 else ''}" if res.gpus else ""
+    if res.world_size > 1:
+        gpus += f", {res.nodes} node{'s' if res.nodes != 1 else ''} × {res.tasks} tasks"
     return f"{format_time(res.time_min)}, {res.cpus} cpu{'s' if res.cpus != 1 else ''}, {res.mem_mb}M{gpus}"
 
 
@@ -325,8 +111,14 @@ def _resource_problems(p: Partition, res: Resources, groups: set[str] | None) ->
     problems = []
     if not p.up:
         problems.append(f"State={p.state}")
-    if p.max_cpus_per_node and res.cpus > p.max_cpus_per_node:
-        problems.append(f"{p.max_cpus_per_node} cpus per node < {res.cpus} asked")
+    node_cpus = res.cpus * res.tasks  # every task of a node gets `cpus`
+    if p.max_cpus_per_node and node_cpus > p.max_cpus_per_node:
+        asked = f"{res.tasks} tasks × {res.cpus} cpus" if res.tasks > 1 else f"{res.cpus}"
+        problems.append(f"{p.max_cpus_per_node} cpus per node < {asked} asked")
+    if res.nodes > p.nodes:
+        problems.append(f"{p.nodes} node{'s' if p.nodes != 1 else ''} < {res.nodes} asked")
+    elif p.max_nodes is not None and res.nodes > p.max_nodes:
+        problems.append(f"MaxNodes={p.max_nodes} < {res.nodes} asked")
     if p.mem_per_node_mb is not None and res.mem_mb > p.mem_per_node_mb:
         problems.append(f"{p.mem_per_node_mb}M memory per node < {res.mem_mb}M asked")
     if res.gpus > p.gpus_per_node:

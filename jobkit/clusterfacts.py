@@ -1,6 +1,6 @@
 """Everything jobkit knows about a cluster before choosing where runs go, as plain data: partitions
 (with their access lists), node types (CPUs, memory, typed GPUs, features), QoS limits, the user's
-associations and MaxArraySize. Parsed from Slurm's text here; read by `clusterread`; saved to and
+associations and MaxArraySize. Parsed from Slurm's text here; read by `jobkit.slurm`; saved to and
 loaded from a JSON *cluster profile* so that planning works anywhere (`--cluster FILE`).
 
 No subprocess here: tests feed canned text or a profile.
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cluster import Partition, _fields, _int, _limit, _mem, _time, parse_partitions, parse_tres
+from .cluster import Partition
+from .slurmtext import _fields, _int, _limit, _mem, _time, parse_partitions, parse_tres
 from .slurmvalues import expand_nodes
 
 PROFILE_VERSION = 1

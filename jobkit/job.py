@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import runner
+from . import distributed, runner
 from . import slurm
 from .store import RunDir
 from .state import Event
@@ -38,9 +38,13 @@ class TrainJob(slurm.Checkpointable):
         executor = env.executor
         spec = run.spec()
         limit_min = self.time_limit_min or spec.resources.time_min
+        granted = os.environ.get("JOBKIT_LOCAL_GRANTED_T")  # set by jobkit.localqueue: the clock starts there
+        topology = distributed.Topology.from_job_env(env, os.environ.get("SLURM_JOB_ID") or env.job_id)
         host = runner.Host(executor=executor, job_id=env.job_id, time_limit_s=limit_min * 60,
                            margin_s=self.signal_delay_s, stop_signals=(signal.SIGUSR2,),
-                           started=_process_start())
+                           started=float(granted) if granted else _process_start(),
+                           queued_s=float(os.environ.get("JOBKIT_LOCAL_QUEUED_S") or 0) if granted else None,
+                           topology=topology)
         chunked = spec.resources.chunk or bool(
             spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
         try:
@@ -51,6 +55,10 @@ class TrainJob(slurm.Checkpointable):
                 return command_run.run(run, host, near_limit=lambda s: _classify(s, host, False) == "timeout")
             return runner.run(run, host)
         except runner.Stopped as stop:
+            if not topology.is_main:
+                # every rank stopped at the same step and the checkpoint is on disk: this task simply
+                # ends; the main task requeues the job (which ends any straggler too)
+                return {}
             reason = _classify(stop, host, chunked)
             if reason == "timeout":
                 # Not chunked: the run asked for less time than it needs. Stop here, resumable,

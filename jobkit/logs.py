@@ -13,7 +13,7 @@ from typing import Callable, Iterator, TextIO
 
 from .state import Event
 from .store import RunDir
-from .submit import job_log_paths
+from .slurm import job_log_paths
 
 ATTEMPT_BANNER = "Starting with JobEnvironment"  # submitit's first line of every start
 
@@ -32,14 +32,14 @@ class JobLogs:
     stderr: Path
 
 
-def job_logs(run: RunDir) -> list[JobLogs]:
-    """The log files of every job of a run, oldest first."""
+def job_logs(run: RunDir, task: int = 0) -> list[JobLogs]:
+    """The log files of every job of a run, oldest first (of one task: 0 is the main rank)."""
     out, seen = [], set()
     for ev in run.events():
         job_id = ev.get("job_id")
         if ev.get("event") in (Event.SUBMITTED, Event.STARTED) and job_id and job_id not in seen:
             seen.add(job_id)
-            stdout, stderr = job_log_paths(run.path.parent, str(job_id))
+            stdout, stderr = job_log_paths(run.path.parent, str(job_id), task)
             out.append(JobLogs(str(job_id), stdout, stderr))
     return out
 
@@ -60,10 +60,10 @@ def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def attempts(run: RunDir) -> list[Attempt]:
-    """Every attempt of every job of the run, in order."""
+def attempts(run: RunDir, task: int = 0) -> list[Attempt]:
+    """Every attempt of every job of the run, in order (of one task)."""
     out = []
-    for logs in job_logs(run):
+    for logs in job_logs(run, task):
         outs, errs = split_attempts(_read(logs.stdout)), split_attempts(_read(logs.stderr))
         for i in range(max(len(outs), len(errs))):
             out.append(Attempt(logs.job_id, outs[i] if i < len(outs) else "", errs[i] if i < len(errs) else ""))

@@ -90,6 +90,61 @@ class ReportLayout:
     chart: str | None = None
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """Where a workload's process stands in a run of several tasks (data-parallel training).
+
+    A workload whose `setup` takes a `ctx` argument gets one and can run on several tasks: it draws
+    its part of every global batch (`part`), weights its loss by `share` so the averaged gradient is
+    the global batch's, wraps its model with `data_parallel`, and sums evaluation sums with
+    `all_sum`. With one task all of these are the identity: the run is exactly a one-process run.
+    Only the main rank's TensorBoard writer and `artifacts()` are called; the runner writes the rest.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: Any = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def part(self, n: int) -> slice:
+        """This rank's contiguous share of `n` items (shares differ by at most one item)."""
+        return slice(self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size)
+
+    def share(self, n: int) -> float:
+        """Factor for this rank's mean loss over its part of `n`, so that DDP's average over ranks is
+        the mean over all `n` (1.0 with one task, and for equal parts)."""
+        p = self.part(n)
+        return (p.stop - p.start) * self.world_size / n
+
+    def all_sum(self, tensor: "torch.Tensor") -> "torch.Tensor":
+        """Sum `tensor` over ranks in place (evaluation sums); the identity with one task."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor)
+        return tensor
+
+    def data_parallel(self, module: "torch.nn.Module") -> "torch.nn.Module":
+        """`module` wrapped in DistributedDataParallel when there are several tasks, else itself.
+
+        Keep the bare module for evaluation, sampling and `state_dict()`: only training steps
+        go through the wrapper (its forward and backward are collectives)."""
+        if self.world_size <= 1:
+            return module
+        import warnings
+
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.local_rank] if str(self.device).startswith("cuda") else None
+        with warnings.catch_warnings():  # torch 2.14 renames it; the old name is the one that skips syncing
+            warnings.simplefilter("ignore", FutureWarning)
+            return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+
 @runtime_checkable
 class Workload(Protocol):
     """One training job. Constructed as `Workload(params)` with its validated `Params` instance.
@@ -116,7 +171,10 @@ class Workload(Protocol):
         """
 
     def setup(self, run_dir: Path, device: "torch.device") -> None:
-        """Load data, build the model and optimizer. Called once per process, before any resume."""
+        """Load data, build the model and optimizer. Called once per process, before any resume.
+
+        A workload that trains data-parallel declares `setup(self, run_dir, device, ctx: RunContext)`;
+        one without `ctx` runs on one task only (the runner refuses several)."""
 
     def train_step(self, step: int) -> dict[str, float]:
         """One optimisation step (`step` counts from 0); returns metrics, `loss` among them."""

@@ -8,6 +8,7 @@ at the next step boundary, where the state is consistent, and then hands over to
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import signal
@@ -19,8 +20,10 @@ from typing import Any, Callable
 
 import torch
 
-from . import faults, registry, rng
+from . import distributed, faults
 from . import params as params_mod
+from . import registry, rng
+from .protocol import RunContext
 from .convergence import Plateau, target_of
 from .divergence import DivergenceMonitor
 from .store import RunDir
@@ -55,6 +58,10 @@ class Host:
     started: float = field(default_factory=time.time)
     early_s: float = 35.0  # slurmctld checks limits every 30 s: its warning may come this much early
     defer_s: float = 20.0  # ...so a warning near the limit is acted on this much later at most
+    queued_s: float | None = None  # how long a local job waited for its share of the machine
+    topology: distributed.Topology = field(default_factory=distributed.Topology)  # this task among the run's
+    collective_timeout_s: float = field(default_factory=lambda: float(
+        os.environ.get("JOBKIT_COLLECTIVE_TIMEOUT_S", distributed.DEFAULT_TIMEOUT_S)))
 
     def deadline(self) -> float | None:
         if self.time_limit_s is None:
@@ -144,14 +151,16 @@ def run(run: RunDir, host: Host | None = None,
         if faults.is_no_space(exc):  # a full disk or quota: named, the last good checkpoint stays latest
             needed = getattr(exc, "needed", None) or _checkpoint_size(run)
             message = faults.message(run.path, needed)
-            faults.record_no_space(run, message, detail=f"{type(exc).__name__}: {str(exc)[:200]}")
+            if host.topology.is_main:
+                faults.record_no_space(run, message, detail=f"{type(exc).__name__}: {str(exc)[:200]}")
             raise RunFailed(f"{message}; make room, then `jobkit resume` continues from the last checkpoint") from None
         # a bug or a crash in the workload: recorded, then raised
-        run.event(Event.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        _record_crash(run, host.topology, exc)
         raise
     finally:
         flag.restore()
-        faults.release_reserve(run.path)
+        if host.topology.is_main:
+            faults.release_reserve(run.path)
 
 
 def _checkpoint_size(run: RunDir) -> int:
@@ -160,27 +169,93 @@ def _checkpoint_size(run: RunDir) -> int:
     return max(kept[0].size, faults.RESERVE_BYTES) if kept else 1_000_000
 
 
+def _record_crash(run: RunDir, topo: distributed.Topology, exc: BaseException) -> None:
+    """A FAILED event for a crash. With several tasks the rank that crashed names itself; a rank that
+    only lost contact with it records nothing when the crashed rank already said why."""
+    error = f"{type(exc).__name__}: {exc}"
+    extra: dict[str, Any] = {}
+    if topo.distributed:
+        if distributed.looks_collective(exc):
+            time.sleep(1.0)  # the crashed rank's own event, if it could write one, lands first
+            started = [i for i, e in enumerate(run.events()) if e.get("event") == Event.STARTED]
+            since = run.events()[started[-1] if started else 0:]
+            if any(e.get("event") == Event.FAILED for e in since):
+                return
+            if not topo.is_main:
+                return  # the main rank speaks for a lost peer
+            error = str(exc) if isinstance(exc, distributed.PeerLost) else f"rank {topo.rank}: lost another rank: {error}"
+        else:
+            error = f"rank {topo.rank}: {error}"
+        extra = {"rank": topo.rank}
+    run.event(Event.FAILED, error=error.splitlines()[0][:500] if topo.distributed else error,
+              traceback=traceback.format_exc(limit=8), **extra)
+
+
+class _NullWriter:
+    """TensorBoard for ranks other than the main one: every call does nothing."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
 def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], None] | None,
           writer_cls: Any) -> dict[str, float]:
     try:
         spec, workload, params = build_workload(run)
     except params_mod.ParamError as exc:
         message = f"spec.json: {exc}"
-        run.event(Event.FAILED, step=0, error=message)
+        if host.topology.is_main:
+            run.event(Event.FAILED, step=0, error=message)
         raise RunFailed(message) from None
     res = spec.resources
+    topo = host.topology
+    main = topo.is_main
     torch.set_num_threads(max(1, res.cpus))
     device = torch.device("cuda" if res.gpus > 0 and torch.cuda.is_available() else "cpu")
-    rng.seed_all(params.seed)
-    attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
-    run.remove_temp_files()
-    faults.ensure_reserve(run.path)
+    if topo.distributed and device.type == "cuda":
+        device = torch.device("cuda", topo.local_rank % max(1, torch.cuda.device_count()))
+    takes_ctx = "ctx" in inspect.signature(workload.setup).parameters
+    if topo.distributed and not takes_ctx:
+        message = (f"workload {spec.workload!r} trains in one process only (its setup() takes no ctx); "
+                   "resubmit with tasks_per_node = 1 and nodes = 1")
+        if main:
+            run.event(Event.FAILED, step=0, error=message)
+        raise RunFailed(message)
+    group = distributed.Group(topo, device, host.collective_timeout_s) if topo.distributed else None
     try:
-        workload.setup(run.path, device)
+        return _train(run, host, flag, on_step, writer_cls, spec, workload, params, device, group, takes_ctx)
+    finally:
+        if group is not None:
+            group.close()
+
+
+def _train(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], None] | None, writer_cls: Any,
+           spec: Any, workload: Any, params: Any, device: torch.device, group: "distributed.Group | None",
+           takes_ctx: bool) -> dict[str, float]:
+    topo = host.topology
+    main = topo.is_main
+
+    def note(name: str, **fields: Any) -> None:  # events come from the main rank only
+        if main:
+            run.event(name, **fields)
+
+    rng.seed_all(distributed.rank_seed(params.seed, topo.rank))
+    attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
+    if main:  # one writer of the run folder: other ranks must not delete its temporary files
+        run.remove_temp_files()
+        faults.ensure_reserve(run.path)
+    try:
+        if takes_ctx:
+            ctx = RunContext(rank=topo.rank, world_size=topo.world_size, local_rank=topo.local_rank, device=device)
+            workload.setup(run.path, device, ctx=ctx)
+        else:
+            workload.setup(run.path, device)
     except (OSError, ValueError, RuntimeError) as exc:
         if faults.is_no_space(exc):
             raise
-        message = f"setup failed: {exc}"
+        if group is not None and distributed.looks_collective(exc):
+            raise
+        message = f"setup failed: {exc}" if group is None else f"setup failed on rank {topo.rank}: {exc}"
         run.event(Event.FAILED, step=0, error=message)
         raise RunFailed(message) from exc
 
@@ -192,7 +267,13 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
     if loaded is not None:
         state, info = loaded
         workload.load_state_dict(state["workload"])
-        rng.set_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        if group is None:
+            rng.set_state(state["rng"])
+        elif ranks is not None and len(ranks) == topo.world_size:
+            rng.set_state(ranks[topo.rank])
+        elif topo.rank == 0:  # another world size than the checkpoint's: exact no more (README)
+            rng.set_state(state["rng"])
         monitor.load_state_dict(state.get("runner", {}).get("divergence", {}))
         if plateau is not None:
             plateau.load_state_dict(state.get("runner", {}).get("plateau", {}))
@@ -201,13 +282,19 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
     ended = step >= total or (plateau is not None and plateau.converged)
     if ended and any(e.get("event") == Event.FINISHED for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
-    _refuse_stalled_loop(run, step)
-    run.event(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
-              host=socket.gethostname(), pid=os.getpid(), device=str(device),
-              resumed_from=None if loaded is None else loaded[1].file)
+    _refuse_stalled_loop(run, step, write=main)
+    ranks: list[Any] = []
+    if group is not None:  # every rank has read the run before the main rank writes; where each one runs
+        ranks = group.gather([socket.gethostname(), os.getpid()])
+    note(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
+         host=socket.gethostname(), pid=os.getpid(), device=str(device),
+         resumed_from=None if loaded is None else loaded[1].file, threads=torch.get_num_threads(),
+         cores=_cores(), **({} if host.queued_s is None else {"queued_s": round(host.queued_s, 3)}),
+         **({"nodes": topo.nodes, "tasks": topo.world_size, "ranks": ranks} if group is not None else {}))
 
     # a deep queue: scalars are handed to the writer thread in bursts (it is flushed at checkpoints)
-    writer = writer_cls(log_dir=str(run.tb_dir), purge_step=step + 1 if step else None, max_queue=1000)
+    writer = (writer_cls(log_dir=str(run.tb_dir), purge_step=step + 1 if step else None, max_queue=1000)
+              if main else _NullWriter())
     last_ckpt_time = time.monotonic()
     last_progress = 0.0
     step_time_ema: float | None = None
@@ -218,16 +305,24 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
     def checkpoint(reason: str) -> None:
         nonlocal last_ckpt_time
         writer.flush()
-        state = {"format": CHECKPOINT_FORMAT, "step": step, "workload": workload.state_dict(),
-                 "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict(),
-                                                         **({"plateau": plateau.state_dict()} if plateau else {})}}
-        info = run.save_checkpoint(step, state, keep=params.keep_checkpoints)
+        ranks = group.gather(rng.get_state()) if group is not None else None
+        if main:
+            state = {"format": CHECKPOINT_FORMAT, "step": step, "workload": workload.state_dict(),
+                     "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict(),
+                                                        **({"plateau": plateau.state_dict()} if plateau else {})}}
+            if ranks is not None:
+                state["rng_ranks"] = ranks
+            info = run.save_checkpoint(step, state, keep=params.keep_checkpoints)
+            run.event(Event.CHECKPOINT, step=step, file=info.file, reason=reason, seconds=round(info.seconds, 4),
+                      step_seconds=None if step_time_ema is None else round(step_time_ema, 5))
+        if group is not None:
+            group.barrier("waiting for the main rank's checkpoint")  # nobody goes on (or exits) before it is on disk
         last_ckpt_time = time.monotonic()
-        run.event(Event.CHECKPOINT, step=step, file=info.file, reason=reason, seconds=round(info.seconds, 4),
-                  step_seconds=None if step_time_ema is None else round(step_time_ema, 5))
 
     def progress(force: bool = False) -> None:
         nonlocal last_progress
+        if not main:
+            return
         now = time.time()
         if not force and now - last_progress < PROGRESS_EVERY_S:
             return
@@ -241,34 +336,48 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         val_metrics = _scalar_metrics(workload.evaluate())
         for key, value in val_metrics.items():
             writer.add_scalar(f"val/{key}", value, step)
-        run.write_metrics({"step": step, **val_metrics})
+        if main:
+            run.write_metrics({"step": step, **val_metrics})
         if plateau is not None and not plateau.converged:
             value = val_metrics.get(target.metric)
             if value is None or not math.isfinite(value):
                 message = (f"stop = 'plateau' watches {target.metric}, but evaluate() returned "
                            f"{value!r} for it at step {step}; use stop = 'steps' for this workload")
-                run.event(Event.FAILED, step=step, error=message)
+                note(Event.FAILED, step=step, error=message)
                 raise RunFailed(message)
             plateau.update(step, value)
             if plateau.converged:
-                run.event(Event.CONVERGED, step=step, best_step=plateau.best_step, best=plateau.best,
+                note(Event.CONVERGED, step=step, best_step=plateau.best_step, best=plateau.best,
                           metric=target.metric, patience=plateau.patience, min_delta=plateau.min_delta)
 
     def artifacts() -> None:
+        if not main:
+            return
         extra = _scalar_metrics(workload.artifacts(step, writer, run.samples_dir) or {})
         for key, value in extra.items():
             writer.add_scalar(f"val/{key}", value, step)
 
+    def stop_wanted() -> bool:  # this rank's view; with several ranks it is agreed on below
+        if flag.reason is None and deadline is not None and time.time() >= deadline:
+            flag.reason = "time limit of this segment"
+        return flag.reason is not None and host.stop_now(flag.at or time.time(), time.time())
+
+    # with several ranks, whether to stop (and to checkpoint on time) is agreed at every step boundary
+    agreed_stop = group is not None and group.agree([float(stop_wanted())])[0] > 0
+    due_time_agreed = False
     try:
         while step < total:
-            if flag.reason is None and deadline is not None and time.time() >= deadline:
-                flag.reason = "time limit of this segment"
-            if flag.reason is not None and host.stop_now(flag.at or time.time(), time.time()):
+            if agreed_stop if group is not None else stop_wanted():
                 checkpoint("stop")
                 progress(force=True)
-                raise Stopped(step, flag.reason)
+                raise Stopped(step, flag.reason or "stop agreed with the other ranks")
             t0 = time.perf_counter()
             metrics = _scalar_metrics(workload.train_step(step))
+            if group is not None:
+                due = bool(params.checkpoint_minutes) and (
+                    time.monotonic() - last_ckpt_time >= params.checkpoint_minutes * 60)
+                metrics, flags = distributed.mean_metrics(group, metrics, [float(stop_wanted()), float(due)])
+                agreed_stop, due_time_agreed = flags[0] > 0, flags[1] > 0
             elapsed = time.perf_counter() - t0
             step_time_ema = elapsed if step_time_ema is None else 0.9 * step_time_ema + 0.1 * elapsed
             loss = metrics.get("loss")
@@ -277,12 +386,12 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
                 kept = f"the last good checkpoint (step {good[0].step}) is kept" if good else "no checkpoint was written"
                 message = (f"loss is {loss} at step {step + 1}: training diverged; {kept}. "
                            "Lower the learning rate or enable gradient clipping, then resubmit.")
-                run.event(Event.FAILED, step=step, error=message)
+                note(Event.FAILED, step=step, error=message)
                 raise RunFailed(message)
             step += 1
             last_metrics = metrics
             for kind, message in monitor.update(step, loss):
-                run.event(Event.ALARM, step=step, kind=kind, message=message)
+                note(Event.ALARM, step=step, kind=kind, message=message)
             if step % params.log_every == 0 or step == total:
                 for key, value in metrics.items():
                     writer.add_scalar(f"train/{key}", value, step)
@@ -293,7 +402,10 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
             if params.sample_every and step % params.sample_every == 0 and step < total:
                 artifacts()
             due_steps = params.checkpoint_every and step % params.checkpoint_every == 0
-            due_time = params.checkpoint_minutes and time.monotonic() - last_ckpt_time >= params.checkpoint_minutes * 60
+            if group is None:
+                due_time = params.checkpoint_minutes and time.monotonic() - last_ckpt_time >= params.checkpoint_minutes * 60
+            else:
+                due_time = due_time_agreed
             if (due_steps or due_time) and step < total:
                 checkpoint("periodic")
             progress()
@@ -304,7 +416,8 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
         artifacts()
         checkpoint("final")
         final = {**{f"train_{k}": v for k, v in last_metrics.items()}, **val_metrics}
-        _write_hparams(writer, dict(spec.params), final)
+        if main:
+            _write_hparams(writer, dict(spec.params), final)
         progress(force=True)
     except BaseException:
         try:
@@ -313,14 +426,22 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
             pass
         raise
     writer.close()
-    run.event(Event.FINISHED, step=step, metrics=final,
-              **({"converged": {"step": plateau.converged_step, "best_step": plateau.best_step,
-                                "best": plateau.best, "metric": target.metric}}
-                 if plateau is not None and plateau.converged else {}))
+    note(Event.FINISHED, step=step, metrics=final,
+         **({"converged": {"step": plateau.converged_step, "best_step": plateau.best_step,
+                           "best": plateau.best, "metric": target.metric}}
+            if plateau is not None and plateau.converged else {}))
     return final
 
 
-def _refuse_stalled_loop(run: RunDir, step: int) -> None:
+def _cores() -> list[int] | None:
+    """The CPUs this process may run on (a local job is pinned to its share)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _refuse_stalled_loop(run: RunDir, step: int, write: bool = True) -> None:
     """Stop a run that keeps being requeued without finishing a step (it would loop forever)."""
     stalled = 0
     for ev in reversed(run.events()):
@@ -334,5 +455,6 @@ def _refuse_stalled_loop(run: RunDir, step: int) -> None:
         message = (f"no progress: requeued {stalled} times at step {step} without finishing a step; "
                    "the job's time limit is too short for setup + one step + a checkpoint. "
                    "Resubmit with a longer --time.")
-        run.event(Event.FAILED, step=step, error=message)
+        if write:
+            run.event(Event.FAILED, step=step, error=message)
         raise RunFailed(message)

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .state import ATTEMPT_ENDS, STATE_OF_EVENT, Event, State
+from .state import ATTEMPT_ENDS, QUEUED, STATE_OF_EVENT, Event, State
 from .store import RunDir
 
 
@@ -49,6 +49,7 @@ class RunSummary:
     checkpoint_seconds: float | None = None
     entry: int = 0  # the sweep file's [[run]] table it came from (sweep order)
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
+    tasks: str | None = None  # "nodes×tasks per node" of a run of several tasks (None: one process)
 
     @property
     def eta_s(self) -> float | None:
@@ -77,6 +78,9 @@ def summarize(run: RunDir) -> RunSummary:
     spec = run.spec()
     s = RunSummary(run_id=run.run_id, sweep=spec.sweep, workload=spec.workload, path=str(run.path),
                    params=dict(spec.params), total=int(spec.params.get("steps", 0)), entry=spec.entry)
+    res = spec.resources
+    if res.world_size > 1:
+        s.tasks = f"{res.nodes}×{res.tasks}"
     attempt_start: float | None = None
     events, s.warnings = run.read_events()
     for ev in events:
@@ -96,6 +100,7 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
         s.state = STATE_OF_EVENT[kind]
     if kind == Event.SUBMITTED:
         s.job_id, s.partition, s.executor = ev.get("job_id"), ev.get("partition"), ev.get("executor")
+        s.host = ev.get("host", s.host)
         s.submitted_t = t
         s.error = None
     elif kind == Event.STARTED:
@@ -104,6 +109,9 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
         attempt_start = t
         s.job_id = ev.get("job_id") or s.job_id
         s.pid, s.host = ev.get("pid"), ev.get("host")
+        if ev.get("tasks"):  # what the job really ran (the spec may have changed since)
+            nodes = int(ev.get("nodes") or 1)
+            s.tasks = f"{nodes}×{int(ev['tasks']) // nodes}"
         s.executor = ev.get("executor") or s.executor
         s.step = max(s.step, int(ev.get("step", 0)))
     elif kind == Event.CHECKPOINT:
@@ -152,6 +160,10 @@ def _rest(s: RunSummary, run: RunDir, attempt_start: float | None) -> RunSummary
     if s.state == State.RUNNING and s.executor != "slurm" and not _alive_here(s.pid, s.host):
         s.state = State.FAILED  # a local process that died without a word (kill -9, OOM)
         s.error = s.error or "the process ended without recording why (killed?)"
+    if s.state in QUEUED and s.executor == "local" and (s.job_id or "").isdigit() \
+            and not _alive_here(int(s.job_id), s.host):
+        s.state = State.FAILED  # its local controller is gone: it will never (re)start
+        s.error = s.error or "its local job is gone without recording an end (killed?)"
     return s
 
 

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
+import shlex
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from .cluster import ClusterError, Partition
+from .clusterfacts import ClusterFacts, facts_from_text
+from .slurmtext import parse_partitions
 
 
 
@@ -37,6 +43,105 @@ DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 def conf_path() -> Path:
     """The slurm.conf clients read: $SLURM_CONF, else the default path."""
     return Path(os.environ.get("SLURM_CONF") or DEFAULT_CONF)
+
+
+# ------------------------------------------------------------------------------ reading the cluster
+
+def check_conf() -> None:
+    """Slurm's clients retry a missing config file for a minute: say so at once instead."""
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.exists(conf):
+        raise ClusterError(f"SLURM_CONF={conf} does not exist: is the cluster up? (slurm/up.sh prints the path)")
+    default = "/etc/slurm/slurm.conf"
+    if not conf and os.path.islink(default) and not os.path.exists(default):
+        raise ClusterError(f"{default} points to {os.readlink(default)}, which does not exist: "
+                           "start the cluster (slurm/up.sh) or use --executor local")
+
+
+def scontrol(args: list[str], timeout: float) -> str:
+    argv = ["scontrol", *args]
+    check_conf()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ClusterError("scontrol not found: is Slurm installed? "
+                           "Run slurm/up.sh or use --executor local") from None
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"`{' '.join(argv)}` did not answer in {timeout:g} s: is slurmctld running? "
+                           "(slurm/up.sh, or --executor local)") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        detail = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise ClusterError(f"`{' '.join(argv)}` failed: {detail}")
+    return proc.stdout
+
+
+def read_partitions(timeout: float = 10) -> list[Partition]:
+    """The cluster's partitions, now. Raises ClusterError with a one-line message."""
+    text = scontrol(["show", "partition", "-o"], timeout)
+    try:
+        nodes_text = scontrol(["show", "node", "-o"], timeout)
+    except ClusterError:
+        nodes_text = None  # per-node sizes then come from the partitions' TRES
+    parts = parse_partitions(text, nodes_text)
+    if not parts:
+        raise ClusterError("Slurm reports no partitions (`scontrol show partition -o` printed none)")
+    return parts
+
+
+ASSOC_FORMAT = "Cluster,Account,User,Partition,QOS,DefaultQOS,MaxWall,MaxJobs,MaxSubmit,MaxTRES"
+QOS_FORMAT = "Name,Priority,MaxWall,MaxTRES,MaxTRESPU,MaxJobsPU,MaxSubmitPU,Flags"
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("USER", str(os.getuid()))
+
+
+def _sacctmgr(args: list[str], timeout: float) -> str:
+    """`sacctmgr -nP ...` output; raises ClusterError with Slurm's last line when it fails."""
+    argv = ["sacctmgr", "-nP", *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ClusterError("sacctmgr not found") from None
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"sacctmgr did not answer in {timeout:g} s") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        raise ClusterError(lines[-1] if lines else f"sacctmgr exit code {proc.returncode}")
+    return proc.stdout
+
+
+def read_facts(timeout: float = 10, accounting: bool = True) -> ClusterFacts:
+    """Partitions, nodes, MaxArraySize, and (when accounting answers) the user's associations and QoS."""
+    parts = scontrol(["show", "partition", "-o"], timeout)
+    try:
+        nodes = scontrol(["show", "node", "-o"], timeout)
+    except ClusterError:
+        nodes = None
+    try:
+        config = scontrol(["show", "config"], timeout)
+    except ClusterError:
+        config = None
+    assoc = qos = None
+    note = None
+    if accounting:
+        try:
+            assoc = _sacctmgr(["show", "assoc", f"user={_user()}", f"format={ASSOC_FORMAT}"], timeout)
+            qos = _sacctmgr(["show", "qos", f"format={QOS_FORMAT}"], timeout)
+        except ClusterError as exc:
+            assoc = qos = None
+            note = (f"no accounting ({exc}): accounts and QoS are not checked; "
+                    "choosing from the partitions' limits alone")
+    facts = facts_from_text(parts, nodes, qos, assoc, config)
+    if not facts.partitions:
+        raise ClusterError("Slurm reports no partitions (`scontrol show partition -o` printed none)")
+    if note:
+        facts.notes.append(note)
+    return facts
 
 
 def last_line(text: str) -> str:
@@ -133,6 +238,94 @@ def _squeue(view: SlurmView) -> SlurmView:
 
 
 
+# --------------------------------------------------------------------------- submitting, via submitit
+
+MAX_REQUEUES = 1000  # submitit's own count of signal requeues; jobkit stops loops itself (runner)
+NOT_SBATCH = {"setup", "signal_delay_s", "additional_parameters", "srun_args", "stderr_to_stdout"}
+
+
+class SubmissionRefused(RuntimeError):
+    """The scheduler refused a submission; the message is its one line."""
+
+
+def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
+    """submitit's folder for one job of a sweep (pickles, logs); `%j` is the template submitit fills."""
+    return Path(sweep_dir) / ".submitit" / job_id
+
+
+def job_log_paths(sweep_dir: Path, job_id: str, task: int = 0) -> tuple[Path, Path]:
+    """(stdout, stderr) that submitit writes for one task of the job (task 0: the main rank)."""
+    folder = job_folder(sweep_dir, job_id)
+    return folder / f"{job_id}_{task}_log.out", folder / f"{job_id}_{task}_log.err"
+
+
+def slurm_executor(folder: Path, params: dict[str, Any], python: str | None = None) -> Any:
+    """submitit's SlurmExecutor with these parameters (its public `update_parameters` names)."""
+    import submitit
+
+    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_REQUEUES, python=python or None)
+    ex.update_parameters(stderr_to_stdout=False, **params)
+    return ex
+
+
+def local_executor(folder: Path, timeout_min: int, signal_delay_s: int, gpus: int, tasks: int,
+                   python: str | None = None) -> Any:
+    """submitit's LocalExecutor: the job runs on this machine, `tasks` processes of it."""
+    import submitit
+
+    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=MAX_REQUEUES, python=python or None)
+    ex.update_parameters(timeout_min=timeout_min, signal_delay_s=signal_delay_s, gpus_per_node=gpus,
+                         tasks_per_node=tasks)
+    return ex
+
+
+def submit(executor: Any, fns: Sequence[Any]) -> list[Any]:
+    """One job array for several callables (one sbatch), a plain job for one. Raises SubmissionRefused."""
+    try:
+        return executor.submit_array(list(fns)) if len(fns) > 1 else [executor.submit(fns[0])]
+    except Exception as exc:  # submitit raises sbatch's failure as a plain exception
+        raise SubmissionRefused(_refusal(exc)) from None
+
+
+def cancel_submitted(jobs: Sequence[Any]) -> None:
+    """Take back jobs this command submitted (all-or-nothing submission)."""
+    for job in jobs:
+        try:
+            job.cancel(check=False)
+        except Exception:
+            pass
+
+
+def _refusal(exc: Exception) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "error:" in line.lower() and "sbatch" in line.lower():
+            return line.strip()
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def render_script(params: dict[str, Any], folder: Path, python: str) -> str:
+    """The batch script for executor `params`, laid out as submitit writes it: one `#SBATCH` line per
+    parameter (and the log paths, signal and open mode it adds), the setup lines, then `srun` running
+    submitit's entry point. Values were validated when parsed, so none needs quoting; the site's
+    `setup` lines and `python` are the site's own shell text."""
+    flags = {k.replace("_", "-"): v for k, v in params.items() if k not in NOT_SBATCH}
+    flags.update({"nodes": params.get("nodes", 1), "wckey": "submitit", "open-mode": "append",
+                  "signal": f"USR2@{params.get('signal_delay_s', 90)}",
+                  "output": str(folder / "%j_0_log.out"), "error": str(folder / "%j_0_log.err")})
+    flags.update(params.get("additional_parameters") or {})
+    lines = ["#!/bin/bash", "", "# Parameters"]
+    lines += [f"#SBATCH --{k}" if v is True else f"#SBATCH --{k}={v}" for k, v in sorted(flags.items())]
+    if params.get("setup"):
+        lines += ["", "# setup", *params["setup"]]
+    srun = ["srun", "--unbuffered", "--output", str(folder / "%j_%t_log.out"),
+            "--error", str(folder / "%j_%t_log.err"), *(params.get("srun_args") or [])]
+    lines += ["", "# command", "export SUBMITIT_EXECUTOR=slurm",
+              f"{shlex.join(srun)} {python} -u -m submitit.core._submit {folder}", ""]
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------ inside a job
 
 @dataclass(frozen=True)
@@ -141,6 +334,9 @@ class JobEnvironment:
     job_id: str  # `123`, or `123_4` for a task of an array
     global_rank: int = 0
     num_tasks: int = 1
+    local_rank: int = 0
+    num_nodes: int = 1
+    hostnames: tuple[str, ...] = ()  # the allocation's nodes; the first is the rendezvous
 
 
 def job_environment() -> JobEnvironment:
@@ -149,7 +345,8 @@ def job_environment() -> JobEnvironment:
 
     env = submitit.JobEnvironment()
     return JobEnvironment(executor="local" if env.cluster == "local" else "slurm", job_id=str(env.job_id),
-                          global_rank=env.global_rank, num_tasks=env.num_tasks)
+                          global_rank=env.global_rank, num_tasks=env.num_tasks, local_rank=env.local_rank,
+                          num_nodes=env.num_nodes, hostnames=tuple(env.hostnames))
 
 
 def requeue(env: JobEnvironment) -> str:

@@ -18,7 +18,8 @@ from .slurmtime import format_time, parse_mem, parse_time
 
 # what a run asks for and how it is handled (`check_data`: check its data at submit); never hashed
 RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk",
-                 "account", "qos", "constraint", "nodes", "exclude", "sbatch", "check_data")
+                 "account", "qos", "constraint", "nodes", "exclude", "sbatch", "tasks_per_node",
+                 "check_data")
 # Workload fields (validated with the workload's params) that say how a run is run, not what it
 # computes: recorded in the spec beside the resources, changeable by `resume --set`, never hashed.
 SETTING_KEYS = ("checkpoint_every", "checkpoint_minutes", "eval_every", "sample_every", "log_every",
@@ -43,6 +44,7 @@ class Resources:
     qos: str | None = None  # None: chosen (the association's default QoS, else the shortest that fits)
     constraint: str | None = None  # node features joined by & and |
     nodes: int = 1
+    tasks_per_node: int | None = None  # None: one task per GPU (`gpus` is per node), else one
     exclude: str | None = None  # node list never to run on
     sbatch: tuple[tuple[str, str], ...] = ()  # allow-listed extra sbatch options (slurmvalues.SBATCH_OPTIONS)
     check_data: bool = True  # check the data at submit (false: it exists only on compute nodes)
@@ -50,7 +52,16 @@ class Resources:
     def shape(self) -> tuple:
         """Runs with equal shapes share one job array (one sbatch call)."""
         return (self.time_min, self.cpus, self.mem_mb, self.gpus, self.partition, self.gpu_type, self.account,
-                self.qos, self.constraint, self.nodes, self.exclude, self.sbatch)
+                self.qos, self.constraint, self.nodes, self.exclude, self.sbatch, self.tasks)
+
+    @property
+    def tasks(self) -> int:
+        """Tasks (processes) per node: data-parallel ranks, `cpus` threads each."""
+        return self.tasks_per_node or max(1, self.gpus)
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.tasks
 
     @property
     def time(self) -> str:
@@ -74,6 +85,7 @@ class Resources:
             "qos": self.qos,
             "constraint": self.constraint,
             "nodes": self.nodes,
+            "tasks_per_node": self.tasks_per_node,
             "exclude": self.exclude,
             "sbatch": dict(self.sbatch),
             "check_data": self.check_data,
@@ -112,6 +124,11 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
                 if minutes is None or minutes <= 0:
                     raise ValueError(f"expected a positive time like '02:00:00', got {value!r}")
                 changes["time_min" if key == "time" else "total_time_min"] = minutes
+            elif key == "tasks_per_node":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                    raise ValueError(f"expected an integer >= 1, got {value!r}")
+                changes[key] = value
+                continue
             elif key == "gpus":
                 changes["gpus"], changes["gpu_type"] = _parse_gpus(value)
             elif key in ("cpus", "nodes"):

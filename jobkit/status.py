@@ -11,6 +11,9 @@ from typing import Sequence
 from .runstate import RunSummary, summarize
 from .slurm import SLURM_QUEUED, SLURM_RUNNING, SlurmView, query_states
 from .state import ACTIVE, TERMINAL, State, as_state
+
+# Ends only the scheduler can report (the run had no chance to write its own last word).
+SCHEDULER_ENDED = {State.TIMEOUT, State.PREEMPTED, State.NODE_FAIL, State.OUT_OF_MEMORY}
 from .store import RunDir
 
 
@@ -39,12 +42,12 @@ def overlay(summary: RunSummary, view: SlurmView) -> RunSummary:
     elif slurm_state in SLURM_QUEUED:
         requeued = summary.state in (State.REQUEUED, State.RUNNING) and summary.attempts
         summary.state = State.REQUEUED if requeued else State.PENDING
-    elif slurm_state == "COMPLETED":
+    elif slurm_state == State.COMPLETED:
         # the job ended fine but the run did not finish: submitit gave up requeueing
         summary.state = summary.state if summary.state in TERMINAL else State.FAILED
     else:
         summary.state = as_state(slurm_state)
-        if slurm_state in ("TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY") and not summary.error:
+        if slurm_state in SCHEDULER_ENDED and not summary.error:
             summary.error = f"Slurm ended job {summary.job_id}: {slurm_state}"
     return summary
 

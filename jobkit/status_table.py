@@ -36,7 +36,7 @@ NOTE_MIN_WIDTH = 16  # an error line gets at least this much of a narrow termina
 NOTE_WANT_WIDTH = 48  # and up to this much before a column that matters makes room for it
 # Narrow terminal: drop these first (leftmost first); "keys" stands for the parameter columns, widest
 # first (the run id carries their values). The first CHEAP ones also make room for an error line.
-DROP_ORDER = ("job", "requeues/segs", "partition", "loss", "speed", "keys", "step", "val", "time")
+DROP_ORDER = ("job", "nodes×tasks", "requeues/segs", "partition", "loss", "speed", "keys", "step", "val", "time")
 CHEAP = 4
 
 
@@ -184,6 +184,7 @@ def _columns(keys: Sequence[str]) -> list[Column]:
     cols += [
         Column("partition", lambda s: s.partition or MISSING),
         Column("job", lambda s: s.job_id or MISSING),
+        Column("nodes×tasks", lambda s: s.tasks or MISSING),
         Column("state", lambda s: s.state),
         Column("requeues/segs", lambda s: f"{s.requeues}/{max(s.attempts, 0)}"),
         Column("step", lambda s: f"{s.step}/{s.total}", right=True),

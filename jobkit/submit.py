@@ -13,16 +13,20 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from . import cluster as cluster_mod
+from . import localqueue
 from . import placement as placement_mod
 from .clusterfacts import ClusterFacts
 from . import slurm
+from .localnode import Node, Request
 from .runstate import RunSummary
 from .siteconfig import SiteConfig
 from .spec import JobSpec, Resources
@@ -31,6 +35,7 @@ from .status import collect_status
 from .store import RunDir
 
 JOB_NAME_PREFIX = "jobkit-"
+LOCAL_CONTROLLER_TIMEOUT_MIN = 60 * 24 * 365  # a queued local job may wait long; jobkit.localqueue times the run
 
 
 class SubmitError(RuntimeError):
@@ -199,37 +204,20 @@ def slurm_parameters(res: Resources, partition: str | None, sweep: str,
     for key in ("account", "qos", "constraint", "exclude"):
         if getattr(res, key):
             params[key] = getattr(res, key)
-    if res.nodes > 1:  # the job holds the nodes; jobkit runs one training process on the first
+    if res.world_size > 1:  # one job step of nodes × tasks_per_node data-parallel ranks
         params["nodes"] = res.nodes
-        params["srun_args"] = ["--nodes=1", "--ntasks=1"]
+        params["ntasks_per_node"] = res.tasks
     if site is not None and site.setup:
         params["setup"] = list(site.setup)
     return params
 
 
-def _executor(kind: str, folder: Path, res: Resources, partition: str | None, segments: int, sweep: str,
-              site: SiteConfig | None = None) -> Any:
-    import submitit
-
-    delay = signal_delay_for(res)
-    if kind == "slurm":
-        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=100 + 2 * segments,
-                                    python=site.python if site is not None and site.python else None)
-        ex.update_parameters(stderr_to_stdout=False, **slurm_parameters(res, partition, sweep, site))
-        return ex
-    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=100 + 2 * segments)
-    ex.update_parameters(timeout_min=res.time_min, signal_delay_s=delay, gpus_per_node=res.gpus)
-    return ex
-
-
 def sbatch_script(item: PlannedRun, root: Path, site: SiteConfig | None = None) -> str:
-    """The sbatch script submitit would send for this run (for `--dry-run --show-script`)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    params = slurm_parameters(item.job_res, item.partition, item.spec.sweep, site)
+    """The batch script this run's job would be sent with (`--dry-run --show-script`): rendered from
+    the same parameters `execute` gives the executor, so the two cannot drift apart."""
     python = site.python if site is not None and site.python else shlex.quote(sys.executable)
-    return _make_sbatch_string(command=f"{python} -u -m submitit.core._submit %j",
-                               folder=str(job_folder(Path(root) / item.spec.sweep)), **params)
+    return slurm.render_script(slurm_parameters(item.job_res, item.partition, item.spec.sweep, site),
+                               slurm.job_folder(Path(root) / item.spec.sweep), python)
 
 
 def arrays(planned: list[PlannedRun], max_array_size: int | None = None) -> list[list[PlannedRun]]:
@@ -253,6 +241,8 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
     from .job import TrainJob  # imports torch: only when something is submitted
 
     todo = [p for p in planned if p.submits]
+    local = executor == "local"  # locally one job per run: each waits for its own share of the machine
+    node, pool, t0 = (Node.detect(), localqueue.pool_dir(), time.time_ns()) if local else (None, None, 0)
     created: list[Path] = []
     sent: list[Any] = []
     try:
@@ -263,48 +253,68 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
             else:  # resources may have changed; identity cannot
                 RunDir(item.run_dir).write_spec(item.spec, sync=False)
         os.sync()  # one flush for every spec, before any job can start (not an fsync per file)
-        for items in arrays(todo, max_array_size if executor == "slurm" else None):
-            sweep, segments = items[0].spec.sweep, items[0].segments
-            folder = job_folder(Path(root).resolve() / sweep)
+        for n, items in enumerate(arrays(todo, max_array_size if executor == "slurm" else 1)):
+            sweep = items[0].spec.sweep
+            folder = slurm.job_folder(Path(root).resolve() / sweep)
             partition = items[0].partition
-            ex = _executor(executor, folder, items[0].job_res, partition, segments, sweep, site)
+            python = None
+            if local:  # FIFO key: this submission's time, then the run's place in it
+                python = localqueue.wrapper_command(pool, node, Request.of(items[0].job_res), f"{t0:020d}-{n:05d}",
+                                                    items[0].job_res.time_min * 60, str(items[0].run_dir.resolve()))
+            res = items[0].job_res
+            if executor == "slurm":
+                ex = slurm.slurm_executor(folder, slurm_parameters(res, partition, sweep, site),
+                                          python=site.python if site is not None else None)
+            else:  # `python` puts jobkit.localqueue in front of each task: it waits for its share, then runs
+                ex = slurm.local_executor(folder, timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,
+                                          signal_delay_s=signal_delay_for(res), gpus=res.gpus,
+                                          tasks=res.world_size, python=shlex.join(python) if python else None)
             fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min)
                    for item in items]
             try:
-                jobs = ex.submit_array(fns) if len(fns) > 1 else [ex.submit(fns[0])]
-            except Exception as exc:  # sbatch refused: say why in one line
-                raise SubmitError(_sbatch_message(exc)) from None
+                with _stdio_detached(executor == "local"):
+                    jobs = slurm.submit(ex, fns)
+            except slurm.SubmissionRefused as exc:  # sbatch refused: say why in one line
+                raise SubmitError(str(exc)) from None
             sent.extend(jobs)
             for item, job in zip(items, jobs):
                 item.job_id = str(job.job_id)
                 run = RunDir(item.run_dir)
+                where = {"host": socket.gethostname()} if executor == "local" else {}
                 run.event(Event.SUBMITTED, sync=False, job_id=item.job_id, partition=partition, executor=executor,
                           time=item.job_res.time, segments=item.segments,
-                          resume=item.action == "resume", array_size=len(items))
+                          resume=item.action == "resume", array_size=len(items), **where)
                 _link_logs(run, folder.parent, item.job_id)
             _drop_template_folder(folder)
         os.sync()
     except BaseException:
-        for job in sent:
-            try:
-                job.cancel(check=False)
-            except Exception:
-                pass
+        slurm.cancel_submitted(sent)
         for path in created:
             shutil.rmtree(path, ignore_errors=True)
         raise
     return planned
 
 
-def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
-    """submitit's folder for one job of a sweep (pickles, logs); `%j` is the template submitit fills."""
-    return Path(sweep_dir) / ".submitit" / job_id
-
-
-def job_log_paths(sweep_dir: Path, job_id: str) -> tuple[Path, Path]:
-    """(stdout, stderr) that submitit writes for the job (task 0)."""
-    folder = job_folder(sweep_dir, job_id)
-    return folder / f"{job_id}_0_log.out", folder / f"{job_id}_0_log.err"
+@contextmanager
+def _stdio_detached(on: bool) -> Iterator[None]:
+    """Local controllers outlive this command and inherit its stdout/stderr: give them /dev/null, or
+    `jobkit submit | tee` and `$(jobkit submit --json)` would wait until every local run has ended."""
+    if not on:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in (1, 2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(null)
 
 
 def _drop_template_folder(folder: Path) -> None:
@@ -324,12 +334,3 @@ def _link_logs(run: RunDir, jobs_folder: Path, job_id: str) -> None:
             link.symlink_to(jobs_folder / job_id)
     except OSError:
         pass  # logs stay reachable through the events' job ids
-
-
-def _sbatch_message(exc: Exception) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if "error:" in line.lower() and "sbatch" in line.lower():
-            return line.strip()
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    return lines[-1] if lines else type(exc).__name__

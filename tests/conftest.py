@@ -40,7 +40,7 @@ def slurm_required() -> bool:
 class SlurmCluster:
     conf: Path  # the slurm.conf clients and jobs use (SLURM_CONF)
     state_dir: Path | None  # None: a cluster this checkout did not start
-    partitions: list = field(default_factory=list)  # jobkit.cluster.Partition, as read live
+    partitions: list = field(default_factory=list)  # jobkit.cluster.Partition, as read live by jobkit.slurm
     accounting: bool = True
     started_here: bool = False  # brought up by this test session
     port_base: int = 6817  # slurmctld's port; slurmd of n1 +1, slurmdbd +2, MariaDB +3, n2 +4, n3 +5
@@ -109,12 +109,12 @@ def _no_cluster(reason: str):
 
 
 def _read_partitions(env: dict[str, str]) -> list:
-    from jobkit import cluster
+    from jobkit import slurm
 
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = env["SLURM_CONF"]
     try:
-        return cluster.read_partitions(timeout=20)
+        return slurm.read_partitions(timeout=20)
     finally:
         if old is None:
             os.environ.pop("SLURM_CONF", None)

@@ -1,12 +1,15 @@
 """jobkit.cluster: parsing `scontrol show partition -o` and choosing a partition (canned text, no Slurm)."""
 from __future__ import annotations
 
+import dataclasses
+
 import subprocess
 
 import pytest
 
-from jobkit import cluster
-from jobkit.cluster import Choice, ClusterError, NoFit, choose_partition, parse_partitions
+from jobkit import placement, slurm, slurmtext
+from jobkit.cluster import Choice, ClusterError, NoFit, choose_partition
+from jobkit.slurmtext import parse_partitions
 from jobkit.spec import Resources
 
 # What slurm/up.sh's cluster prints (Slurm 22.05.8), verbatim.
@@ -111,11 +114,11 @@ def test_parse_with_node_lines_uses_the_largest_node():
 
 
 def test_gres_forms():
-    assert cluster.gres_gpus("gpu:4") == 4
-    assert cluster.gres_gpus("gpu:a100:2(S:0-1),gpu:v100:2") == 4
-    assert cluster.gres_gpus("(null)") == 0
-    assert cluster.gres_gpus("mps:100,gpu:1") == 1
-    assert cluster.tres_gpus(cluster.parse_tres("cpu=2,gres/gpu:a=1,gres/gpu:b=2")) == 3
+    assert slurmtext.gres_gpus("gpu:4") == 4
+    assert slurmtext.gres_gpus("gpu:a100:2(S:0-1),gpu:v100:2") == 4
+    assert slurmtext.gres_gpus("(null)") == 0
+    assert slurmtext.gres_gpus("mps:100,gpu:1") == 1
+    assert slurmtext.tres_gpus(slurmtext.parse_tres("cpu=2,gres/gpu:a=1,gres/gpu:b=2")) == 3
 
 
 # ------------------------------------------------------------------------------------------- choosing
@@ -258,39 +261,39 @@ def test_no_partitions():
         choose_partition([], res(), groups={"root"})
 
 
-def test_to_json_roundtrip_fields():
-    d = P["submit"].to_json()
-    assert d["max_time"] == "2-00:00:00" and d["max_time_min"] == 2880 and d["default"] is False
+def test_one_json_shape_the_dataclass_fields():
+    d = dataclasses.asdict(P["submit"])
+    assert P["submit"].max_time == "2-00:00:00" and d["max_time_min"] == 2880 and d["is_default"] is False
 
 
 # ------------------------------------------------------------------------------------------- reading
 
 def test_read_partitions_errors(monkeypatch):
-    monkeypatch.setattr(cluster, "_check_conf", lambda: None)
+    monkeypatch.setattr(slurm, "check_conf", lambda: None)
     def missing(*a, **k):
         raise FileNotFoundError("scontrol")
 
     monkeypatch.setattr(subprocess, "run", missing)
     with pytest.raises(ClusterError, match="scontrol not found: is Slurm installed"):
-        cluster.read_partitions()
+        slurm.read_partitions()
 
     def slow(argv, **k):
         raise subprocess.TimeoutExpired(argv, k.get("timeout"))
 
     monkeypatch.setattr(subprocess, "run", slow)
     with pytest.raises(ClusterError, match="did not answer in 3 s"):
-        cluster.read_partitions(timeout=3)
+        slurm.read_partitions(timeout=3)
 
     def failing(argv, **k):
         return subprocess.CompletedProcess(argv, 1, "", "slurm_load_partitions: Unable to contact slurm controller (connect failure)\n")
 
     monkeypatch.setattr(subprocess, "run", failing)
     with pytest.raises(ClusterError, match="Unable to contact slurm controller"):
-        cluster.read_partitions()
+        slurm.read_partitions()
 
 
 def test_read_partitions_uses_argv_and_node_sizes(monkeypatch):
-    monkeypatch.setattr(cluster, "_check_conf", lambda: None)
+    monkeypatch.setattr(slurm, "check_conf", lambda: None)
     calls = []
 
     def fake(argv, **k):
@@ -300,7 +303,7 @@ def test_read_partitions_uses_argv_and_node_sizes(monkeypatch):
         return subprocess.CompletedProcess(argv, 0, out, "")
 
     monkeypatch.setattr(subprocess, "run", fake)
-    parts = cluster.read_partitions()
+    parts = slurm.read_partitions()
     assert [p.name for p in parts] == ["test", "submit", "preempt"]
     assert calls[0] == (["scontrol", "show", "partition", "-o"], False)
     assert parts[0].mem_per_node_mb == 21694
@@ -310,7 +313,7 @@ def test_read_partitions_uses_argv_and_node_sizes(monkeypatch):
 
 @pytest.mark.slurm
 def test_live_partitions(slurm_cluster):
-    parts = {p.name: p for p in cluster.read_partitions()}
+    parts = {p.name: p for p in slurm.read_partitions()}
     assert {"test", "submit", "preempt"} <= set(parts)
     t, s, pre = parts["test"], parts["submit"], parts["preempt"]
     assert t.is_default and t.max_time_min == 10 and t.grace_time_s == 30 and t.up
@@ -318,11 +321,16 @@ def test_live_partitions(slurm_cluster):
     assert pre.priority_tier == 10 and pre.preempt_mode == "OFF" and pre.priority_tier > t.priority_tier
     assert t.preempt_mode == "REQUEUE"
     assert t.max_cpus_per_node >= 1 and t.mem_per_node_mb and t.gpus_per_node == 0
-    assert choose_partition(list(parts.values()), Resources(time_min=5)).partition.name == "test"
-    assert choose_partition(list(parts.values()), Resources(time_min=60)).partition.name == "submit"
+    # sizes and times alone (placement adds the QoS rules: `express` admits only QoS short)
+    sized = [p for p in parts.values() if p.allow_qos == "ALL" and p.allow_accounts == "ALL"]
+    assert choose_partition(sized, Resources(time_min=5)).partition.name == "test"
+    assert choose_partition(sized, Resources(time_min=60)).partition.name == "cpu"  # 1 day < submit's 2
+    assert choose_partition(sized, Resources(time_min=2000)).partition.name == "submit"
+    facts = slurm.read_facts()  # express (1 h) would be shorter, but it admits QoS short only
+    assert placement.place(facts, Resources(time_min=60)).choice.partition.name == "cpu"
 
 
 def test_missing_conf_is_reported_at_once(monkeypatch, tmp_path):
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "nope.conf"))
     with pytest.raises(ClusterError, match="nope.conf does not exist"):
-        cluster.read_partitions()
+        slurm.read_partitions()

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import gpu_university as uni
-from jobkit import clusterfacts, clusterread, placement, siteconfig
+from jobkit import clusterfacts, placement, siteconfig, slurm
 from jobkit import submit as submit_mod
 from jobkit.cli import cli
 from jobkit.cluster import NoFit
@@ -346,13 +346,13 @@ def test_read_facts_with_and_without_accounting(tmp_path, monkeypatch):
     _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\ncase "$3" in assoc) cat {texts}/a;; qos) cat {texts}/q;; esac\n')
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("SLURM_CONF", raising=False)
-    monkeypatch.setattr("jobkit.cluster._check_conf", lambda: None)
-    f = clusterread.read_facts()
+    monkeypatch.setattr("jobkit.slurm.check_conf", lambda: None)
+    f = slurm.read_facts()
     assert f.accounting and f.to_json() == uni.facts().to_json() and not f.notes
     assert log.read_text().split().count("sacctmgr") == 2
     log.write_text("")
     _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\necho "sacctmgr: error: Problem talking to the database" >&2\nexit 1\n')
-    f = clusterread.read_facts()
+    f = slurm.read_facts()
     assert not f.accounting and len(f.notes) == 1 and "no accounting" in f.notes[0]
     assert log.read_text().split().count("sacctmgr") == 1
     # partition facts alone: qos-only partitions need the qos asked, account-only ones the account

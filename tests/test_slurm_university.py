@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from jobkit import clusterread, placement
+from jobkit import placement, slurm
 from jobkit.cluster import NoFit
 from jobkit.spec import parse_resources
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slurm
 def facts(slurm_cluster):
     """The live facts; skip unless the cluster is the agreed university layout."""
     try:
-        f = clusterread.read_facts()
+        f = slurm.read_facts()
     except Exception as exc:  # noqa: BLE001 - a skip reason, not a failure of this module
         pytest.skip(f"cannot read the cluster's facts: {exc}")
     names = {p.name for p in f.partitions}

@@ -19,8 +19,10 @@ from .common import console, fail, find, root_option, resolve_root
 @click.option("--attempt", type=int, default=None, help="Only attempt N (1 = first start; requeues add attempts).")
 @click.option("--stderr/--stdout", "stderr", default=True, show_default=True,
               help="Include stderr (submitit's log and tracebacks go there).")
+@click.option("--task", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which task (rank) of a run of several tasks; 0 is the main rank.")
 @root_option
-def logs(run_selector: str, follow: bool, attempt: int | None, stderr: bool, root: Path | None) -> None:
+def logs(run_selector: str, follow: bool, attempt: int | None, stderr: bool, task: int, root: Path | None) -> None:
     """Print the stdout and stderr of every Slurm attempt of RUN.
 
     \b
@@ -28,16 +30,20 @@ def logs(run_selector: str, follow: bool, attempt: int | None, stderr: bool, roo
       jobkit logs charlm-lstm-3f9a1c2e
       jobkit logs charlm-lstm --attempt 2
       jobkit logs charlm-lstm -f
+      jobkit logs charlm-ddp --task 1
     """
     root = resolve_root(root)
     runs = find(root, [run_selector])
     if len(runs) != 1:
         fail(f"{run_selector!r} matches {len(runs)} runs; give a longer run id")
     run = runs[0]
-    jobs = logs_mod.job_logs(run)
+    jobs = logs_mod.job_logs(run, task)
     if not jobs:
         fail(f"{run.run_id} has no job logs (never submitted, or run in the foreground with `jobkit run`)")
-    chunks = logs_mod.attempts(run)
+    if task and not any(j.stdout.exists() or j.stderr.exists() for j in jobs):
+        tasks = run.spec().resources.world_size
+        fail(f"--task {task}: {run.run_id} has no logs of task {task} (it runs {tasks} task(s): 0..{tasks - 1})")
+    chunks = logs_mod.attempts(run, task)
     first = 1
     if attempt is not None:
         if not 1 <= attempt <= len(chunks):

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from .. import cluster as cluster_mod
-from .. import clusterfacts, clusterread
+from .. import clusterfacts, slurm
 from ..slurmtime import format_time
 from .common import console, err_console, fail, json_option, print_json
 
@@ -34,7 +34,7 @@ def partitions(save: Path | None, profile: Path | None, as_json: bool) -> None:
       jobkit submit jobs/sweeps/seed.toml --dry-run --explain --cluster mycluster.json
     """
     try:
-        facts = clusterfacts.load_profile(profile) if profile else clusterread.read_facts()
+        facts = clusterfacts.load_profile(profile) if profile else slurm.read_facts()
     except (cluster_mod.ClusterError, ValueError) as exc:
         fail(str(exc))
     if save is not None:

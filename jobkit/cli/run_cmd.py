@@ -16,26 +16,30 @@ def run(run_dir: Path) -> None:
     """Run or continue RUN_DIR in this shell, from its latest checkpoint.
 
     SIGINT, SIGTERM or SIGUSR2 checkpoint at the next step boundary and exit with code 3;
-    running the same command again continues from there.
+    running the same command again continues from there. Started by torchrun (RANK, WORLD_SIZE,
+    MASTER_ADDR, MASTER_PORT set), each process is one data-parallel rank of the run.
 
     \b
     Example:
       jobkit run runs/smoke/charlm-lstm-3f9a1c2e
     """
-    from .. import registry, runner  # torch comes with them: only this command needs it
+    from .. import distributed, registry, runner  # torch comes with them: only this command needs it
 
     rd = RunDir(run_dir)
     if not rd.exists():
         fail(f"{run_dir}: not a run directory (no spec.json); create runs with `jobkit submit SWEEP`")
     out = console()
+    topology = distributed.Topology.from_environ() or distributed.Topology()
     try:
         if rd.spec().workload == "command":
             from .. import command_run
 
             final = command_run.run(rd)
         else:
-            final = runner.run(rd)
+            final = runner.run(rd, runner.Host(topology=topology))
     except runner.Stopped as stop:
+        if not topology.is_main:
+            raise SystemExit(runner.EXIT_STOPPED)
         rd.event(Event.STOPPED, step=stop.step, reason=stop.reason)
         out.print(f"[yellow]stopped[/] at step {stop.step} ({stop.reason}); checkpoint saved — "
                   f"continue with: jobkit run {run_dir}")
@@ -45,5 +49,7 @@ def run(run_dir: Path) -> None:
         raise SystemExit(EXIT_FAILED)
     except registry.UnknownWorkload as exc:
         fail(str(exc))
+    if not topology.is_main:
+        return
     shown = ", ".join(f"{k}={v:.4g}" for k, v in final.items())
     out.print(f"[green]finished[/] {rd.run_id}: {shown}")

@@ -8,13 +8,14 @@ import click
 from rich.table import Table
 
 from .. import cluster as cluster_mod
-from .. import clusterfacts, clusterread, siteconfig
+from .. import clusterfacts, localqueue, siteconfig
 from .. import command as command_mod
 from .. import datacheck
 from .. import submit as submit_mod
 from .. import sweep as sweep_mod
 from .. import params as params_mod
 from .. import registry, slurm
+from ..localnode import Node, Request, schedule
 from ..spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec, ResourceError, Resources, parse_resources
 from ..store import find_runs
 from .complete import sweeps_and_runs
@@ -25,7 +26,8 @@ ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running":
 
 executor_option = click.option(
     "--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,
-    help="auto: Slurm when its controller answers, else submitit's local executor (same runner, same resume).")
+    help="auto: Slurm when its controller answers, else submitit's local executor (same runner, same resume). "
+         "local: this machine as one node; runs wait until their cpus, mem and gpus are free.")
 dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would be submitted and why; write nothing.")
 wait_option = click.option("--wait", is_flag=True, help="Show live progress until every run has ended.")
 
@@ -40,7 +42,7 @@ def _facts(executor: str, profile: Path | None) -> clusterfacts.ClusterFacts | N
     if executor != "slurm":
         return None
     try:
-        return clusterread.read_facts()
+        return slurm.read_facts()
     except cluster_mod.ClusterError as exc:
         fail(str(exc))
 
@@ -60,6 +62,34 @@ def _resolve_executor(name: str) -> str:
     return chosen
 
 
+def _local_node(specs: list[JobSpec]) -> Node:
+    """This machine as the local executor's one node; a run larger than it is refused before anything is written."""
+    node = Node.detect()
+    for spec in specs:
+        res = spec.resources  # every rank of a multi-process run runs here, each with `cpus` cores
+        why = node.refusal(Request(cpus=res.cpus * res.world_size, mem_mb=res.mem_mb * res.world_size,
+                                   gpus=res.gpus * res.nodes))
+        if why:
+            fail(f"{spec.run_id}: {why}, and the local executor runs on this machine only; "
+                 "ask for less (--set) or submit to a Slurm cluster")
+    return node
+
+
+def _local_outlook(node: Node, planned: list[submit_mod.PlannedRun]) -> dict:
+    """How the runs to submit would share this machine: how many start now, how many wait."""
+    reqs = [Request.of(p.job_res) for p in planned if p.submits]
+    try:
+        held, waiting = localqueue.busy(localqueue.pool_dir())
+    except OSError:
+        held, waiting = Request(0, 0, 0), 0
+    start_now = 0 if waiting else schedule(node, reqs, held)
+    shapes = sorted({r for r in reqs}, key=lambda r: (r.cpus, r.mem_mb, r.gpus))
+    return {"node": node.to_json(), "describe": node.describe(), "start_now": start_now,
+            "queued": len(reqs) - start_now, "busy": {"cpus": held.cpus, "mem_mb": held.mem_mb, "gpus": held.gpus},
+            "waiting_before": waiting,
+            "at_once": [{"cpus": r.cpus, "mem_mb": r.mem_mb, "gpus": r.gpus, "runs": node.at_once(r)} for r in shapes]}
+
+
 def _plan(specs: list[JobSpec], root: Path, executor: str, facts: clusterfacts.ClusterFacts | None,
           site: siteconfig.SiteConfig, check_only: bool = False) -> list[submit_mod.PlannedRun]:
     """The plan; `check_only` skips reading the runs' state (partitions and input checks only)."""
@@ -68,6 +98,31 @@ def _plan(specs: list[JobSpec], root: Path, executor: str, facts: clusterfacts.C
                                facts=facts, site=site)
     except cluster_mod.NoFit as exc:
         fail(str(exc))
+
+
+def _verb(verb: str, n: int, dry_run: bool) -> str:
+    return f"would {verb}" if dry_run else verb + "s" * (n == 1)
+
+
+def _render_local(outlook: dict, explain: bool, dry_run: bool) -> None:
+    out = console()
+    start, wait = outlook["start_now"], outlook["queued"]
+    if explain:
+        out.print(f"Local executor: this machine is one node with {outlook['describe']}. A run starts only when "
+                  "its cpus, mem and gpus are free (first in, first out, shared by every local jobkit run of "
+                  "yours); its threads are pinned to its own cores; a run larger than the machine is refused.")
+        for shape in outlook["at_once"]:
+            out.print(f"  runs with cpus {shape['cpus']}, mem {shape['mem_mb']}M, gpus {shape['gpus']}: "
+                      f"{shape['runs']} at a time on the empty machine")
+        busy = outlook["busy"]
+        if busy["cpus"] or outlook["waiting_before"]:
+            out.print(f"  now in use by other local runs: {busy['cpus']} CPUs, {busy['mem_mb']}M, {busy['gpus']} GPUs; "
+                      f"{outlook['waiting_before']} waiting before these")
+    if start or wait:
+        line = f"On this machine: {start} {_verb('start', start, dry_run)} now"
+        if wait:
+            line += f", {wait} {_verb('wait', wait, dry_run)} in the local queue"
+        out.print(line)
 
 
 def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, dry_run: bool) -> None:
@@ -146,14 +201,23 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
         for note in notes:
             err_console().print(f"[yellow]note[/] {note}")
     max_array = facts.max_array_size if facts is not None else None
+    node = _local_node(specs) if executor == "local" else None
+    if node is not None and not dry_run:
+        try:
+            localqueue.open_pool(localqueue.pool_dir())
+        except OSError as exc:
+            fail(f"local queue folder: {exc}; set JOBKIT_LOCAL_POOL to another folder")
+    outlook = None
     if dry_run:
         planned = _plan(specs, root, executor, facts, site)
+        outlook = _local_outlook(node, planned) if node else None
     else:
         _plan(specs, root, executor, facts, site, check_only=True)  # NoFit and friends before anything is written
         sweeps = sorted({s.sweep for s in specs})
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
                 planned = _plan(specs, root, executor, facts, site)  # under the lock: no duplicate jobs
+                outlook = _local_outlook(node, planned) if node else None
                 if any(p.submits for p in planned):
                     submit_mod.execute(planned, root, executor, site=site, max_array_size=max_array)
         except submit_mod.SubmitError as exc:
@@ -168,11 +232,15 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
                             "qos": a[0].job_res.qos, "time": a[0].job_res.time, "segments": a[0].segments}
                            for a in submit_mod.arrays(planned, max_array)],
                 "runs": [p.to_json() for p in planned]}
+        if outlook is not None:
+            data["local"] = {k: v for k, v in outlook.items() if k != "describe"}
         if show_script and executor == "slurm":
             data["scripts"] = {p.spec.run_id: submit_mod.sbatch_script(p, root, site) for p in planned if p.submits}
         print_json(data)
     else:
         _render(planned, executor, explain, dry_run)
+        if outlook is not None:
+            _render_local(outlook, explain, dry_run)
         if show_script and executor == "slurm":
             for p in planned:
                 if p.submits:

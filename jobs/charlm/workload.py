@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jobkit.atomic import write_text
-from jobkit.protocol import Metric, ReportLayout
+from jobkit.protocol import Metric, ReportLayout, RunContext
 from jobkit.torchutil import eval_mode
 
 from jobkit.datacheck import DataProblem
@@ -114,15 +114,17 @@ class CharLM:
                               "a readable UTF-8 text file, or data = \"tinyshakespeare\" with "
                               "tinyshakespeare.txt in $JOBKIT_DATA") from None
 
-    def setup(self, run_dir: Path, device: torch.device) -> None:
+    def setup(self, run_dir: Path, device: torch.device, ctx: RunContext = RunContext()) -> None:
         p = self.params
-        self.run_dir, self.device = Path(run_dir), torch.device(device)
+        self.run_dir, self.device, self.ctx = Path(run_dir), torch.device(device), ctx
         self.corpus: Corpus = load_corpus(p.data, lowercase=p.lowercase, val_fraction=p.val_fraction,
                                           min_split=max(p.context, p.prompt_len) + 1)
         self.vocab = self.corpus.vocab
-        write_text(self.run_dir / "vocab.json", self.vocab.to_json() + "\n")
+        if ctx.is_main:
+            write_text(self.run_dir / "vocab.json", self.vocab.to_json() + "\n")
 
         self.model = build_seeded_model(p, len(self.vocab)).to(self.device)
+        self.train_model = ctx.data_parallel(self.model)  # steps only; the bare model evaluates and is saved
         self.optimizer = make_adamw(param_groups(self.model, p.weight_decay), lr=p.lr, betas=(0.9, p.beta2))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, WarmupCosine(p.lr, p.min_lr, p.warmup_steps, p.steps, constant=p.schedule == "constant"))
@@ -150,11 +152,18 @@ class CharLM:
     def train_step(self, step: int) -> dict[str, float]:
         p = self.params
         start = time.perf_counter()
-        x, y = random_batch(self.corpus.train, p.batch_size, p.context, self.batch_generator)
+        if self.ctx.world_size == 1:
+            x, y = random_batch(self.corpus.train, p.batch_size, p.context, self.batch_generator)
+        else:  # every rank draws the global batch's starts (one generator) and keeps its part
+            starts = torch.randint(0, len(self.corpus.train) - p.context, (p.batch_size,),
+                                   generator=self.batch_generator)
+            x, y = windows(self.corpus.train, starts[self.ctx.part(p.batch_size)], p.context)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         with self._autocast():
-            logits = self.model(x)
+            logits = self.train_model(x)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        if self.ctx.world_size > 1:
+            loss = loss * self.ctx.share(p.batch_size)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if p.grad_clip > 0:
@@ -174,14 +183,19 @@ class CharLM:
         chunk = max(1, EVAL_TOKENS // p.context)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
+        mine = self.val_starts if self.ctx.world_size == 1 else self.val_starts[self.ctx.part(len(self.val_starts))]
         with eval_mode(self.model), torch.no_grad():
-            for starts in self.val_starts.split(chunk):
+            for starts in mine.split(chunk):
                 x, y = windows(self.corpus.val, starts, p.context)
                 x, y = x.to(self.device), y.to(self.device)
                 with self._autocast():
                     logits = self.model(x)
                 total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
                 count += y.numel()
+        if self.ctx.world_size > 1:  # sharded: the ranks' sums are added
+            both = self.ctx.all_sum(torch.stack([total, torch.tensor(float(count), dtype=torch.float64,
+                                                                     device=self.device)]))
+            total, count = both[0], int(both[1].item())
         val_loss = total.item() / count
         return {"val_loss": val_loss, "val_bpc": val_loss / math.log(2)}
 

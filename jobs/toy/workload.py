@@ -16,7 +16,7 @@ from torch import nn
 
 from jobkit import atomic
 from jobkit.params import ParamError
-from jobkit.protocol import MAX_BATCH, BaseParams
+from jobkit.protocol import MAX_BATCH, BaseParams, RunContext
 from jobkit.torchutil import eval_mode
 
 
@@ -48,13 +48,15 @@ class Toy:
         self.p = params
         self.total_steps = params.steps
 
-    def setup(self, run_dir: Path, device: torch.device) -> None:
+    def setup(self, run_dir: Path, device: torch.device, ctx: RunContext = RunContext()) -> None:
+        self.ctx = ctx
         g = torch.Generator().manual_seed(self.p.seed + 1)
         self.teacher = _mlp(self.p.dim, self.p.hidden, 0.0)
         with torch.no_grad():
             for t in self.teacher.parameters():
                 t.copy_(torch.randn(t.shape, generator=g) / math.sqrt(t.shape[-1]))
         self.model = _mlp(self.p.dim, self.p.hidden, self.p.dropout)
+        self.train_model = ctx.data_parallel(self.model)  # the bare model evaluates and is saved
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.p.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: 1.0 / (1.0 + s / 1000))
         self.data = torch.Generator().manual_seed(self.p.seed + 2)
@@ -63,7 +65,11 @@ class Toy:
             self.val_y = self.teacher(self.val_x)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's part of the global batch: every rank draws the same batch (one shared generator,
+        so the batch does not depend on the world size) and keeps its slice."""
         x = torch.randn(self.p.batch_size, self.p.dim, generator=self.data)
+        if self.ctx.world_size > 1:
+            x = x[self.ctx.part(self.p.batch_size)]
         with torch.no_grad():
             return x, self.teacher(x)
 
@@ -71,7 +77,9 @@ class Toy:
         if self.p.step_sleep:
             time.sleep(self.p.step_sleep)
         x, y = self._batch()
-        loss = nn.functional.mse_loss(self.model(x), y)
+        loss = nn.functional.mse_loss(self.train_model(x), y)
+        if self.ctx.world_size > 1:
+            loss = loss * self.ctx.share(self.p.batch_size)
         if step == self.p.fail_at:
             loss = loss * float("nan")
         self.opt.zero_grad(set_to_none=True)
@@ -82,12 +90,20 @@ class Toy:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        if self.ctx.world_size == 1:
+            with eval_mode(self.model):
+                loss = nn.functional.mse_loss(self.model(self.val_x), self.val_y).item()
+            return {"val_loss": loss}
+        part = self.ctx.part(len(self.val_x))  # sharded: each rank sums its part, the sums are added
         with eval_mode(self.model):
-            loss = nn.functional.mse_loss(self.model(self.val_x), self.val_y).item()
-        return {"val_loss": loss}
+            total = nn.functional.mse_loss(self.model(self.val_x[part]), self.val_y[part], reduction="sum")
+        total = self.ctx.all_sum(total.double().reshape(1))
+        return {"val_loss": total.item() / self.val_y.numel()}
 
     def artifacts(self, step: int, writer: Any, out_dir: Path) -> dict[str, float]:
-        atomic.write_json(out_dir / f"step-{step:06d}.json", {"step": step, **self.evaluate()})
+        with eval_mode(self.model), torch.no_grad():  # main rank only: no collective here
+            loss = nn.functional.mse_loss(self.model(self.val_x), self.val_y).item()
+        atomic.write_json(out_dir / f"step-{step:06d}.json", {"step": step, "val_loss": loss})
         return {}
 
     def state_dict(self) -> dict[str, Any]:

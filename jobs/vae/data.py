@@ -177,8 +177,12 @@ class FaceData:
         self.kind, self.train, self.val, self.description = kind, train, val, description
         self.channels = train.channels
 
-    def train_batch(self, generator: torch.Generator, batch_size: int, device: torch.device) -> torch.Tensor:
+    def train_batch(self, generator: torch.Generator, batch_size: int, device: torch.device,
+                    part: slice | None = None) -> torch.Tensor:
+        """A random batch; `part`: only that slice of it (a data-parallel rank's share)."""
         index = torch.randint(0, len(self.train), (batch_size,), generator=generator)
+        if part is not None:
+            index = index[part]
         return self.train.load(index).to(device).float().div_(255.0)
 
 
@@ -196,8 +200,10 @@ class SpritesData:
         self.val = (sprites.render(self.val_factors) * 255).to(torch.uint8)
         self._mig: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def train_batch(self, generator: torch.Generator, batch_size: int, device: torch.device) -> torch.Tensor:
-        return sprites.render(sprites.sample_factors(batch_size, generator), device)
+    def train_batch(self, generator: torch.Generator, batch_size: int, device: torch.device,
+                    part: slice | None = None) -> torch.Tensor:
+        factors = sprites.sample_factors(batch_size, generator)
+        return sprites.render(factors if part is None else factors[part], device)
 
     def mig_set(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(factors (n, 5), images uint8 (n, 1, 64, 64) as 0/255) — fixed for every run, kept after first use."""

@@ -60,6 +60,10 @@ class VAE(nn.Module):
         """Pixel means in [0, 1] (for pictures)."""
         return torch.sigmoid(self.decoder(z))
 
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """`losses`: what a DistributedDataParallel wrapper calls."""
+        return self.losses(x, noise)
+
     def losses(self, x: torch.Tensor, noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Per-image reconstruction (summed over pixels) and per-dimension KL; `noise` None = use the mean.
 

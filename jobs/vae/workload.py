@@ -20,7 +20,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from jobkit.atomic import write_bytes, write_text
-from jobkit.protocol import ImageKind, Metric, ReportLayout
+from jobkit.protocol import ImageKind, Metric, ReportLayout, RunContext
 from jobkit.torchutil import eval_mode
 
 from . import sprites
@@ -75,9 +75,9 @@ class BetaVAE:
         """At submit: the dataset's files exist and an npy header fits (see `check_dataset`)."""
         check_dataset(self.params.dataset, self.params.data_dir, self.params.download)
 
-    def setup(self, run_dir: Path, device: torch.device) -> None:
+    def setup(self, run_dir: Path, device: torch.device, ctx: RunContext = RunContext()) -> None:
         p = self.params
-        self.device = torch.device(device)
+        self.device, self.ctx = torch.device(device), ctx
         self.data = load_dataset(p.dataset, data_dir=p.data_dir, val_size=p.val_size, workers=p.workers,
                                  download=p.download)
         likelihood = p.likelihood
@@ -87,6 +87,7 @@ class BetaVAE:
             torch.manual_seed(p.seed)
             model = VAE(self.data.channels, p.latents, likelihood)
         self.model = model.to(self.device)
+        self.train_model = ctx.data_parallel(self.model)  # steps only; the bare model evaluates and is saved
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=p.lr)
         self.batch_gen = torch.Generator().manual_seed(2 * p.seed + 1)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(2 * p.seed + 2)
@@ -97,12 +98,20 @@ class BetaVAE:
         p, model = self.params, self.model
         t0 = time.perf_counter()
         model.train()
-        x = self.data.train_batch(self.batch_gen, p.batch_size, self.device)
-        noise = torch.randn((x.shape[0], p.latents), generator=self.noise_gen, device=self.device)
-        out = model.losses(x, noise)
+        if self.ctx.world_size == 1:
+            x = self.data.train_batch(self.batch_gen, p.batch_size, self.device)
+            noise = torch.randn((x.shape[0], p.latents), generator=self.noise_gen, device=self.device)
+            out = model.losses(x, noise)
+        else:  # every rank draws the global batch (one generator each for images and noise), keeps its part
+            part = self.ctx.part(p.batch_size)
+            x = self.data.train_batch(self.batch_gen, p.batch_size, self.device, part)
+            noise = torch.randn((p.batch_size, p.latents), generator=self.noise_gen, device=self.device)[part]
+            out = self.train_model(x, noise)
         kl = out["kl_dims"].sum(1)
         recon = out["recon"]
         loss = (recon + p.beta * kl).mean()
+        if self.ctx.world_size > 1:
+            loss = loss * self.ctx.share(p.batch_size)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

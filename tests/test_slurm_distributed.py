@@ -1,0 +1,121 @@
+"""Data-parallel runs on the live local cluster: two tasks on two nodes (gloo), a real preemption of
+both, every process of the stopped job gone, and weights bit-identical to the uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobkit.status import collect_status
+from jobkit.store import RunDir, find_runs
+from jobkit import testing
+
+pytestmark = pytest.mark.slurm
+SWEEPS = ("ddp", "ddpre")
+
+
+@pytest.fixture(autouse=True)
+def _cancel_leftovers():
+    yield
+    for name in SWEEPS:
+        subprocess.run(["scancel", "--name", f"jobkit-{name}"], capture_output=True)
+
+
+@pytest.fixture(autouse=True)
+def _two_node_partition(slurm_cluster):
+    if "cpu" not in slurm_cluster.partition_names:
+        pytest.skip("needs the two-node partition `cpu` (slurm/up.sh's university layout)")
+
+
+def jobkit(*args, root: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "jobkit", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "JOBKIT_ROOT": str(root)}, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def wait_until(root: Path, pred, timeout: float, every: float = 1.0):
+    end = time.time() + timeout
+    while True:
+        summaries = collect_status(find_runs(root)).summaries
+        if pred(summaries):
+            return summaries
+        if time.time() > end:
+            raise AssertionError(f"timed out; states: {[(s.run_id, s.state, s.step) for s in summaries]}")
+        time.sleep(every)
+
+
+def ended(summaries) -> bool:
+    return all(s.state in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED") for s in summaries)
+
+
+SWEEP = """
+name = "{name}"
+[[run]]
+workload = "toy"
+preset = "tiny"
+steps = {steps}
+step_sleep = 0.1
+checkpoint_every = 1000
+eval_every = 20
+time = "00:05:00"
+cpus = 1
+mem = "500M"
+nodes = 2
+tasks_per_node = 1
+partition = "cpu"
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_two_tasks_on_two_nodes_then_a_preempted_copy_ends_bit_identical(tmp_path):
+    # 1. uninterrupted: two tasks, one on each node, talking over gloo
+    ref_sweep = tmp_path / "ddp.toml"
+    ref_sweep.write_text(SWEEP.format(name="ddp", steps=120))
+    jobkit("submit", ref_sweep, root=tmp_path / "ref")
+    (s,) = wait_until(tmp_path / "ref", ended, 300)
+    assert s.state == "COMPLETED", s.error
+    ref = RunDir(Path(s.path))
+    started = [e for e in ref.events() if e["event"] == "started"]
+    assert started[0]["tasks"] == 2 and started[0]["nodes"] == 2
+    assert sorted(host for host, _ in started[0]["ranks"]) == ["n1", "n2"]
+    status = json.loads(jobkit("status", "--json", root=tmp_path / "ref").stdout)
+    assert status["runs"][0]["tasks"] == "2×1"  # nodes × tasks per node
+
+    # 2. the same run, preempted by a job on `preempt` (n1) mid-run: USR2 reaches both tasks
+    sweep = tmp_path / "ddpre.toml"
+    sweep.write_text(SWEEP.format(name="ddp", steps=120))
+    jobkit("submit", sweep, root=tmp_path / "pre")
+    wait_until(tmp_path / "pre", lambda ss: ss[0].state == "RUNNING" and ss[0].step >= 25, 240, every=0.5)
+    run = RunDir(Path(find_runs(tmp_path / "pre")[0].path))
+    first = [e for e in run.events() if e["event"] == "started"][0]
+    hog = subprocess.run(["sbatch", "--parsable", "-J", "jobkit-ddpre", "-p", "preempt", "-c", "2", "--mem", "500M",
+                          "-t", "1", "-o", "/dev/null", "--wrap", "sleep 3"], capture_output=True, text=True, check=True)
+    assert hog.stdout.strip()
+    (s,) = wait_until(tmp_path / "pre", ended, 400)
+    assert s.state == "COMPLETED", s.error
+    events = run.events()
+    requeued = [e for e in events if e["event"] == "requeued"]
+    assert len(requeued) == 1 and requeued[0]["reason"] == "preemption", requeued
+    stop = [e for e in events if e["event"] == "checkpoint" and e["reason"] == "stop"]
+    assert stop and stop[0]["step"] == requeued[0]["step"]
+    # every process of the stopped attempt is gone (they share this machine's PID namespace)
+    assert not [pid for _, pid in first["ranks"] if alive(pid)]
+    a, b = ref.load_checkpoint()[0], run.load_checkpoint()[0]
+    testing.assert_same(a["workload"], b["workload"], "workload")
+    testing.assert_same(a["rng_ranks"], b["rng_ranks"], "rng_ranks")
+    # each task's own output
+    logs = jobkit("logs", run.run_id, "--task", "1", root=tmp_path / "pre").stdout
+    assert "Starting with JobEnvironment" in logs
