@@ -129,3 +129,18 @@ def record_no_space(run: Any, message_text: str, **fields: Any) -> None:
     except OSError as exc:
         print(f"jobkit: {message_text} (could not record it in {run.events_path}: {exc.strerror})",
               file=sys.stderr, flush=True)
+
+
+def report_no_space(run: Any, exc: BaseException, record: bool = True) -> str:
+    """The run's error line for a full disk, recorded as its `failed` event (by the writing rank)."""
+    needed = getattr(exc, "needed", None) or checkpoint_size(run)
+    text = message(run.path, needed)
+    if record:
+        record_no_space(run, text, detail=f"{type(exc).__name__}: {str(exc)[:200]}")
+    return f"{text}; make room, then `jobkit resume` continues from the last checkpoint"
+
+
+def checkpoint_size(run: Any) -> int:
+    """Room a run needs to go on: its newest checkpoint's size (1 MB before the first one)."""
+    kept = run.checkpoints()
+    return max(kept[0].size, RESERVE_BYTES) if kept else 1_000_000

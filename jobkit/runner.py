@@ -148,12 +148,8 @@ def run(run: RunDir, host: Host | None = None,
     except (Stopped, RunFailed):
         raise
     except Exception as exc:
-        if faults.is_no_space(exc):  # a full disk or quota: named, the last good checkpoint stays latest
-            needed = getattr(exc, "needed", None) or _checkpoint_size(run)
-            message = faults.message(run.path, needed)
-            if host.topology.is_main:
-                faults.record_no_space(run, message, detail=f"{type(exc).__name__}: {str(exc)[:200]}")
-            raise RunFailed(f"{message}; make room, then `jobkit resume` continues from the last checkpoint") from None
+        if faults.is_no_space(exc):  # a full disk or quota: named; the last good checkpoint stays latest
+            raise RunFailed(faults.report_no_space(run, exc, record=host.topology.is_main)) from None
         # a bug or a crash in the workload: recorded, then raised
         _record_crash(run, host.topology, exc)
         raise
@@ -161,12 +157,6 @@ def run(run: RunDir, host: Host | None = None,
         flag.restore()
         if host.topology.is_main:
             faults.release_reserve(run.path)
-
-
-def _checkpoint_size(run: RunDir) -> int:
-    """Room a run needs to go on: its newest checkpoint's size (1 MB before the first one)."""
-    kept = run.checkpoints()
-    return max(kept[0].size, faults.RESERVE_BYTES) if kept else 1_000_000
 
 
 def _record_crash(run: RunDir, topo: distributed.Topology, exc: BaseException) -> None:
