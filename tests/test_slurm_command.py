@@ -5,10 +5,7 @@ stderr tail; a parameter cannot inject shell syntax."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,8 +14,8 @@ import torch
 
 from jobkit import command_run
 from jobkit.runstate import summarize
-from jobkit.status import collect_status
-from jobkit.store import RunDir, find_runs
+from jobkit.store import RunDir
+from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
@@ -28,30 +25,13 @@ SWEEPS = ("cmdpre", "cmdend")
 @pytest.fixture(autouse=True)
 def _cancel_leftovers():
     yield
-    for name in SWEEPS:
-        subprocess.run(["scancel", "--name", f"jobkit-{name}"], capture_output=True)
+    cancel_sweeps(SWEEPS)
 
 
-def jobkit(*args, root: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "jobkit", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "JOBKIT_ROOT": str(root)}, cwd=REPO, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
 
 
-def wait_until(root: Path, pred, timeout: float, every: float = 2.0):
-    end = time.time() + timeout
-    while True:
-        summaries = collect_status(find_runs(root)).summaries
-        if pred(summaries):
-            return summaries
-        if time.time() > end:
-            raise AssertionError(f"timed out; states: {[(s.run_id, s.state, s.step, s.error) for s in summaries]}")
-        time.sleep(every)
 
 
-def ended(summaries) -> bool:
-    return all(s.state in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED") for s in summaries)
 
 
 EXAMPLE = """
@@ -82,7 +62,7 @@ def test_the_example_in_segments_and_preempted_ends_like_a_run_straight_through(
     hog = subprocess.run(["sbatch", "--parsable", "-p", "preempt", "-c", "2", "--mem", "500M", "-t", "1",
                           "-o", "/dev/null", "--wrap", "sleep 5"], capture_output=True, text=True, check=True)
     assert hog.stdout.strip()
-    (s,) = wait_until(root, ended, 480, every=3)
+    (s,) = wait_until(root, all_ended, 480, every=3)
     assert s.state == "COMPLETED", s.error
     reasons = [e["reason"] for e in run.events() if e["event"] == "requeued"]
     assert reasons[0] == "preemption" and "segment" in reasons, reasons
@@ -126,7 +106,7 @@ value = "; rm -rf ~"
     root = tmp_path / "runs"
     plan = json.loads(jobkit("submit", tmp_path / "s.toml", "--json", root=root).stdout)
     paths = [Path(r["path"]) for r in plan["runs"]]
-    wait_until(root, ended, 240, every=3)
+    wait_until(root, all_ended, 240, every=3)
     slow_s, fail_s, dump_s = (summarize(RunDir(p)) for p in paths)
     assert slow_s.state == "TIMEOUT" and "epoch 2 of 100, still going" in slow_s.error, slow_s.error
     (timeout,) = [e for e in RunDir(paths[0]).events() if e["event"] == "timeout"]

@@ -3,17 +3,14 @@ both, every process of the stopped job gone, and weights bit-identical to the un
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from jobkit.status import collect_status
 from jobkit.store import RunDir, find_runs
 from jobkit import testing
+from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
 
 pytestmark = pytest.mark.slurm
 SWEEPS = ("ddp", "ddpre")
@@ -22,8 +19,7 @@ SWEEPS = ("ddp", "ddpre")
 @pytest.fixture(autouse=True)
 def _cancel_leftovers():
     yield
-    for name in SWEEPS:
-        subprocess.run(["scancel", "--name", f"jobkit-{name}"], capture_output=True)
+    cancel_sweeps(SWEEPS)
 
 
 @pytest.fixture(autouse=True)
@@ -32,26 +28,10 @@ def _two_node_partition(slurm_cluster):
         pytest.skip("needs the two-node partition `cpu` (slurm/up.sh's university layout)")
 
 
-def jobkit(*args, root: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "jobkit", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "JOBKIT_ROOT": str(root)}, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
 
 
-def wait_until(root: Path, pred, timeout: float, every: float = 1.0):
-    end = time.time() + timeout
-    while True:
-        summaries = collect_status(find_runs(root)).summaries
-        if pred(summaries):
-            return summaries
-        if time.time() > end:
-            raise AssertionError(f"timed out; states: {[(s.run_id, s.state, s.step) for s in summaries]}")
-        time.sleep(every)
 
 
-def ended(summaries) -> bool:
-    return all(s.state in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED") for s in summaries)
 
 
 SWEEP = """
@@ -85,7 +65,7 @@ def test_two_tasks_on_two_nodes_then_a_preempted_copy_ends_bit_identical(tmp_pat
     ref_sweep = tmp_path / "ddp.toml"
     ref_sweep.write_text(SWEEP.format(name="ddp", steps=120))
     jobkit("submit", ref_sweep, root=tmp_path / "ref")
-    (s,) = wait_until(tmp_path / "ref", ended, 300)
+    (s,) = wait_until(tmp_path / "ref", all_ended, 300)
     assert s.state == "COMPLETED", s.error
     ref = RunDir(Path(s.path))
     started = [e for e in ref.events() if e["event"] == "started"]
@@ -104,7 +84,7 @@ def test_two_tasks_on_two_nodes_then_a_preempted_copy_ends_bit_identical(tmp_pat
     hog = subprocess.run(["sbatch", "--parsable", "-J", "jobkit-ddpre", "-p", "preempt", "-c", "2", "--mem", "500M",
                           "-t", "1", "-o", "/dev/null", "--wrap", "sleep 3"], capture_output=True, text=True, check=True)
     assert hog.stdout.strip()
-    (s,) = wait_until(tmp_path / "pre", ended, 400)
+    (s,) = wait_until(tmp_path / "pre", all_ended, 400)
     assert s.state == "COMPLETED", s.error
     events = run.events()
     requeued = [e for e in events if e["event"] == "requeued"]

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from jobkit import runner
-from jobkit.status import collect_status
 from jobkit.store import RunDir, find_runs
+from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
 
 pytestmark = pytest.mark.slurm
 SWEEPS = ("arr", "tmo", "pre", "seg", "race")  # the sweep names these tests submit
@@ -24,17 +24,9 @@ SWEEPS = ("arr", "tmo", "pre", "seg", "race")  # the sweep names these tests sub
 def _cancel_leftovers():
     """A failed test must not leave jobs queued on the shared cluster for the next one."""
     yield
-    for name in SWEEPS:
-        subprocess.run(["scancel", "--name", f"jobkit-{name}"], capture_output=True)
+    cancel_sweeps(SWEEPS)
 
 
-def jobkit(*args, root: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    full_env = {**(env or os.environ), "JOBKIT_ROOT": str(root)}
-    done = subprocess.run([sys.executable, "-m", "jobkit", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=300)
-    if check:
-        assert done.returncode == 0, done.stdout + done.stderr
-    return done
 
 
 def write_sweep(tmp_path: Path, text: str, name: str = "sweep") -> Path:
@@ -43,19 +35,8 @@ def write_sweep(tmp_path: Path, text: str, name: str = "sweep") -> Path:
     return path
 
 
-def wait_until(root: Path, pred, timeout: float, every: float = 2.0):
-    end = time.time() + timeout
-    while True:
-        summaries = collect_status(find_runs(root)).summaries
-        if pred(summaries):
-            return summaries
-        if time.time() > end:
-            raise AssertionError(f"timed out; states: {[(s.run_id, s.state, s.step) for s in summaries]}")
-        time.sleep(every)
 
 
-def all_ended(summaries) -> bool:
-    return all(s.state in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED") for s in summaries)
 
 
 def weights(run: RunDir) -> dict:

@@ -1,0 +1,47 @@
+"""Helpers the live-Slurm tests share: run the CLI, wait for runs, cancel what a test left queued."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from jobkit.state import TERMINAL
+from jobkit.status import collect_status
+from jobkit.store import find_runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def jobkit(*args, root: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """`python -m jobkit ARGS` with JOBKIT_ROOT=root, from the repository (examples/ paths resolve)."""
+    full_env = {**(env or os.environ), "JOBKIT_ROOT": str(root)}
+    done = subprocess.run([sys.executable, "-m", "jobkit", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, cwd=REPO, timeout=300)
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def wait_until(root: Path, pred: Callable, timeout: float, every: float = 2.0):
+    """The runs' summaries once `pred(summaries)` holds; AssertionError naming every state on timeout."""
+    end = time.time() + timeout
+    while True:
+        summaries = collect_status(find_runs(root)).summaries
+        if pred(summaries):
+            return summaries
+        if time.time() > end:
+            raise AssertionError(f"timed out; states: {[(s.run_id, s.state, s.step, s.error) for s in summaries]}")
+        time.sleep(every)
+
+
+def all_ended(summaries) -> bool:
+    return all(s.state in TERMINAL for s in summaries)
+
+
+def cancel_sweeps(names: Iterable[str]) -> None:
+    """Cancel this test file's jobs by their job names (`jobkit-<sweep>`), so none waits for the next test."""
+    for name in names:
+        subprocess.run(["scancel", "--name", f"jobkit-{name}"], capture_output=True)
