@@ -157,21 +157,10 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
             merged[key] = value
     _check_set_known(sets, where, workload_name, param_keys)
 
-    resources_raw = {k: merged.pop(k) for k in list(merged) if k in RESOURCE_KEYS}
-    for key, value in resources_raw.items():
-        if isinstance(value, list):
-            raise SweepError(f"{where}: {key}: resource keys take one value, not a list (got {value!r})")
-    try:
-        resources = parse_resources(resources_raw)
-    except ValueError as exc:
-        raise SweepError(f"{where}: {exc}") from None
+    resources = _pop_resources(merged, where)
 
     list_keys = [k for k, v in merged.items() if isinstance(v, list) and not _list_typed(cls, k)]
-    for key in list_keys:
-        if not merged[key]:
-            raise SweepError(f"{where}: {key}: an empty list expands to no runs; give at least one value")
-        if key not in varying:
-            varying.append(key)
+    _note_axes(merged, list_keys, where, varying)
     combos = itertools.product(*(merged[k] for k in list_keys)) if list_keys else [()]
     specs = []
     for combo in combos:
@@ -199,20 +188,9 @@ def _expand_command_run(where: str, merged: dict, sets: list, sweep_name: str, v
         if scope == command_mod.NAME or (scope is None and (key in merged or key in RESOURCE_KEYS
                                                              or key in command_mod.JOBKIT_KEYS)):
             merged[key] = value
-    resources_raw = {k: merged.pop(k) for k in list(merged) if k in RESOURCE_KEYS}
-    for key, value in resources_raw.items():
-        if isinstance(value, list):
-            raise SweepError(f"{where}: {key}: resource keys take one value, not a list (got {value!r})")
-    try:
-        resources = parse_resources(resources_raw)
-    except ValueError as exc:
-        raise SweepError(f"{where}: {exc}") from None
+    resources = _pop_resources(merged, where)
     list_keys = [k for k, v in merged.items() if isinstance(v, list) and k != "command"]
-    for key in list_keys:
-        if not merged[key]:
-            raise SweepError(f"{where}: {key}: an empty list expands to no runs; give at least one value")
-        if key not in varying:
-            varying.append(key)
+    _note_axes(merged, list_keys, where, varying)
     workdir = Path.cwd()
     specs = []
     for combo in (itertools.product(*(merged[k] for k in list_keys)) if list_keys else [()]):
@@ -254,6 +232,27 @@ def _name_runs(specs: list[JobSpec], varying: list[str]) -> list[JobSpec]:
 
 
 _ENV_REF = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _pop_resources(merged: dict, where: str):
+    """Take the resource keys out of a run's merged keys and parse them (one value each, never a list)."""
+    raw = {k: merged.pop(k) for k in list(merged) if k in RESOURCE_KEYS}
+    for key, value in raw.items():
+        if isinstance(value, list):
+            raise SweepError(f"{where}: {key}: resource keys take one value, not a list (got {value!r})")
+    try:
+        return parse_resources(raw)
+    except ValueError as exc:
+        raise SweepError(f"{where}: {exc}") from None
+
+
+def _note_axes(merged: dict, list_keys: list[str], where: str, varying: list[str]) -> None:
+    """Lists expand into runs: an empty one is an error; each axis is remembered for the run names."""
+    for key in list_keys:
+        if not merged[key]:
+            raise SweepError(f"{where}: {key}: an empty list expands to no runs; give at least one value")
+        if key not in varying:
+            varying.append(key)
 
 
 def _expand_env(key: str, value: Any) -> Any:
