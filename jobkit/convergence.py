@@ -7,7 +7,7 @@ stays within a band of the best, and *worse* beyond it. The band is the larger o
 train loss's own spread; the plateau stop watches a deterministic validation metric and passes 0).
 A series has converged after `patience` observations without an improvement.
 
-The plateau stop (`stop = "plateau"`) feeds evaluations of the workload's target metric; the
+The plateau stop (`stop = "plateau"`) feeds evaluations of the metric the workload is judged by; the
 alarm feeds windowed means of the train loss and calls "not converging" only a loss that is
 *worse* than its best, never one that is level: a converged loss is never an alarm.
 """
@@ -17,25 +17,17 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from .params import ParamError
+from .protocol import Metric, ReportLayout
 
 Verdict = Literal["better", "level", "worse"]
 
 
-@dataclass(frozen=True)
-class Target:
-    """The metric a workload is judged by (returned by `evaluate()`), and its direction."""
-
-    metric: str = "val_loss"
-    lower_is_better: bool = True
-
-
-DEFAULT_TARGET = Target()
-
-
-def target_of(workload_cls: Any) -> Target:
-    """A workload class's `target` attribute, else val_loss (lower is better)."""
-    target = getattr(workload_cls, "target", None)
-    return target if isinstance(target, Target) else DEFAULT_TARGET
+def judged_by(workload_cls: Any) -> Metric:
+    """The metric a workload is judged by: the first headline metric of its `report` layout (the one
+    `jobkit collect` puts first too), else `val_loss`, lower is better."""
+    layout = getattr(workload_cls, "report", None)
+    headline = layout.headline if isinstance(layout, ReportLayout) else ()
+    return headline[0] if headline else Metric("val_loss")
 
 
 @dataclass

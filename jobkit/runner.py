@@ -24,7 +24,7 @@ from . import distributed, faults
 from . import params as params_mod
 from . import registry, rng
 from .protocol import RunContext
-from .convergence import Plateau, target_of
+from .convergence import Plateau, judged_by
 from .divergence import DivergenceMonitor
 from .store import RunDir
 from .state import Event
@@ -250,8 +250,8 @@ def _train(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], No
         raise RunFailed(message) from exc
 
     monitor = DivergenceMonitor(min_delta=params.min_delta)
-    target = target_of(type(workload))
-    plateau = Plateau(params.patience, params.min_delta, target.lower_is_better) if params.stop == "plateau" else None
+    target = judged_by(type(workload))
+    plateau = Plateau(params.patience, params.min_delta, not target.higher_is_better) if params.stop == "plateau" else None
     step = 0
     loaded = run.load_checkpoint(map_location=device)
     if loaded is not None:
@@ -329,16 +329,16 @@ def _train(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], No
         if main:
             run.write_metrics({"step": step, **val_metrics})
         if plateau is not None and not plateau.converged:
-            value = val_metrics.get(target.metric)
+            value = val_metrics.get(target.name)
             if value is None or not math.isfinite(value):
-                message = (f"stop = 'plateau' watches {target.metric}, but evaluate() returned "
+                message = (f"stop = 'plateau' watches {target.name}, but evaluate() returned "
                            f"{value!r} for it at step {step}; use stop = 'steps' for this workload")
                 note(Event.FAILED, step=step, error=message)
                 raise RunFailed(message)
             plateau.update(step, value)
             if plateau.converged:
                 note(Event.CONVERGED, step=step, best_step=plateau.best_step, best=plateau.best,
-                          metric=target.metric, patience=plateau.patience, min_delta=plateau.min_delta)
+                          metric=target.name, patience=plateau.patience, min_delta=plateau.min_delta)
 
     def artifacts() -> None:
         if not main:
@@ -418,7 +418,7 @@ def _train(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], No
     writer.close()
     note(Event.FINISHED, step=step, metrics=final,
          **({"converged": {"step": plateau.converged_step, "best_step": plateau.best_step,
-                           "best": plateau.best, "metric": target.metric}}
+                           "best": plateau.best, "metric": target.name}}
             if plateau is not None and plateau.converged else {}))
     return final
 

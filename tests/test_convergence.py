@@ -116,3 +116,15 @@ def test_charlm_constant_schedule_needs_no_end():
     assert constant(4) == cosine(4) == 0.5
     assert [constant(s) for s in (10, 99, 5000)] == [1.0, 1.0, 1.0]
     assert math.isclose(cosine(100), 0.1) and cosine(55) < 1.0
+
+
+def test_the_judged_metric_is_the_reports_first_headline_metric():
+    """One home for "what a workload is judged by": the plateau stop and the report agree."""
+    from jobkit.convergence import judged_by
+    from jobkit.protocol import Metric, ReportLayout
+
+    class Scored:
+        report = ReportLayout(headline=(Metric("accuracy", higher_is_better=True), Metric("val_loss")))
+
+    assert judged_by(Scored) == Metric("accuracy", higher_is_better=True)
+    assert judged_by(object) == Metric("val_loss")
