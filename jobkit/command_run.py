@@ -96,7 +96,7 @@ def run(run: RunDir, host: runner.Host | None = None, near_limit: Any = None) ->
     if any(e.get("event") == "finished" for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
     step = current_step(run)
-    runner._refuse_stalled_loop(run, step)
+    runner.refuse_stalled_loop(run, step)
     attempt = sum(1 for e in run.events() if e.get("event") == "started") + 1
     stop_sig = command_mod.stop_signal_of(params.get("stop_signal", command_mod.DEFAULT_STOP_SIGNAL))
     argv = command_mod.expand(params["command"], params, run.path)
@@ -104,7 +104,7 @@ def run(run: RunDir, host: runner.Host | None = None, near_limit: Any = None) ->
     workdir = spec.workdir or os.getcwd()
     marker = run.path / command_mod.STOP_MARKER
     marker.unlink(missing_ok=True)
-    flag = runner._StopFlag(tuple(dict.fromkeys((*host.stop_signals, signal.SIGTERM))))
+    flag = runner.StopFlag(tuple(dict.fromkeys((*host.stop_signals, signal.SIGTERM))))
     try:
         try:
             proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -11,11 +11,9 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import signal
 import socket
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -28,79 +26,13 @@ from .convergence import Plateau, judged_by
 from .divergence import DivergenceMonitor
 from .store import RunDir
 from .state import Event
+from .stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
 
+# The loop's own names, and the stop vocabulary every host of it uses (jobkit.stops).
+__all__ = ["run", "build_workload", "EXIT_STOPPED", "Host", "RunFailed", "Stopped", "StopFlag",
+           "refuse_stalled_loop"]
 CHECKPOINT_FORMAT = 1
-EXIT_STOPPED = 3  # foreground run stopped by a signal, checkpointed, resumable
 PROGRESS_EVERY_S = 5.0
-
-
-class RunFailed(RuntimeError):
-    """The run cannot go on (bad data, NaN loss, no progress); the message is for the user."""
-
-
-class Stopped(Exception):
-    """The loop checkpointed after a stop request; the host decides what happens next."""
-
-    def __init__(self, step: int, reason: str) -> None:
-        super().__init__(f"stopped at step {step}: {reason}")
-        self.step, self.reason = step, reason
-
-
-@dataclass
-class Host:
-    """Where the loop runs: how it is named in events and what a stop request means there."""
-
-    executor: str = "foreground"
-    job_id: str | None = None
-    time_limit_s: float | None = None  # this job's wall-time limit; the loop stops before it
-    margin_s: float = 60.0  # stop this long before the limit (checkpoint + exit must fit)
-    stop_signals: tuple[int, ...] = (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
-    started: float = field(default_factory=time.time)
-    early_s: float = 35.0  # slurmctld checks limits every 30 s: its warning may come this much early
-    defer_s: float = 20.0  # ...so a warning near the limit is acted on this much later at most
-    queued_s: float | None = None  # how long a local job waited for its share of the machine
-    topology: distributed.Topology = field(default_factory=distributed.Topology)  # this task among the run's
-    collective_timeout_s: float = field(default_factory=lambda: float(
-        os.environ.get("JOBKIT_COLLECTIVE_TIMEOUT_S", distributed.DEFAULT_TIMEOUT_S)))
-
-    def deadline(self) -> float | None:
-        if self.time_limit_s is None:
-            return None
-        return self.started + self.time_limit_s - self.margin_s
-
-    def stop_now(self, signal_at: float, now: float) -> bool:
-        """Whether a stop signal received at `signal_at` must be acted on at `now`.
-
-        A signal within `early_s` of our own deadline is the time-limit warning, sent early: the
-        loop keeps training until the deadline (or `defer_s`), which makes short segments useful.
-        Any other signal (a preemption) is acted on at once.
-        """
-        deadline = self.deadline()
-        if deadline is None or signal_at < deadline - self.early_s:
-            return True
-        return now >= min(deadline, signal_at + self.defer_s)
-
-
-class _StopFlag:
-    """Signal handlers that only record the request; the loop acts on it at a step boundary."""
-
-    def __init__(self, signals: tuple[int, ...]) -> None:
-        self.reason: str | None = None
-        self.signum: int | None = None
-        self.at: float | None = None  # when the first stop signal arrived
-        self.previous: dict[int, Any] = {}
-        for sig in signals:
-            self.previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        self.at = self.at or time.time()
-        self.reason = self.reason or f"signal {signal.Signals(signum).name}"
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def build_workload(run: RunDir):
@@ -142,7 +74,7 @@ def run(run: RunDir, host: Host | None = None,
     from torch.utils.tensorboard import SummaryWriter
 
     host = host or Host()
-    flag = _StopFlag(host.stop_signals)
+    flag = StopFlag(host.stop_signals)
     try:
         return _loop(run, host, flag, on_step, SummaryWriter)
     except (Stopped, RunFailed):
@@ -188,7 +120,7 @@ class _NullWriter:
         return lambda *args, **kwargs: None
 
 
-def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], None] | None,
+def _loop(run: RunDir, host: Host, flag: StopFlag, on_step: Callable[[int], None] | None,
           writer_cls: Any) -> dict[str, float]:
     try:
         spec, workload, params = build_workload(run)
@@ -219,7 +151,7 @@ def _loop(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], Non
             group.close()
 
 
-def _train(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], None] | None, writer_cls: Any,
+def _train(run: RunDir, host: Host, flag: StopFlag, on_step: Callable[[int], None] | None, writer_cls: Any,
            spec: Any, workload: Any, params: Any, device: torch.device, group: "distributed.Group | None",
            takes_ctx: bool) -> dict[str, float]:
     topo = host.topology
@@ -272,7 +204,7 @@ def _train(run: RunDir, host: Host, flag: _StopFlag, on_step: Callable[[int], No
     ended = step >= total or (plateau is not None and plateau.converged)
     if ended and any(e.get("event") == Event.FINISHED for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
-    _refuse_stalled_loop(run, step, write=main)
+    refuse_stalled_loop(run, step, write=main)
     ranks: list[Any] = []
     if group is not None:  # every rank has read the run before the main rank writes; where each one runs
         ranks = group.gather([socket.gethostname(), os.getpid()])
@@ -429,22 +361,3 @@ def _cores() -> list[int] | None:
         return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return None
-
-
-def _refuse_stalled_loop(run: RunDir, step: int, write: bool = True) -> None:
-    """Stop a run that keeps being requeued without finishing a step (it would loop forever)."""
-    stalled = 0
-    for ev in reversed(run.events()):
-        if ev.get("event") == Event.REQUEUED:
-            if ev.get("step", -1) != step:
-                break
-            stalled += 1
-        elif ev.get("event") in (Event.FINISHED, Event.FAILED, Event.SUBMITTED):
-            break
-    if stalled >= 3:
-        message = (f"no progress: requeued {stalled} times at step {step} without finishing a step; "
-                   "the job's time limit is too short for setup + one step + a checkpoint. "
-                   "Resubmit with a longer --time.")
-        if write:
-            run.event(Event.FAILED, step=step, error=message)
-        raise RunFailed(message)
