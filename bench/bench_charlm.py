@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jobkit.plan.params import resolve
+from jobs.charlm.data import random_batch, val_window_starts, windows  # noqa: E402
+from jobs.charlm.workload import CharLM, WarmupCosine  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobkit.params import resolve  # noqa: E402
-from jobs.charlm.data import random_batch, val_window_starts, windows  # noqa: E402
-from jobs.charlm.workload import CharLM, WarmupCosine  # noqa: E402
 
 
 # ------------------------------------------------------------------------- the reference model

@@ -46,12 +46,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobkit import clusterfacts
 from jobkit import slurm as slurm_mod
-from jobkit import status as status_mod
-from jobkit import submit as submit_mod
-from jobkit import sweep as sweep_mod
+from jobkit.observe import status as status_mod
+from jobkit.plan import clusterfacts
+from jobkit.plan import sweep as sweep_mod
 from jobkit.store import RunDir, find_runs
+from jobkit.submit import submission as submit_mod
 
 WRAPPED = ("sbatch", "sacct", "squeue", "scontrol", "scancel", "sacctmgr")
 PROFILE = Path(__file__).resolve().parents[1] / "tests" / "data" / "gpu-university.json"

@@ -61,7 +61,7 @@ def run_charlm(root: Path, world: int, threads: int, steps: int) -> float:
 def collective_worker(rank: int, port: int, rounds: int, out: Path) -> None:
     import torch
 
-    from jobkit import distributed, rng
+    from jobkit.run import distributed, rng
 
     torch.set_num_threads(1)
     topo = distributed.Topology(rank=rank, world_size=2, master_port=port)

@@ -1,4 +1,4 @@
-"""Benchmark of `jobkit.runner`: overhead per step against a bare loop, and checkpoint save/load time.
+"""Benchmark of `jobkit.run.runner`: overhead per step against a bare loop, and checkpoint save/load time.
 
     python bench/bench_runner.py                       # toy + charlm (tiny), 10M-param checkpoint
     python bench/bench_runner.py --repeats 5 --toy-steps 6000
@@ -9,7 +9,7 @@ Prints figures, asserts nothing (issue 3, "Benchmark"). Target: runner overhead 
 Overhead per step. The same workload object API is driven twice in this process:
   * bare:   `setup()` then `train_step(i)` N times (no runner: no checkpoint, TensorBoard, events,
             progress file, signal flag, divergence monitor);
-  * runner: `jobkit.runner.run(RunDir)` on a run with the same params.
+  * runner: `jobkit.run.runner.run(RunDir)` on a run with the same params.
 Both are timed over the same window: from the end of step 1 to the end of step N, so setup, the
 final evaluation, the final checkpoint and the hparams summary are *not* in the per-step figure
 (they are printed separately as end-to-end times). The runner's window therefore holds its periodic
@@ -38,16 +38,19 @@ import tempfile
 import time
 from pathlib import Path
 
-if "JOBKIT_DATA" not in os.environ and Path("/work/shared/data").is_dir():
-    os.environ["JOBKIT_DATA"] = "/work/shared/data"
-
 import torch
 from torch import nn
 
-from jobkit import params as params_mod
-from jobkit import registry, rng, runner
-from jobkit.spec import JobSpec, Resources
+from jobkit.plan import params as params_mod
+from jobkit.plan import registry
+from jobkit.plan.spec import JobSpec, Resources
+from jobkit.run import rng, runner
 from jobkit.store import RunDir
+
+if "JOBKIT_DATA" not in os.environ and Path("/work/shared/data").is_dir():
+    os.environ["JOBKIT_DATA"] = "/work/shared/data"
+
+
 
 
 # ------------------------------------------------------------------------------------- overhead

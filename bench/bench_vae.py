@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from jobkit.params import resolve
+from jobkit.plan.params import resolve
 from jobs.vae import sprites
 from jobs.vae.workload import BetaVAE
 

@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobkit import runner, testing
+from jobkit import testing
+from jobkit.run import runner
 from jobkit.store import RunDir
 
 PARAMS = {"preset": "tiny", "checkpoint_every": 3, "eval_every": 0, "log_every": 1, "keep_checkpoints": 2,

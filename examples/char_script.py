@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from jobkit import report  # jobkit: progress, stop requests, checkpoints (no torch needed by it)
+from jobkit import report
 
 
 class CharGRU(nn.Module):

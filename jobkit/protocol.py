@@ -1,7 +1,7 @@
 """The one contract between the toolkit and the science: what a workload must provide.
 
-`jobs/` implements it without importing Slurm or submitit; `jobkit.runner` drives it without
-importing a model. A workload class is registered by name (see `jobkit.registry`).
+`jobs/` implements it without importing Slurm or submitit; `jobkit.run.runner` drives it without
+importing a model. A workload class is registered by name (see `jobkit.plan.registry`).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class BaseParams:
     """Parameters every workload understands; a workload's own `Params` dataclass subclasses this.
 
     Every field needs a default. Field metadata may hold `choices` (a list), `min` / `max` (numbers),
-    `allow_nonfinite` (a float field that may be nan/inf) and `help` (one line); `jobkit.params` uses
+    `allow_nonfinite` (a float field that may be nan/inf) and `help` (one line); `jobkit.plan.params` uses
     them to validate sweep files before anything runs.
     """
 
@@ -44,7 +44,7 @@ class BaseParams:
         "min": 0.0, "max": 0.5, "help": "smallest relative improvement that counts (0.005 = 0.5 %)"})
 
     def check(self) -> None:
-        """Cross-field validation; raise `jobkit.params.ParamError(key, message)` on bad values."""
+        """Cross-field validation; raise `jobkit.plan.params.ParamError(key, message)` on bad values."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class Workload(Protocol):
         """Cheap check, at submit, that the data this run will read is there and usable.
 
         Existence, readability, size, a format's header — never a full read. Raise
-        `jobkit.datacheck.DataProblem(key, path, problem, expected)`. A workload without data
+        `jobkit.plan.datacheck.DataProblem(key, path, problem, expected)`. A workload without data
         (or without this method) is not checked. Runs with `check_data = false` skip it.
         """
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cluster import ClusterError, Partition
-from .clusterfacts import ClusterFacts, facts_from_text
-from .slurmtext import parse_partitions
-
+from jobkit.plan.choose import ClusterError, Partition
+from jobkit.plan.clusterfacts import ClusterFacts, facts_from_text
+from jobkit.plan.slurmtext import parse_partitions
 
 
 def __getattr__(name: str) -> Any:

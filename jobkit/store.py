@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from . import atomic, faults
-from .spec import JobSpec
-from .state import Event
+from jobkit import atomic
+from jobkit.plan.spec import JobSpec
+from jobkit.run import faults
+from jobkit.state import Event
 
 if TYPE_CHECKING:
     import torch
 
-CHECKPOINT_GLOBALS: list[Any] = []  # extra types allowed in checkpoints; none needed today
 
 
 @dataclass(frozen=True)
@@ -195,8 +195,7 @@ class RunDir:
                 problem = "sha256 mismatch"
             if problem is None:
                 try:
-                    with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
-                        state = torch.load(path, map_location=map_location, weights_only=True)
+                    state = torch.load(path, map_location=map_location, weights_only=True)
                     return state, info
                 except Exception as exc:  # corrupt pickle/zip: fall back, never crash
                     problem = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"

@@ -14,10 +14,11 @@ import signal
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import params as params_mod
-from . import registry, runner
-from .spec import JobSpec, Resources, split_settings
-from .store import RunDir
+from jobkit.plan import params as params_mod
+from jobkit.plan import registry
+from jobkit.plan.spec import JobSpec, Resources, split_settings
+from jobkit.run import runner
+from jobkit.store import RunDir
 
 
 def make_run(root: Path, workload: str, raw: Mapping[str, Any], cpus: int = 1, sweep: str = "t") -> RunDir:

@@ -40,7 +40,7 @@ def slurm_required() -> bool:
 class SlurmCluster:
     conf: Path  # the slurm.conf clients and jobs use (SLURM_CONF)
     state_dir: Path | None  # None: a cluster this checkout did not start
-    partitions: list = field(default_factory=list)  # jobkit.cluster.Partition, as read live by jobkit.slurm
+    partitions: list = field(default_factory=list)  # jobkit.plan.choose.Partition, as read live by jobkit.slurm
     accounting: bool = True
     started_here: bool = False  # brought up by this test session
     port_base: int = 6817  # slurmctld's port; slurmd of n1 +1, slurmdbd +2, MariaDB +3, n2 +4, n3 +5

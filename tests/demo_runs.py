@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobkit import atomic
-from jobkit.spec import JobSpec, readable_name
+from jobkit.plan.spec import JobSpec, readable_name
 from jobkit.state import Event
 from jobkit.store import RunDir
 

@@ -76,6 +76,6 @@ CONFIG = "AccountingStorageType   = accounting_storage/slurmdbd\nMaxArraySize   
 
 
 def facts():
-    from jobkit.clusterfacts import facts_from_text
+    from jobkit.plan.clusterfacts import facts_from_text
 
     return facts_from_text(PARTITIONS, NODES, QOS, ASSOC, CONFIG)

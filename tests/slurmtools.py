@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from jobkit.observe.status import collect_status
 from jobkit.state import TERMINAL
-from jobkit.status import collect_status
 from jobkit.store import find_runs
 
 REPO = Path(__file__).resolve().parents[1]

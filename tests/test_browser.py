@@ -22,9 +22,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from demo_runs import make_charlm, make_vae
 
 from jobkit.collect import collect
-from demo_runs import make_charlm, make_vae
 
 CHROMIUM = os.environ.get("JOBKIT_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from jobkit.params import ParamError, resolve
+from jobkit.plan.params import ParamError, resolve
 from jobs.charlm import data as data_mod
 from jobs.charlm.data import DataError, DataNotFound, load_corpus, val_window_starts
 from jobs.charlm.models import build_model, tcn_levels_for, tcn_receptive_field
@@ -230,7 +230,7 @@ def test_resume_is_bit_exact(tmp_path, model):
 
 
 def test_through_the_runner_stopped_and_resumed_equals_uninterrupted(tmp_path):
-    from jobkit import registry
+    from jobkit.plan import registry
     from jobkit.testing import check_resume_through_runner
 
     name = "charlm" if "charlm" in registry.available() else "jobs.charlm.workload:CharLM"

@@ -65,7 +65,7 @@ BAD_SWEEPS = {
     "charlm_lr_nan_in_list": '[[run]]\nworkload = "charlm"\nlr = [1e-3, nan]\n',
     # workloads that are not workloads
     "not_a_class": '[[run]]\nworkload = "os:system"\n',
-    "class_without_params": '[[run]]\nworkload = "jobkit.spec:Resources"\n',
+    "class_without_params": '[[run]]\nworkload = "jobkit.plan.spec:Resources"\n',
     "module_missing": '[[run]]\nworkload = "no_such_module_xyz:Thing"\n',
     # environment
     "unset_env_var": '[[run]]\nworkload = "charlm"\ndata = "${JOBKIT_TEST_UNSET_VAR}/corpus.txt"\n',
@@ -220,9 +220,9 @@ def test_help_of_every_command_has_an_example():
 
 
 def test_submit_warns_when_the_signal_delay_is_too_short_for_a_step():
-    from jobkit.runstate import RunSummary
-    from jobkit.spec import Resources
-    from jobkit.submit import _signal_warning
+    from jobkit.observe.runstate import RunSummary
+    from jobkit.plan.spec import Resources
+    from jobkit.submit.submission import _signal_warning
 
     slow = RunSummary(run_id="r", sweep="s", workload="toy", path="/x", params={}, step_seconds=12.0,
                       checkpoint_seconds=3.0)
@@ -238,7 +238,7 @@ def test_resume_set_changes_settings_not_identity(tmp_path, sweep_file):
     planned = invoke("submit", sweep_file, "--executor", "local", "--dry-run", "--json", "--root", root)
     ids = [r["run_id"] for r in json.loads(planned.stdout)["runs"]]
     # two runs of the sweep, created without starting them
-    from jobkit import sweep as sweep_mod
+    from jobkit.plan import sweep as sweep_mod
     from jobkit.store import RunDir
     for spec in sweep_mod.load(sweep_file).specs:
         RunDir.create(root, spec)
@@ -263,7 +263,7 @@ def test_resume_set_changes_settings_not_identity(tmp_path, sweep_file):
 
 def test_shell_completion_offers_sweeps_and_run_ids(tmp_path):
     """click's own completion (`_JOBKIT_COMPLETE=bash_complete`) completes names under --root."""
-    from jobkit.spec import JobSpec
+    from jobkit.plan.spec import JobSpec
     from jobkit.store import RunDir
 
     root = tmp_path / "runs"

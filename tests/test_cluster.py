@@ -1,16 +1,16 @@
-"""jobkit.cluster: parsing `scontrol show partition -o` and choosing a partition (canned text, no Slurm)."""
+"""jobkit.plan.choose: parsing `scontrol show partition -o` and choosing a partition (canned text, no Slurm)."""
 from __future__ import annotations
 
 import dataclasses
-
 import subprocess
 
 import pytest
 
-from jobkit import placement, slurm, slurmtext
-from jobkit.cluster import Choice, ClusterError, NoFit, choose_partition
-from jobkit.slurmtext import parse_partitions
-from jobkit.spec import Resources
+from jobkit import slurm
+from jobkit.plan import placement, slurmtext
+from jobkit.plan.choose import Choice, ClusterError, NoFit, choose_partition
+from jobkit.plan.slurmtext import parse_partitions
+from jobkit.plan.spec import Resources
 
 # What slurm/up.sh's cluster prints (Slurm 22.05.8), verbatim.
 LOCAL = """\

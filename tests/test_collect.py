@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from demo_runs import make_charlm, make_vae
 
 from jobkit.cli.collect_cmd import collect as collect_cmd
 from jobkit.cli.tb_cmd import tb as tb_cmd
 from jobkit.collect import CollectError, collect, gather
-from demo_runs import make_charlm, make_vae
 from jobkit.collect.plots import Series, bar_chart, line_chart, nice_ticks
 from jobkit.collect.scalars import read_scalars
 from jobkit.store import RunDir
@@ -315,11 +315,12 @@ def test_nice_ticks():
 
 # --- against the real runner ------------------------------------------------------------------------
 def test_collect_reads_what_the_runner_writes(tmp_path):
-    """Two toy runs trained by `jobkit.runner` (one stopped twice and resumed): the curves have one
+    """Two toy runs trained by `jobkit.run.runner` (one stopped twice and resumed): the curves have one
     point per logged step, the runner's hparam/* scalars stay out of the charts, both runs complete."""
-    from jobkit import params as params_mod
-    from jobkit import registry, runner
-    from jobkit.spec import JobSpec, Resources
+    from jobkit.plan import params as params_mod
+    from jobkit.plan import registry
+    from jobkit.plan.spec import JobSpec, Resources
+    from jobkit.run import runner
 
     cls = registry.load("toy")
     runs = []
@@ -357,7 +358,7 @@ def test_collector_follows_the_workloads_own_layout(tmp_path):
     """A workload the collector has never heard of gets its images compared as its layout says."""
     from jobkit import atomic
     from jobkit.collect.layout import layout_of
-    from jobkit.spec import JobSpec
+    from jobkit.plan.spec import JobSpec
     from jobkit.state import Event
     from jobkit.store import RunDir
 

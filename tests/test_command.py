@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from jobkit import command, runner, sweep
 from jobkit.cli import cli
-from jobkit.runstate import summarize
+from jobkit.observe.runstate import summarize
+from jobkit.plan import command, sweep
+from jobkit.run import runner
 from jobkit.store import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def test_a_parameter_cannot_inject_shell_syntax(tmp_path):
 
 
 def command_run_mod():
-    from jobkit import command_run
+    from jobkit.run import command_run
 
     return command_run
 

@@ -7,13 +7,15 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from jobkit import runner, sweep, testing
+from jobkit import testing
 from jobkit.cli import cli
 from jobkit.cli.status_cmd import status_table
 from jobkit.collect import report
-from jobkit.convergence import Plateau
-from jobkit.runstate import summarize
-from jobkit.status import collect_status
+from jobkit.observe.runstate import summarize
+from jobkit.observe.status import collect_status
+from jobkit.plan import sweep
+from jobkit.run import runner
+from jobkit.run.convergence import Plateau
 
 # toy, evaluated every 10 steps: val_loss stops improving by 5 % after a couple of hundred steps
 PLATEAU = {"preset": "tiny", "steps": 2000, "stop": "plateau", "patience": 3, "min_delta": 0.05,
@@ -120,8 +122,8 @@ def test_charlm_constant_schedule_needs_no_end():
 
 def test_the_judged_metric_is_the_reports_first_headline_metric():
     """One home for "what a workload is judged by": the plateau stop and the report agree."""
-    from jobkit.convergence import judged_by
     from jobkit.protocol import Metric, ReportLayout
+    from jobkit.run.convergence import judged_by
 
     class Scored:
         report = ReportLayout(headline=(Metric("accuracy", higher_is_better=True), Metric("val_loss")))

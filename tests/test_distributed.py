@@ -11,11 +11,13 @@ import time
 
 import pytest
 
-from jobkit import cluster, distributed, slurmtext, testing
+from jobkit import testing
+from jobkit.plan import choose as cluster
+from jobkit.plan import slurmtext
+from jobkit.plan.spec import JobSpec, ResourceError, Resources, parse_resources
 from jobkit.protocol import RunContext
-from jobkit.spec import JobSpec, ResourceError, Resources, parse_resources
+from jobkit.run import distributed
 from jobkit.store import RunDir
-
 
 # ------------------------------------------------------------------------------------------ pure parts
 
@@ -83,7 +85,7 @@ def test_the_partition_chooser_counts_nodes_and_the_cpus_of_every_task_on_a_node
 
 
 def test_the_job_script_asks_for_nodes_and_tasks(tmp_path):
-    from jobkit import submit
+    from jobkit.submit import submission as submit
 
     spec = JobSpec(sweep="s", workload="toy", params={"steps": 1},
                    resources=Resources(nodes=2, tasks_per_node=1, partition="cpu"))
@@ -167,7 +169,7 @@ def test_two_ranks_match_one_rank_to_a_tolerance(tmp_path):
 
     raw = {**TOY, "dropout": 0.0, "step_sleep": 0.0, "steps": 30}
     one = testing.make_run(tmp_path / "one", "toy", raw)
-    from jobkit import runner
+    from jobkit.run import runner
     runner.run(one)
     two = testing.make_run(tmp_path / "two", "toy", raw)
     assert [rc for rc, _ in wait_all(launch(two))] == [0, 0]
@@ -188,7 +190,7 @@ def test_a_killed_rank_fails_the_run_quickly_and_resume_continues(tmp_path):
     assert results[0][0] not in (0, 3) and took < 45, (results[0], took)
     failed = events(run, "failed")
     assert len(failed) == 1 and "rank 0" in failed[0]["error"] and "another rank" in failed[0]["error"]
-    from jobkit.status import collect_status
+    from jobkit.observe.status import collect_status
     summary = collect_status([run]).summaries[0]
     assert summary.state == "FAILED" and "another rank" in (summary.error or "")
     last = run.load_checkpoint()[1].step

@@ -5,14 +5,13 @@ import math
 import random
 
 import pytest
-
 from rich.console import Console
 
-from jobkit import runner
 from jobkit.cli.status_cmd import status_table
-from jobkit.divergence import DivergenceMonitor
-from jobkit.runstate import summarize
-from jobkit.status import collect_status
+from jobkit.observe.runstate import summarize
+from jobkit.observe.status import collect_status
+from jobkit.run import runner
+from jobkit.run.divergence import DivergenceMonitor
 from jobkit.testing import make_run
 
 

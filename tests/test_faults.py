@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from jobkit import faults, runner, testing
+from jobkit import testing
 from jobkit.cli import cli
-from jobkit.runstate import summarize
+from jobkit.observe.runstate import summarize
+from jobkit.run import faults, runner
 from jobkit.store import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ def _checkpoint_bytes(params: dict) -> int:
     """What one checkpoint of this toy run takes on disk, measured (not guessed)."""
     import torch
 
-    from jobkit import params as params_mod
+    from jobkit.plan import params as params_mod
     from jobs.toy.workload import Toy
 
     toy = Toy(params_mod.resolve(Toy.Params, Toy.presets, params))
@@ -140,7 +141,7 @@ def test_checkpoint_with_a_wrong_hash_is_rejected_and_status_warns(tmp_path):
 
 
 def test_a_run_folder_removed_while_queued_ends_the_job_with_one_line_and_touches_nothing(tmp_path, capfd):
-    from jobkit.job import TrainJob
+    from jobkit.run.job import TrainJob
 
     run = testing.make_run(tmp_path, "toy", {"preset": "tiny"})
     job = TrainJob(run.path)

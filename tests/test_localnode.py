@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-
-from jobkit import localqueue
-from jobkit.localnode import Node, Request, _ranges, _visible_gpus, schedule
+from jobkit.submit import localqueue
+from jobkit.submit.localnode import Node, Request, _ranges, _visible_gpus, schedule
 
 NODE = Node(cores=(0, 1, 2, 3), mem_mb=8000, gpus=("0", "1"))
 
@@ -77,8 +76,8 @@ def test_a_slot_is_held_until_released_and_cores_are_not_shared(tmp_path):
 HOLDER = """
 import sys, time
 from pathlib import Path
-from jobkit import localqueue
-from jobkit.localnode import Node, Request
+from jobkit.submit import localqueue
+from jobkit.submit.localnode import Node, Request
 node = Node(cores=(0, 1, 2, 3), mem_mb=8000, gpus=())
 slot = localqueue.acquire(Path(sys.argv[1]), node, Request(int(sys.argv[2]), 100, 0), sys.argv[3])
 print("held", flush=True)

@@ -9,15 +9,16 @@ import stat
 from dataclasses import replace
 from pathlib import Path
 
+import gpu_university as uni
 import pytest
 from click.testing import CliRunner
 
-import gpu_university as uni
-from jobkit import clusterfacts, placement, siteconfig, slurm
-from jobkit import submit as submit_mod
+from jobkit import slurm
 from jobkit.cli import cli
-from jobkit.cluster import NoFit
-from jobkit.spec import JobSpec, Resources, parse_resources
+from jobkit.plan import clusterfacts, placement, siteconfig
+from jobkit.plan.choose import NoFit
+from jobkit.plan.spec import JobSpec, Resources, parse_resources
+from jobkit.submit import submission as submit_mod
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "jobs" / "sweeps" / "seed.toml"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jobkit import runner, testing
+from jobkit import testing
+from jobkit.run import runner
 from jobkit.store import RunDir
 
 
@@ -119,7 +120,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path):
     assert info.step == previous.step == state["step"]
     rejected = [e for e in run.events() if e["event"] == "checkpoint_rejected"]
     assert rejected[-1]["file"] == newest.file and "size" in rejected[-1]["problem"]
-    from jobkit.runstate import summarize
+    from jobkit.observe.runstate import summarize
     assert any(newest.file in w and "rejected" in w for w in summarize(run).warnings)
     # corrupted in place with the same size: the sha256 catches it
     data = bytearray((run.checkpoint_dir / previous.file).read_bytes())

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from jobkit import command_run
-from jobkit.runstate import summarize
-from jobkit.store import RunDir
 from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
+
+from jobkit.observe.runstate import summarize
+from jobkit.run import command_run
+from jobkit.store import RunDir
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from jobkit.store import RunDir, find_runs
-from jobkit import testing
 from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
+
+from jobkit import testing
+from jobkit.store import RunDir, find_runs
 
 pytestmark = pytest.mark.slurm
 SWEEPS = ("ddp", "ddpre")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from jobkit import runner
-from jobkit.store import RunDir, find_runs
 from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
+
+from jobkit.run import runner
+from jobkit.store import RunDir, find_runs
 
 pytestmark = pytest.mark.slurm
 SWEEPS = ("arr", "tmo", "pre", "seg", "race")  # the sweep names these tests submit

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from jobkit import placement, slurm
-from jobkit.cluster import NoFit
-from jobkit.spec import parse_resources
+from jobkit import slurm
+from jobkit.plan import placement
+from jobkit.plan.choose import NoFit
+from jobkit.plan.spec import parse_resources
 
 pytestmark = pytest.mark.slurm
 

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from jobkit.cli import cli
-from jobkit.cli import logs_cmd
-from jobkit.runstate import summarize
-from jobkit.spec import JobSpec
+from jobkit.cli import cli, logs_cmd
+from jobkit.observe.runstate import summarize
+from jobkit.observe.status import SlurmView, StatusReport, overlay
+from jobkit.plan.spec import JobSpec
 from jobkit.state import ACTIVE, FAILED, QUEUED, TERMINAL, Event, State
-from jobkit.status import SlurmView, StatusReport, overlay
 from jobkit.store import RunDir
 
 

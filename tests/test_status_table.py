@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from jobkit import status_table, status_watch
 from jobkit.cli import cli
-from jobkit.runstate import summarize
+from jobkit.observe import status_table, status_watch
+from jobkit.observe.runstate import summarize
+from jobkit.plan.sweep import load
 from jobkit.store import RunDir
-from jobkit.sweep import load
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0
@@ -136,12 +136,12 @@ def test_mixed_states_running_shows_speed_and_eta_failed_its_error(tmp_path, mon
 
 
 def test_sort_is_sweep_order_then_numeric_values():
-    from jobkit.sweep import from_dict
+    from jobkit.plan.sweep import from_dict
 
     sweep = from_dict({"name": "o", "run": [
         {"workload": "toy", "preset": "tiny", "hidden": [32, 8, 16, 128]},
         {"workload": "toy", "preset": "tiny", "hidden": 4, "seed": [10, 9, 100]}]})
-    from jobkit.runstate import RunSummary
+    from jobkit.observe.runstate import RunSummary
 
     shuffled = [RunSummary(run_id=s.run_id, sweep="o", workload="toy", path="", params=dict(s.params), entry=s.entry)
                 for s in reversed(sweep.specs)]

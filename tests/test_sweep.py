@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from jobkit import sweep
-from jobkit.slurmtime import format_time, parse_mem, parse_time
-from jobkit.spec import JobSpec, Resources, parse_resources, readable_name
+from jobkit.plan import sweep
+from jobkit.plan.slurmtime import format_time, parse_mem, parse_time
+from jobkit.plan.spec import JobSpec, Resources, parse_resources, readable_name
 
 
 def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:

@@ -17,7 +17,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from jobkit.params import ParamError, resolve
+from jobkit.plan.params import ParamError, resolve
 from jobkit.protocol import Workload
 from jobs.vae import sprites
 from jobs.vae.data import DatasetError, SpritesData, load_dataset, parse_dataset
@@ -187,7 +187,7 @@ def test_params_presets_and_validation(tmp_path):
 
 
 def test_check_data_is_cheap_and_names_key_path_and_what_was_expected(tmp_path):
-    from jobkit.datacheck import DataProblem
+    from jobkit.plan.datacheck import DataProblem
 
     def check(dataset: str, **kw) -> None:
         BetaVAE(resolve(BetaVAE.Params, BetaVAE.presets, {"dataset": dataset, **kw})).check_data()
@@ -217,7 +217,7 @@ def test_check_data_is_cheap_and_names_key_path_and_what_was_expected(tmp_path):
 
 
 def test_registered_and_implements_the_protocol():
-    from jobkit import registry
+    from jobkit.plan import registry
 
     assert registry.load("jobs.vae.workload:BetaVAE") is BetaVAE
     assert "vae = jobs.vae.workload:BetaVAE" in (Path(__file__).resolve().parents[1] / "setup.cfg").read_text()

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .. import __version__
+from jobkit import __version__
 
 
 class JobkitGroup(click.Group):
@@ -43,15 +43,15 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from .cancel_cmd import cancel
-    from .collect_cmd import collect
-    from .config_cmd import config
-    from .logs_cmd import logs
-    from .partitions_cmd import partitions
-    from .run_cmd import run
-    from .status_cmd import status
-    from .submit_cmd import resume, submit
-    from .tb_cmd import tb
+    from jobkit.cli.cancel_cmd import cancel
+    from jobkit.cli.collect_cmd import collect
+    from jobkit.cli.config_cmd import config
+    from jobkit.cli.logs_cmd import logs
+    from jobkit.cli.partitions_cmd import partitions
+    from jobkit.cli.run_cmd import run
+    from jobkit.cli.status_cmd import status
+    from jobkit.cli.submit_cmd import resume, submit
+    from jobkit.cli.tb_cmd import tb
 
     for command in (submit, status, resume, cancel, logs, partitions, config, run, collect, tb):
         cli.add_command(command)

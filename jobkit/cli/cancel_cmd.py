@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
-from ..cancel import cancel_runs
-from ..status import collect_status
-from .complete import sweeps_and_runs
-from .common import EXIT_FAILED, console, find, json_option, print_json, resolve_root, root_option
+from jobkit.cli.common import EXIT_FAILED, console, find, json_option, print_json, resolve_root, root_option
+from jobkit.cli.complete import sweeps_and_runs
+from jobkit.observe.status import collect_status
+from jobkit.submit.cancel import cancel_runs
 
 
 @click.command("cancel")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from .complete import sweeps_only
-from .common import UserError, console, json_option, locate_sweep, print_json, root_option
+from jobkit.cli.common import UserError, console, json_option, locate_sweep, print_json, root_option
+from jobkit.cli.complete import sweeps_only
 
 
 @click.command("collect")
@@ -31,8 +31,8 @@ def collect(sweep: str, root: Path | None, out: Path | None, as_json: bool) -> N
       jobkit collect vae-beta --root /scratch/runs --out ~/public_html/vae
       jobkit collect charlm-models --json | jq '.runs[] | {run_id, state, final}'
     """
-    from ..collect import CollectError
-    from ..collect import collect as collect_sweep
+    from jobkit.collect import CollectError
+    from jobkit.collect import collect as collect_sweep
 
     root, sweep = locate_sweep(sweep, root)
     try:

@@ -10,7 +10,7 @@ from typing import Any, NoReturn, Sequence
 import click
 from rich.console import Console
 
-from ..store import RunDir, find_runs
+from jobkit.store import RunDir, find_runs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.shell_completion import CompletionItem
 
-from .common import resolve_root
+from jobkit.cli.common import resolve_root
 
 
 def _root(ctx: click.Context) -> Path:

@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .. import siteconfig
-from .common import console, fail, json_option, print_json
+from jobkit.cli.common import console, fail, json_option, print_json
+from jobkit.plan import siteconfig
 
 
 @click.command("config")

@@ -7,11 +7,11 @@ from typing import Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..state import TERMINAL, State
-from ..status import collect_status
-from ..store import RunDir
-from .common import EXIT_FAILED, console
-from .status_cmd import STATE_STYLE, show_status
+from jobkit.cli.common import EXIT_FAILED, console
+from jobkit.cli.status_cmd import STATE_STYLE, show_status
+from jobkit.observe.status import collect_status
+from jobkit.state import TERMINAL, State
+from jobkit.store import RunDir
 
 
 def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int:

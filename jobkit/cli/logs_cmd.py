@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from .. import logs as logs_mod
-from ..state import TERMINAL
-from ..status import collect_status
-from .complete import runs_only
-from .common import console, fail, find, root_option, resolve_root
+from jobkit.cli.common import console, fail, find, resolve_root, root_option
+from jobkit.cli.complete import runs_only
+from jobkit.observe import logs as logs_mod
+from jobkit.observe.status import collect_status
+from jobkit.state import TERMINAL
 
 
 @click.command("logs")

@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .. import cluster as cluster_mod
-from .. import clusterfacts, slurm
-from ..slurmtime import format_time
-from .common import console, err_console, fail, json_option, print_json
+from jobkit import slurm
+from jobkit.cli.common import console, err_console, fail, json_option, print_json
+from jobkit.plan import choose as cluster_mod
+from jobkit.plan import clusterfacts
+from jobkit.plan.slurmtime import format_time
 
 
 @click.command("partitions")

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
-from ..store import RunDir
-from .common import EXIT_FAILED, console, fail
-from ..state import Event
+from jobkit.cli.common import EXIT_FAILED, console, fail
+from jobkit.state import Event
+from jobkit.store import RunDir
 
 
 @click.command("run")
@@ -23,7 +23,8 @@ def run(run_dir: Path) -> None:
     Example:
       jobkit run runs/smoke/charlm-lstm-3f9a1c2e
     """
-    from .. import distributed, registry, runner  # torch comes with them: only this command needs it
+    from jobkit.plan import registry
+    from jobkit.run import distributed, runner
 
     rd = RunDir(run_dir)
     if not rd.exists():
@@ -32,7 +33,7 @@ def run(run_dir: Path) -> None:
     topology = distributed.Topology.from_environ() or distributed.Topology()
     try:
         if rd.spec().workload == "command":
-            from .. import command_run
+            from jobkit.run import command_run
 
             final = command_run.run(rd)
         else:

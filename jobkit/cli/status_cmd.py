@@ -7,18 +7,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import status_table as status_view
-from .. import status_watch
-from ..state import FAILED
-from ..status import StatusReport, collect_status
-from .complete import sweeps_and_runs
-from .common import EXIT_FAILED, console, find, json_option, print_json, resolve_root, root_option
+from jobkit.cli.common import EXIT_FAILED, console, find, json_option, print_json, resolve_root, root_option
+from jobkit.cli.complete import sweeps_and_runs
+from jobkit.observe import status_table as status_view
+from jobkit.observe import status_watch
+from jobkit.observe.status import StatusReport, collect_status
+from jobkit.state import FAILED
 
 STATE_STYLE = status_view.STATE_STYLE
 
 
 def status_table(report: StatusReport, width: int = 160) -> Table:
-    """The status table as a rich Table fitted to `width` columns (see jobkit.status_table)."""
+    """The status table as a rich Table fitted to `width` columns (see jobkit.observe.status_table)."""
     return status_view.fit(status_view.build(report.summaries, report.slurm.source, report.slurm.error),
                            Console(width=width))
 

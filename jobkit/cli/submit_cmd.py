@@ -7,20 +7,31 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .. import cluster as cluster_mod
-from .. import clusterfacts, localqueue, siteconfig
-from .. import command as command_mod
-from .. import datacheck
-from .. import submit as submit_mod
-from .. import sweep as sweep_mod
-from .. import params as params_mod
-from .. import registry, slurm
-from ..localnode import Node, Request, schedule
-from ..spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec, ResourceError, Resources, parse_resources
-from ..store import find_runs
-from .complete import sweeps_and_runs
-from .common import EXIT_FAILED, console, err_console, fail, json_option, print_json, resolve_root, root_option
-from .live import wait_for
+from jobkit import slurm
+from jobkit.cli.common import (
+    EXIT_FAILED,
+    console,
+    err_console,
+    fail,
+    json_option,
+    print_json,
+    resolve_root,
+    root_option,
+)
+from jobkit.cli.complete import sweeps_and_runs
+from jobkit.cli.live import wait_for
+from jobkit.plan import choose as cluster_mod
+from jobkit.plan import clusterfacts
+from jobkit.plan import command as command_mod
+from jobkit.plan import datacheck
+from jobkit.plan import params as params_mod
+from jobkit.plan import registry, siteconfig
+from jobkit.plan import sweep as sweep_mod
+from jobkit.plan.spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec, ResourceError, Resources, parse_resources
+from jobkit.store import find_runs
+from jobkit.submit import localqueue
+from jobkit.submit import submission as submit_mod
+from jobkit.submit.localnode import Node, Request, schedule
 
 ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim"}
 

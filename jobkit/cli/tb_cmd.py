@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .complete import sweeps_only
-from .common import EXIT_OK, UserError, err_console, locate_sweep, root_option
+from jobkit.cli.common import EXIT_OK, UserError, err_console, locate_sweep, root_option
+from jobkit.cli.complete import sweeps_only
 
 
 @click.command("tb")
@@ -35,8 +35,8 @@ def tb(sweep: str, root: Path | None, port: int | None, host: str, reload_interv
       jobkit tb vae-beta --print-command             # the `python -m tensorboard.main ...` line
       ssh -L 6006:localhost:6006 login-node          # then open http://localhost:6006/ here
     """
-    from .. import tb as tbmod
-    from ..collect import CollectError, sweep_runs
+    from jobkit.collect import CollectError, sweep_runs
+    from jobkit.collect import tensorboard as tbmod
 
     root, sweep = locate_sweep(sweep, root)
     try:

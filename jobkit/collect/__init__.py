@@ -3,6 +3,6 @@
 `collect(root, sweep, out=None)` writes `index.html` (self-contained), `summary.json` and `summary.md`
 into `out` (default `<root>/<sweep>/report/`) and returns a `Report`; `CollectError` for an unknown sweep.
 """
-from .report import CollectError, Report, collect, default_out, gather, list_sweeps, sweep_runs, write
+from jobkit.collect.report import CollectError, Report, collect, default_out, gather, list_sweeps, sweep_runs, write
 
 __all__ = ["CollectError", "Report", "collect", "default_out", "gather", "list_sweeps", "sweep_runs", "write"]

@@ -8,10 +8,10 @@ import math
 from html import escape
 from typing import Any
 
-from .plots import Series, bar_chart, line_chart
-from .format import PER_DIM, fmt_duration, fmt_value, is_detail
-from .scalars import Curve
-from ..state import State
+from jobkit.collect.format import PER_DIM, fmt_duration, fmt_value, is_detail
+from jobkit.collect.plots import Series, bar_chart, line_chart
+from jobkit.collect.scalars import Curve
+from jobkit.state import State
 
 CSS = """
 :root { --fg:#1b1f24; --muted:#57606a; --line:#d0d7de; --bg:#ffffff; --soft:#f6f8fa; --warn:#fff8c5; --warnline:#d4a72c; }

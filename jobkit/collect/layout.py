@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from .. import registry
-from ..protocol import ReportLayout
+from jobkit.plan import registry
+from jobkit.protocol import ReportLayout
 
 
 def layout_of(workload: str) -> ReportLayout:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .format import fmt_duration, fmt_value
+from jobkit.collect.format import fmt_duration, fmt_value
 
 
 def _cell(v: Any) -> str:

@@ -15,19 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import atomic
-from ..protocol import ReportLayout
-from ..runstate import RunSummary, summarize
-from ..spec import differing_keys
-from ..state import TERMINAL, State
-from ..store import RunDir, find_runs
-from . import samples as samples_mod
-from .format import PER_DIM, fmt_value, is_detail
-from .html import render_html
-from .layout import layout_of, to_json as layout_json
-from .markdown import render_markdown
-from .plots import color
-from .scalars import Curve, event_files, read_scalars
+from jobkit import atomic
+from jobkit.collect import samples as samples_mod
+from jobkit.collect.format import PER_DIM, fmt_value, is_detail
+from jobkit.collect.html import render_html
+from jobkit.collect.layout import layout_of
+from jobkit.collect.layout import to_json as layout_json
+from jobkit.collect.markdown import render_markdown
+from jobkit.collect.plots import color
+from jobkit.collect.scalars import Curve, event_files, read_scalars
+from jobkit.observe.runstate import RunSummary, summarize
+from jobkit.plan.spec import differing_keys
+from jobkit.protocol import ReportLayout
+from jobkit.state import TERMINAL, State
+from jobkit.store import RunDir, find_runs
 
 SCHEMA = 2  # 2: image comparisons under "image_grids", described by each workload's ReportLayout
 # Metrics a workload did not describe: these common names are better when higher, the rest when lower.

@@ -1,4 +1,4 @@
-"""The `charlm` parameters: one dataclass, validated by `jobkit.params.resolve`.
+"""The `charlm` parameters: one dataclass, validated by `jobkit.plan.params.resolve`.
 
 Field defaults equal the `default` preset (GPU-sized for a ~1 MB corpus); see `presets.py`.
 Size parameters are per model (`layers`/`width`/`heads` for the Transformer, `lstm_layers`/`hidden`
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobkit.params import ParamError
+from jobkit.plan.params import ParamError
 from jobkit.protocol import MAX_BATCH, BaseParams
 
 MODELS = ("lstm", "tcn", "transformer")

@@ -19,13 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from jobkit.atomic import write_text
+from jobkit.plan.datacheck import DataProblem
 from jobkit.protocol import Metric, ReportLayout, RunContext
 from jobkit.torchutil import eval_mode
 
-from jobkit.datacheck import DataProblem
-
-from .data import (Corpus, DataError, Vocab, check_corpus, load_corpus, random_batch, val_window_starts,
-                   windows)
+from .data import Corpus, DataError, Vocab, check_corpus, load_corpus, random_batch, val_window_starts, windows
 from .models import TCNLM, build_model, count_params
 from .params import CharLMParams
 from .presets import PRESETS

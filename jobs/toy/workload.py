@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from jobkit import atomic
-from jobkit.params import ParamError
+from jobkit.plan.params import ParamError
 from jobkit.protocol import MAX_BATCH, BaseParams, RunContext
 from jobkit.torchutil import eval_mode
 

@@ -317,8 +317,8 @@ CELEBA_FILES = ("list_eval_partition.txt", "identity_CelebA.txt", "list_attr_cel
 
 def check_dataset(dataset: str, data_dir: str = "", download: bool = False) -> None:
     """The cheap submit-time check of `load_dataset`: paths exist and npy headers fit; no image is
-    decoded and no array read. Raises `jobkit.datacheck.DataProblem`."""
-    from jobkit.datacheck import DataProblem
+    decoded and no array read. Raises `jobkit.plan.datacheck.DataProblem`."""
+    from jobkit.plan.datacheck import DataProblem
 
     kind, path = parse_dataset(dataset)
     if kind == "sprites" or (kind == "celeba" and download):

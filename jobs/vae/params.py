@@ -1,4 +1,4 @@
-"""The `vae` parameters and presets, validated by `jobkit.params.resolve`.
+"""The `vae` parameters and presets, validated by `jobkit.plan.params.resolve`.
 
 Field defaults are the model/data choices of the β-VAE papers (10 latents, Adam, batch 64, β = 4 on
 sprites); the run length and cadence come from the presets (`default` is GPU-sized).
@@ -6,7 +6,8 @@ sprites); the run length and cadence come from the presets (`default` is GPU-siz
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from jobkit.params import ParamError
+
+from jobkit.plan.params import ParamError
 from jobkit.protocol import MAX_BATCH, BaseParams
 
 from .data import parse_dataset

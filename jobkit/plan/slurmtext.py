@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .cluster import Partition
-from .slurmtime import parse_mem, parse_time
+from jobkit.plan.choose import Partition
+from jobkit.plan.slurmtime import parse_mem, parse_time
 
 
 def _fields(line: str) -> dict[str, str]:

@@ -27,10 +27,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import command as command_mod
-from . import params as params_mod
-from . import registry
-from .spec import RESOURCE_KEYS, SWEEP_NAME, JobSpec, differing_keys, parse_resources, readable_name, split_settings
+from jobkit.plan import command as command_mod
+from jobkit.plan import params as params_mod
+from jobkit.plan import registry
+from jobkit.plan.spec import (
+    RESOURCE_KEYS,
+    SWEEP_NAME,
+    JobSpec,
+    differing_keys,
+    parse_resources,
+    readable_name,
+    split_settings,
+)
 
 TOP_KEYS = ("name", "defaults", "run", "sbatch")
 

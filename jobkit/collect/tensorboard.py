@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .store import RunDir
+from jobkit.store import RunDir
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -53,7 +53,7 @@ def is_loopback(host: str) -> bool:
 
 def plan(runs: list[RunDir], *, host: str = "127.0.0.1", port: int | None = None,
          reload_interval: int = 30) -> TBPlan:
-    from .collect.scalars import event_files
+    from jobkit.collect.scalars import event_files
 
     options = ["--host", host, "--port", "default" if port is None else str(port),
                "--reload_interval", str(reload_interval)]

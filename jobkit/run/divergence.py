@@ -7,7 +7,7 @@ ordinary noise of a small converged loss (a 0.02 MSE that swings to 0.05) is not
 - **spike**: one loss above the recent median by more than `spike_z` robust standard deviations
   *and* more than `spike_factor` times the median;
 - **not converging**: the mean of a block of `window` losses is *worse* than the best block's mean,
-  in the sense of `jobkit.convergence` (beyond both `min_delta` relative and `rise_z` times the
+  in the sense of `jobkit.run.convergence` (beyond both `min_delta` relative and `rise_z` times the
   spread measured at the best block), for two blocks in a row. A loss that is level with its best
   is converged, which is what the plateau stop calls it too.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from statistics import median
 
-from .convergence import Plateau
+from jobkit.run.convergence import Plateau
 
 MAD_TO_SD = 1.4826  # MAD x this = standard deviation, for normal noise
 
@@ -37,7 +37,7 @@ class DivergenceMonitor:
     spike_z: float = 12.0  # a spike is this many robust standard deviations above the recent median...
     spike_factor: float = 1.5  # ...and this many times the median
     rise_z: float = 1.0  # a block mean this many (best block's) standard deviations above the best: worse
-    min_delta: float = 0.005  # relative; the same meaning as the plateau stop's (jobkit.convergence)
+    min_delta: float = 0.005  # relative; the same meaning as the plateau stop's (jobkit.run.convergence)
     cooldown: int = 200  # observations between two alarms of one kind
     seen: int = 0
     recent: list[float] = field(default_factory=list)  # the last `window` losses

@@ -1,8 +1,8 @@
 """The choice of a partition for a run, from the partitions' sizes, MaxTime and preemption.
 
-Pure: the partitions come from `jobkit.slurm` (read live) or a saved profile (`jobkit.clusterfacts`),
-parsed by `jobkit.slurmtext`. `choose_partition()` picks the partition a run should go to and says
-why, or raises `NoFit` naming every partition's limit; `jobkit.placement` adds accounts, QoS, typed
+Pure: the partitions come from `jobkit.slurm` (read live) or a saved profile (`jobkit.plan.clusterfacts`),
+parsed by `jobkit.plan.slurmtext`. `choose_partition()` picks the partition a run should go to and says
+why, or raises `NoFit` naming every partition's limit; `jobkit.plan.placement` adds accounts, QoS, typed
 GPUs and node features on top.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pwd
 from dataclasses import dataclass
 from typing import Iterable
 
-from .slurmtime import format_time
-from .spec import Resources
+from jobkit.plan.slurmtime import format_time
+from jobkit.plan.spec import Resources
 
 __all__ = ["Partition", "ClusterError", "NoFit", "Verdict", "Choice", "choose_partition"]
 

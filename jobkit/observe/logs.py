@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
-from .state import Event
-from .store import RunDir
-from .slurm import job_log_paths
+from jobkit.slurm import job_log_paths
+from jobkit.state import Event
+from jobkit.store import RunDir
 
 ATTEMPT_BANNER = "Starting with JobEnvironment"  # submitit's first line of every start
 

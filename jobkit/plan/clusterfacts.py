@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cluster import Partition
-from .slurmtext import _fields, _int, _limit, _mem, _time, parse_partitions, parse_tres
-from .slurmvalues import expand_nodes
+from jobkit.plan.choose import Partition
+from jobkit.plan.slurmtext import _fields, _int, _limit, _mem, _time, parse_partitions, parse_tres
+from jobkit.plan.slurmvalues import expand_nodes
 
 PROFILE_VERSION = 1
 
@@ -157,7 +157,7 @@ def _listify(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_profile(facts: ClusterFacts, path: Path) -> None:
-    from .atomic import write_text
+    from jobkit.atomic import write_text
 
     write_text(Path(path), json.dumps(facts.to_json(), indent=2) + "\n")
 

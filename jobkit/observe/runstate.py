@@ -1,6 +1,6 @@
 """What a run's own folder says about it: state, progress, requeues — no Slurm call needed.
 
-`jobkit.status` overlays the scheduler's view on this; `jobkit.collect` uses it as is.
+`jobkit.observe.status` overlays the scheduler's view on this; `jobkit.collect` uses it as is.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .state import ATTEMPT_ENDS, QUEUED, STATE_OF_EVENT, Event, State
-from .store import RunDir
+from jobkit.state import ATTEMPT_ENDS, QUEUED, STATE_OF_EVENT, Event, State
+from jobkit.store import RunDir
 
 
 @dataclass

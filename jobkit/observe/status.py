@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .runstate import RunSummary, summarize
-from .slurm import SLURM_QUEUED, SLURM_RUNNING, SlurmView, query_states
-from .state import ACTIVE, TERMINAL, State, as_state
+from jobkit.observe.runstate import RunSummary, summarize
+from jobkit.slurm import SLURM_QUEUED, SLURM_RUNNING, SlurmView, query_states
+from jobkit.state import ACTIVE, TERMINAL, State, as_state
+from jobkit.store import RunDir
 
 # Ends only the scheduler can report (the run had no chance to write its own last word).
 SCHEDULER_ENDED = {State.TIMEOUT, State.PREEMPTED, State.NODE_FAIL, State.OUT_OF_MEMORY}
-from .store import RunDir
 
 
 @dataclass

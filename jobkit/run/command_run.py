@@ -3,7 +3,7 @@
 It plays the runner's part for a script jobkit cannot step through: the same stop flag and Host
 deadline logic decide *when* to stop (Slurm's early warning deferred to jobkit's own deadline, a
 preemption at once); then the stop signal goes to the script's own process group and the script gets
-a bounded time to save and exit 3. Exits map to the runner's outcomes, so `jobkit.job.TrainJob`
+a bounded time to save and exit 3. Exits map to the runner's outcomes, so `jobkit.run.job.TrainJob`
 requeues a command run exactly as it requeues a workload run:
 
 - 0: finished (metrics from the helper's progress.json / metrics.json);
@@ -24,9 +24,9 @@ import threading
 import time
 from typing import IO, Any
 
-from . import command as command_mod
-from . import runner
-from .store import RunDir
+from jobkit.plan import command as command_mod
+from jobkit.run import runner
+from jobkit.store import RunDir
 
 EXIT_STOPPED = runner.EXIT_STOPPED
 TAIL_LINES = 20

@@ -21,21 +21,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from . import cluster as cluster_mod
-from . import localqueue
-from . import placement as placement_mod
-from .clusterfacts import ClusterFacts
-from . import slurm
-from .localnode import Node, Request
-from .runstate import RunSummary
-from .siteconfig import SiteConfig
-from .spec import JobSpec, Resources
-from .state import QUEUED, Event, State
-from .status import collect_status
-from .store import RunDir
+from jobkit import slurm
+from jobkit.observe.runstate import RunSummary
+from jobkit.observe.status import collect_status
+from jobkit.plan import choose as cluster_mod
+from jobkit.plan import placement as placement_mod
+from jobkit.plan.clusterfacts import ClusterFacts
+from jobkit.plan.siteconfig import SiteConfig
+from jobkit.plan.spec import JobSpec, Resources
+from jobkit.state import QUEUED, Event, State
+from jobkit.store import RunDir
+from jobkit.submit import localqueue
+from jobkit.submit.localnode import Node, Request
 
 JOB_NAME_PREFIX = "jobkit-"
-LOCAL_CONTROLLER_TIMEOUT_MIN = 60 * 24 * 365  # a queued local job may wait long; jobkit.localqueue times the run
+LOCAL_CONTROLLER_TIMEOUT_MIN = 60 * 24 * 365  # a queued local job may wait long; jobkit.submit.localqueue times the run
 
 
 class SubmitError(RuntimeError):
@@ -238,7 +238,7 @@ def arrays(planned: list[PlannedRun], max_array_size: int | None = None) -> list
 def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConfig | None = None,
             max_array_size: int | None = None) -> list[PlannedRun]:
     """Submit the runs whose action is new/resume, one array per resource shape. All or nothing."""
-    from .job import TrainJob  # imports torch: only when something is submitted
+    from jobkit.run.job import TrainJob
 
     todo = [p for p in planned if p.submits]
     local = executor == "local"  # locally one job per run: each waits for its own share of the machine
@@ -265,7 +265,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
             if executor == "slurm":
                 ex = slurm.slurm_executor(folder, slurm_parameters(res, partition, sweep, site),
                                           python=site.python if site is not None else None)
-            else:  # `python` puts jobkit.localqueue in front of each task: it waits for its share, then runs
+            else:  # `python` puts jobkit.submit.localqueue in front of each task: it waits for its share, then runs
                 ex = slurm.local_executor(folder, timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,
                                           signal_delay_s=signal_delay_for(res), gpus=res.gpus,
                                           tasks=res.world_size, python=shlex.join(python) if python else None)

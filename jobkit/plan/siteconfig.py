@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .slurmvalues import check_name
+from jobkit.plan.slurmvalues import check_name
 
 KEYS = ("account", "qos", "python", "setup", "never_partitions")
 PROJECT_FILE = "jobkit.toml"

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from . import command as command_mod
-from . import params as params_mod
-from . import registry
-from .spec import JobSpec
+from jobkit.plan import command as command_mod
+from jobkit.plan import params as params_mod
+from jobkit.plan import registry
+from jobkit.plan.spec import JobSpec
 
 
 class DataProblem(ValueError):

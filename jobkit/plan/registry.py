@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 
-from .protocol import BaseParams, Workload
+from jobkit.protocol import BaseParams, Workload
 
 REQUIRED_METHODS = ("setup", "train_step", "evaluate", "artifacts", "state_dict", "load_state_dict")
 

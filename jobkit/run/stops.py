@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import distributed
-from .state import Event
-from .store import RunDir
+from jobkit.run import distributed
+from jobkit.state import Event
+from jobkit.store import RunDir
 
 EXIT_STOPPED = 3  # a run stopped by a signal, checkpointed, resumable ("stopped, resume me")
 

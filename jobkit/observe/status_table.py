@@ -18,9 +18,9 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .runstate import RunSummary
-from .spec import differing_keys
-from .state import FAILED, State
+from jobkit.observe.runstate import RunSummary
+from jobkit.plan.spec import differing_keys
+from jobkit.state import FAILED, State
 
 STATE_STYLE = {State.COMPLETED: "green", State.RUNNING: "cyan", State.PENDING: "yellow", State.REQUEUED: "yellow",
                State.FAILED: "red", State.TIMEOUT: "red", State.PREEMPTED: "magenta", State.CANCELLED: "dim",

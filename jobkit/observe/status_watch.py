@@ -13,9 +13,9 @@ from typing import Callable, Protocol, Sequence
 from rich.console import Console
 from rich.live import Live
 
-from . import status_table
-from .runstate import RunSummary
-from .state import ACTIVE  # queued or running: every other state stays as it is by itself
+from jobkit.observe import status_table
+from jobkit.observe.runstate import RunSummary
+from jobkit.state import ACTIVE
 
 
 class Report(Protocol):

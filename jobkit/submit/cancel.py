@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .runstate import RunSummary
-from .state import ACTIVE, Event
-from .store import RunDir
-from .slurm import scancel
+from jobkit.observe.runstate import RunSummary
+from jobkit.slurm import scancel
+from jobkit.state import ACTIVE, Event
+from jobkit.store import RunDir
 
 
 @dataclass

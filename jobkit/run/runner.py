@@ -18,17 +18,17 @@ from typing import Any, Callable
 
 import torch
 
-from . import distributed, faults
-from . import params as params_mod
-from . import registry, rng
-from .protocol import RunContext
-from .convergence import Plateau, judged_by
-from .divergence import DivergenceMonitor
-from .store import RunDir
-from .state import Event
-from .stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
+from jobkit.plan import params as params_mod
+from jobkit.plan import registry
+from jobkit.protocol import RunContext
+from jobkit.run import distributed, faults, rng
+from jobkit.run.convergence import Plateau, judged_by
+from jobkit.run.divergence import DivergenceMonitor
+from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
+from jobkit.state import Event
+from jobkit.store import RunDir
 
-# The loop's own names, and the stop vocabulary every host of it uses (jobkit.stops).
+# The loop's own names, and the stop vocabulary every host of it uses (jobkit.run.stops).
 __all__ = ["run", "build_workload", "EXIT_STOPPED", "Host", "RunFailed", "Stopped", "StopFlag",
            "refuse_stalled_loop"]
 CHECKPOINT_FORMAT = 1

@@ -27,11 +27,11 @@ import math
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from .cluster import Choice, NoFit, Partition, Verdict, _preempting, _user_groups, choose_partition
-from .clusterfacts import Association, ClusterFacts, NodeType
-from .slurmtime import format_time
-from .slurmvalues import constraint_terms, expand_nodes
-from .spec import Resources
+from jobkit.plan.choose import Choice, NoFit, Partition, Verdict, _preempting, _user_groups, choose_partition
+from jobkit.plan.clusterfacts import Association, ClusterFacts, NodeType
+from jobkit.plan.slurmtime import format_time
+from jobkit.plan.slurmvalues import constraint_terms, expand_nodes
+from jobkit.plan.spec import Resources
 
 
 @dataclass(frozen=True)

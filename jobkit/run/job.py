@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import distributed, runner
-from . import slurm
-from .store import RunDir
-from .state import Event
+from jobkit import slurm
+from jobkit.run import distributed, runner
+from jobkit.state import Event
+from jobkit.store import RunDir
 
 
 class TrainJob(slurm.Checkpointable):
@@ -38,7 +38,7 @@ class TrainJob(slurm.Checkpointable):
         executor = env.executor
         spec = run.spec()
         limit_min = self.time_limit_min or spec.resources.time_min
-        granted = os.environ.get("JOBKIT_LOCAL_GRANTED_T")  # set by jobkit.localqueue: the clock starts there
+        granted = os.environ.get("JOBKIT_LOCAL_GRANTED_T")  # set by jobkit.submit.localqueue: the clock starts there
         topology = distributed.Topology.from_job_env(env, os.environ.get("SLURM_JOB_ID") or env.job_id)
         host = runner.Host(executor=executor, job_id=env.job_id, time_limit_s=limit_min * 60,
                            margin_s=self.signal_delay_s, stop_signals=(signal.SIGUSR2,),
@@ -49,7 +49,7 @@ class TrainJob(slurm.Checkpointable):
             spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
         try:
             if spec.workload == "command":  # the user's own script, supervised (jobkit/command_run.py)
-                from . import command_run
+                from jobkit.run import command_run
 
                 chunked = chunked or bool(spec.params.get("resumable"))  # it continues from its checkpoint
                 return command_run.run(run, host, near_limit=lambda s: _classify(s, host, False) == "timeout")

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .params import ParamError
-from .protocol import Metric, ReportLayout
+from jobkit.plan.params import ParamError
+from jobkit.protocol import Metric, ReportLayout
 
 Verdict = Literal["better", "level", "worse"]
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from . import slurmvalues
-from .slurmtime import format_time, parse_mem, parse_time
+from jobkit.plan import slurmvalues
+from jobkit.plan.slurmtime import format_time, parse_mem, parse_time
 
 # what a run asks for and how it is handled (`check_data`: check its data at submit); never hashed
 RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk",

@@ -3,7 +3,7 @@
 The local executor used to start every run of a sweep at once: on a 2-core machine three 2-CPU runs
 each ran many times slower than alone (oversubscribed threads cost more than a queue). With a size,
 `jobkit submit --executor local` can refuse a run the machine cannot hold, and say how many runs start
-now and how many wait (`jobkit.localqueue` does the waiting). Reading the size is cheap: no torch, no
+now and how many wait (`jobkit.submit.localqueue` does the waiting). Reading the size is cheap: no torch, no
 CUDA initialisation.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .spec import Resources
+from jobkit.plan.spec import Resources
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The local executor's queue: a run waits here until its CPUs, memory and GPUs are free, then is pinned.
 
-submitit's local controller starts `python -m jobkit.localqueue ... -- python -u -m submitit.core._submit`
+submitit's local controller starts `python -m jobkit.submit.localqueue ... -- python -u -m submitit.core._submit`
 for every job at once; this small process (no torch) waits for a slot, pins itself to its cores, sets
 the thread counts, arms a hard kill at the job's time limit, and `exec`s the real job in place (same
 pid, so `jobkit cancel` and status' liveness check see one process).
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .localnode import Node, Request, total
+from jobkit.submit.localnode import Node, Request, total
 
 POLL_S = 0.5
 
@@ -199,7 +199,7 @@ def job_env(slot: Slot, req: Request, base: dict[str, str]) -> dict[str, str]:
 
 def wrapper_command(pool: Path, node: Node, req: Request, key: str, limit_s: int, run: str) -> list[str]:
     """The argv prefix submitit's local controller runs instead of the bare interpreter."""
-    return [sys.executable, "-m", "jobkit.localqueue", "--pool", str(pool), "--key", key, "--run", run,
+    return [sys.executable, "-m", "jobkit.submit.localqueue", "--pool", str(pool), "--key", key, "--run", run,
             "--cpus", str(req.cpus), "--mem-mb", str(req.mem_mb), "--gpus", str(req.gpus),
             "--limit-s", str(limit_s), "--node-cores", ",".join(map(str, node.cores)),
             "--node-mem-mb", str(node.mem_mb), "--node-gpus", ",".join(node.gpus), "--", sys.executable]
@@ -209,9 +209,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Wait for a slot, pin, then exec the job (argv after `--`). Exits 1 if the controller went away."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv:
-        sys.exit("usage: python -m jobkit.localqueue [options] -- COMMAND...")
+        sys.exit("usage: python -m jobkit.submit.localqueue [options] -- COMMAND...")
     split = argv.index("--")
-    p = argparse.ArgumentParser(prog="jobkit.localqueue")
+    p = argparse.ArgumentParser(prog="jobkit.submit.localqueue")
     p.add_argument("--pool", type=Path, required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--run", default="")

@@ -14,7 +14,7 @@ import types
 import typing
 from typing import Any, Literal, Mapping
 
-from .protocol import BaseParams
+from jobkit.protocol import BaseParams
 
 INT_MAX = 2**53
 
@@ -146,7 +146,7 @@ def resolve(params_cls: type[BaseParams], presets: Mapping[str, Mapping[str, Any
 
 def check(params: BaseParams) -> None:
     """The workload's own cross-field checks, then the common ones (stop / patience / min_delta)."""
-    from .convergence import check_stop_params  # convergence imports ParamError from here
+    from jobkit.run.convergence import check_stop_params
 
     params.check()
     check_stop_params(params)

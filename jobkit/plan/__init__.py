@@ -1,0 +1,1 @@
+"""From a sweep file to validated run specs and the partition each run should go to."""

@@ -1,0 +1,1 @@
+"""Turning planned runs into scheduler jobs (one array per resource shape), and cancelling them."""
