@@ -283,3 +283,16 @@ resumable = true
     assert rec["curves"]["val/val_loss"]["last_step"] == 30 and rec["final"]["val_loss"] == final["val_loss"]
     html = (tmp_path / "report" / "index.html").read_text()
     assert run.run_id in html and toy.run_id in html and html.count("<svg") >= 2
+
+
+def test_resume_set_of_a_setting_on_a_command_run_is_one_clear_line(tmp_path):
+    """A command run has no run settings (its script owns its cadence); resources still change."""
+    run = make_command_run(tmp_path, "import sys\n")
+    root = str(tmp_path / "runs")
+    bad = CliRunner().invoke(cli, ["resume", run.run_id, "--set", "checkpoint_every=5", "--executor", "local",
+                                   "--dry-run", "--root", root])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1, bad.output
+    assert "runs your own command" in bad.stderr and "Traceback" not in bad.output
+    ok = CliRunner().invoke(cli, ["resume", run.run_id, "--set", "mem=1G", "--executor", "local", "--dry-run",
+                                  "--json", "--root", root])
+    assert ok.exit_code == 0, ok.output

@@ -368,6 +368,9 @@ def _resumed_spec(spec: JobSpec, changes: dict, settings: dict, chunk: bool) -> 
         fail(f"--{exc.key}: {exc.message}" if exc.key in ("partition", "time") else f"--set {exc}")
     if chunk:
         res = replace(res, chunk=True)
+    if settings and spec.workload == command_mod.NAME:
+        fail(f"--set {next(iter(settings))}: {spec.run_id} runs your own command, which decides itself how often "
+             "it checkpoints, evaluates and logs; change its command's arguments in a new run instead")
     if settings:
         try:
             checked = params_mod.check_values(registry.load(spec.workload).Params, settings)
