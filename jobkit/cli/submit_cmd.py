@@ -7,9 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from jobkit import slurm
 from jobkit.cli.common import (
-    EXIT_FAILED,
     console,
     err_console,
     fail,
@@ -20,18 +18,12 @@ from jobkit.cli.common import (
 )
 from jobkit.cli.complete import sweeps_and_runs
 from jobkit.cli.live import wait_for
-from jobkit.plan import choose as cluster_mod
-from jobkit.plan import clusterfacts
 from jobkit.plan import command as command_mod
-from jobkit.plan import datacheck
-from jobkit.plan import params as params_mod
-from jobkit.plan import registry, siteconfig
 from jobkit.plan import sweep as sweep_mod
-from jobkit.plan.spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec, ResourceError, Resources, parse_resources
+from jobkit.plan.spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec
 from jobkit.store import find_runs
-from jobkit.submit import localqueue
 from jobkit.submit import submission as submit_mod
-from jobkit.submit.localnode import Node, Request, schedule
+from jobkit.submit.submit_runs import SubmitProblem, resumed_spec, submit_runs
 
 ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim"}
 
@@ -41,74 +33,6 @@ executor_option = click.option(
          "local: this machine as one node; runs wait until their cpus, mem and gpus are free.")
 dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would be submitted and why; write nothing.")
 wait_option = click.option("--wait", is_flag=True, help="Show live progress until every run has ended.")
-
-
-def _facts(executor: str, profile: Path | None) -> clusterfacts.ClusterFacts | None:
-    """The cluster's facts, read once per command (or loaded from a `--cluster` profile)."""
-    if profile is not None:
-        try:
-            return clusterfacts.load_profile(profile)
-        except ValueError as exc:
-            fail(str(exc))
-    if executor != "slurm":
-        return None
-    try:
-        return slurm.read_facts()
-    except cluster_mod.ClusterError as exc:
-        fail(str(exc))
-
-
-def _site(start: Path | None) -> siteconfig.SiteConfig:
-    try:
-        return siteconfig.load(start)
-    except siteconfig.ConfigError as exc:
-        fail(str(exc))
-
-
-def _resolve_executor(name: str) -> str:
-    chosen = submit_mod.pick_executor(name)
-    if chosen == "slurm" and name == "slurm" and not slurm.available():
-        fail("--executor slurm: the Slurm controller does not answer (scontrol ping); "
-             "start it (slurm/up.sh) or use --executor local")
-    return chosen
-
-
-def _local_node(specs: list[JobSpec]) -> Node:
-    """This machine as the local executor's one node; a run larger than it is refused before anything is written."""
-    node = Node.detect()
-    for spec in specs:
-        res = spec.resources  # every rank of a multi-process run runs here, each with `cpus` cores
-        why = node.refusal(Request(cpus=res.cpus * res.world_size, mem_mb=res.mem_mb * res.world_size,
-                                   gpus=res.gpus * res.nodes))
-        if why:
-            fail(f"{spec.run_id}: {why}, and the local executor runs on this machine only; "
-                 "ask for less (--set) or submit to a Slurm cluster")
-    return node
-
-
-def _local_outlook(node: Node, planned: list[submit_mod.PlannedRun]) -> dict:
-    """How the runs to submit would share this machine: how many start now, how many wait."""
-    reqs = [Request.of(p.job_res) for p in planned if p.submits]
-    try:
-        held, waiting = localqueue.busy(localqueue.pool_dir())
-    except OSError:
-        held, waiting = Request(0, 0, 0), 0
-    start_now = 0 if waiting else schedule(node, reqs, held)
-    shapes = sorted({r for r in reqs}, key=lambda r: (r.cpus, r.mem_mb, r.gpus))
-    return {"node": node.to_json(), "describe": node.describe(), "start_now": start_now,
-            "queued": len(reqs) - start_now, "busy": {"cpus": held.cpus, "mem_mb": held.mem_mb, "gpus": held.gpus},
-            "waiting_before": waiting,
-            "at_once": [{"cpus": r.cpus, "mem_mb": r.mem_mb, "gpus": r.gpus, "runs": node.at_once(r)} for r in shapes]}
-
-
-def _plan(specs: list[JobSpec], root: Path, executor: str, facts: clusterfacts.ClusterFacts | None,
-          site: siteconfig.SiteConfig, check_only: bool = False) -> list[submit_mod.PlannedRun]:
-    """The plan; `check_only` skips reading the runs' state (partitions and input checks only)."""
-    try:
-        return submit_mod.plan(specs, root, executor, None, summaries={} if check_only else None,
-                               facts=facts, site=site)
-    except cluster_mod.NoFit as exc:
-        fail(str(exc))
 
 
 def _verb(verb: str, n: int, dry_run: bool) -> str:
@@ -184,79 +108,40 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
     out.print(", ".join(f"{n} {a}" for a, n in counts.items()))
 
 
-def _check_data(specs: list[JobSpec], source: str) -> list[tuple[str, str]]:
-    """Every run's data, before anything is written; the runs not checked, as warnings."""
-    try:
-        return datacheck.check_specs(specs, source).warnings()
-    except datacheck.DataCheckFailed as exc:
-        fail(str(exc))
-
-
 def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, explain: bool,
         show_script: bool, as_json: bool, wait: bool, profile: Path | None = None,
         config_start: Path | None = None, source: str = "") -> None:
-    # a plan against another cluster's saved profile: its data is there, not here
-    data_warnings = _check_data(specs, source or str(root)) if profile is None else []
-    if profile is not None and not dry_run:
-        fail("--cluster plans against a saved profile and submits nothing: add --dry-run")
-    executor = "slurm" if profile is not None else _resolve_executor(executor_name)
-    if executor == "slurm":
-        try:
-            submit_mod.check_root_for_slurm(root)
-        except ValueError as exc:
-            fail(str(exc))
-    site = _site(config_start)
-    facts = _facts(executor, profile)  # read once: the limits do not change within a submit
-    notes = list(facts.notes) if facts is not None else []
-    if notes and not as_json:
-        for note in notes:
+    try:
+        sub = submit_runs(specs, root, executor_name, dry_run, profile=profile, config_start=config_start,
+                          source=source)
+    except SubmitProblem as exc:
+        fail(str(exc), code=exc.code)
+    planned, executor = sub.planned, sub.executor
+    if sub.notes and not as_json:
+        for note in sub.notes:
             err_console().print(f"[yellow]note[/] {note}")
-    max_array = facts.max_array_size if facts is not None else None
-    node = _local_node(specs) if executor == "local" else None
-    if node is not None and not dry_run:
-        try:
-            localqueue.open_pool(localqueue.pool_dir())
-        except OSError as exc:
-            fail(f"local queue folder: {exc}; set JOBKIT_LOCAL_POOL to another folder")
-    outlook = None
-    if dry_run:
-        planned = _plan(specs, root, executor, facts, site)
-        outlook = _local_outlook(node, planned) if node else None
-    else:
-        _plan(specs, root, executor, facts, site, check_only=True)  # NoFit and friends before anything is written
-        sweeps = sorted({s.sweep for s in specs})
-        try:
-            with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
-                planned = _plan(specs, root, executor, facts, site)  # under the lock: no duplicate jobs
-                outlook = _local_outlook(node, planned) if node else None
-                if any(p.submits for p in planned):
-                    submit_mod.execute(planned, root, executor, site=site, max_array_size=max_array)
-        except submit_mod.SubmitError as exc:
-            fail(f"submission refused, nothing was submitted: {exc}", code=EXIT_FAILED)
-    for p in planned:
-        p.warning = "; ".join(w for rid, w in [(p.spec.run_id, p.warning)] + data_warnings
-                              if rid == p.spec.run_id and w) or None
     if as_json:
-        data = {"executor": executor, "dry_run": dry_run, "notes": notes,
-                "cluster": facts.source if facts is not None else None,
+        data = {"executor": executor, "dry_run": dry_run, "notes": sub.notes,
+                "cluster": sub.facts.source if sub.facts is not None else None,
                 "arrays": [{"runs": len(a), "partition": a[0].partition, "account": a[0].job_res.account,
                             "qos": a[0].job_res.qos, "time": a[0].job_res.time, "segments": a[0].segments}
-                           for a in submit_mod.arrays(planned, max_array)],
+                           for a in submit_mod.arrays(planned, sub.max_array)],
                 "runs": [p.to_json() for p in planned]}
-        if outlook is not None:
-            data["local"] = {k: v for k, v in outlook.items() if k != "describe"}
+        if sub.outlook is not None:
+            data["local"] = {k: v for k, v in sub.outlook.items() if k != "describe"}
         if show_script and executor == "slurm":
-            data["scripts"] = {p.spec.run_id: submit_mod.sbatch_script(p, root, site) for p in planned if p.submits}
+            data["scripts"] = {p.spec.run_id: submit_mod.sbatch_script(p, root, sub.site)
+                               for p in planned if p.submits}
         print_json(data)
     else:
         _render(planned, executor, explain, dry_run)
-        if outlook is not None:
-            _render_local(outlook, explain, dry_run)
+        if sub.outlook is not None:
+            _render_local(sub.outlook, explain, dry_run)
         if show_script and executor == "slurm":
             for p in planned:
                 if p.submits:
                     console().rule(f"sbatch script for {p.spec.run_id}")
-                    click.echo(submit_mod.sbatch_script(p, root, site))
+                    click.echo(submit_mod.sbatch_script(p, root, sub.site))
     if wait and not dry_run:
         code = wait_for(root, [p.run_dir for p in planned])
         raise SystemExit(code)
@@ -356,26 +241,8 @@ def resume(selectors: tuple[str, ...], partition: str | None, time_: str | None,
             fail(f"--set {key}: resume changes only resources ({', '.join(RESOURCE_KEYS)}) and run settings "
                  f"({', '.join(SETTING_KEYS)}); to change a parameter, submit a new run")
         (settings if key in SETTING_KEYS else changes)[key] = value
-    specs = [_resumed_spec(run.spec(), changes, settings, chunk) for run in runs]
-    _go(specs, root, executor, dry_run, False, False, as_json, wait, None, Path.cwd())
-
-
-def _resumed_spec(spec: JobSpec, changes: dict, settings: dict, chunk: bool) -> JobSpec:
-    """The spec with new resources and settings, validated against the run's workload."""
     try:
-        res: Resources = parse_resources(changes, base=spec.resources) if changes else spec.resources
-    except ResourceError as exc:
-        fail(f"--{exc.key}: {exc.message}" if exc.key in ("partition", "time") else f"--set {exc}")
-    if chunk:
-        res = replace(res, chunk=True)
-    if settings and spec.workload == command_mod.NAME:
-        fail(f"--set {next(iter(settings))}: {spec.run_id} runs your own command, which decides itself how often "
-             "it checkpoints, evaluates and logs; change its command's arguments in a new run instead")
-    if settings:
-        try:
-            checked = params_mod.check_values(registry.load(spec.workload).Params, settings)
-        except (params_mod.ParamError, registry.UnknownWorkload) as exc:
-            fail(f"--set {exc}")
-        spec = replace(spec, settings={**spec.settings, **checked})
-    return spec.with_resources(res)
-
+        specs = [resumed_spec(run.spec(), changes, settings, chunk) for run in runs]
+    except SubmitProblem as exc:
+        fail(str(exc), code=exc.code)
+    _go(specs, root, executor, dry_run, False, False, as_json, wait, None, Path.cwd())
