@@ -25,7 +25,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from jobkit.plan import command as command_mod
 from jobkit.plan import params as params_mod
@@ -169,14 +169,8 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
 
     list_keys = [k for k, v in merged.items() if isinstance(v, list) and not _list_typed(cls, k)]
     _note_axes(merged, list_keys, where, varying)
-    combos = itertools.product(*(merged[k] for k in list_keys)) if list_keys else [()]
     specs = []
-    for combo in combos:
-        try:
-            raw = {k: _expand_env(k, v) for k, v in merged.items()}
-            raw.update((k, _expand_env(k, v)) for k, v in zip(list_keys, combo))
-        except ValueError as exc:
-            raise SweepError(f"{where}: {exc}") from None
+    for combo, raw in _expansions(merged, list_keys, where):
         try:
             resolved = params_mod.resolve(cls.Params, cls.presets, raw)
         except params_mod.ParamError as exc:
@@ -201,12 +195,7 @@ def _expand_command_run(where: str, merged: dict, sets: list, sweep_name: str, v
     _note_axes(merged, list_keys, where, varying)
     workdir = Path.cwd()
     specs = []
-    for combo in (itertools.product(*(merged[k] for k in list_keys)) if list_keys else [()]):
-        try:
-            raw = {k: _expand_env(k, v) for k, v in merged.items()}
-            raw.update((k, _expand_env(k, v)) for k, v in zip(list_keys, combo))
-        except ValueError as exc:
-            raise SweepError(f"{where}: {exc}") from None
+    for _, raw in _expansions(merged, list_keys, where):
         try:
             resolved = command_mod.resolve_params(raw, workdir)
         except command_mod.CommandError as exc:
@@ -252,6 +241,17 @@ def _pop_resources(merged: dict, where: str):
         return parse_resources(raw)
     except ValueError as exc:
         raise SweepError(f"{where}: {exc}") from None
+
+
+def _expansions(merged: dict, list_keys: list[str], where: str) -> Iterator[tuple[tuple, dict]]:
+    """Each combination of the list axes, with the run's values for it (`$VAR`s expanded)."""
+    for combo in (itertools.product(*(merged[k] for k in list_keys)) if list_keys else [()]):
+        try:
+            raw = {k: _expand_env(k, v) for k, v in merged.items()}
+            raw.update((k, _expand_env(k, v)) for k, v in zip(list_keys, combo))
+        except ValueError as exc:
+            raise SweepError(f"{where}: {exc}") from None
+        yield combo, raw
 
 
 def _note_axes(merged: dict, list_keys: list[str], where: str, varying: list[str]) -> None:
