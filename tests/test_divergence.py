@@ -114,3 +114,35 @@ def test_whole_healthy_runs_raise_no_alarm(tmp_path, name):
     runner.run(run)
     assert [e["event"] for e in run.events()][-1] == "finished"
     assert [e["message"] for e in run.events() if e["event"] == "alarm"] == []
+
+
+def test_the_fast_spike_check_decides_as_the_full_one():
+    """The monitor computes the spread only for a loss already far above the median; on noisy series
+    with spikes and resumes it raises exactly the alarms of the full computation at every step."""
+    import random
+
+    from jobkit.run.divergence import DivergenceMonitor, robust_spread
+
+    def full_check(m: DivergenceMonitor, loss: float) -> bool:
+        if m.seen + 1 <= m.warmup or len(m.recent) < min(m.window, m.warmup):
+            return False
+        mid, spread = robust_spread(m.recent)
+        excess = loss - mid
+        return excess > m.spike_z * spread and excess > (m.spike_factor - 1.0) * abs(mid)
+
+    rnd = random.Random(7)
+    for trial in range(4):
+        m, spikes = DivergenceMonitor(cooldown=1), 0
+        for step in range(1, 1500):
+            loss = 2.0 / (1 + step / 300) + rnd.gauss(0, 0.02 * (trial + 1))
+            if rnd.random() < 0.01:
+                loss *= rnd.choice([1.2, 2.0, 5.0])
+            expected = full_check(m, loss)
+            got = any(kind == "spike" for kind, _ in m.update(step, loss))
+            assert got == expected, (trial, step, loss)
+            spikes += got
+            if step % 377 == 0:  # a resume: the monitor is rebuilt from its state
+                again = DivergenceMonitor(cooldown=1)
+                again.load_state_dict(m.state_dict())
+                m = again
+        assert spikes > 0

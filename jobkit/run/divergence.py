@@ -15,12 +15,19 @@ Its state is checkpointed, so a resumed run raises the same alarms as an uninter
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, field
 from statistics import median
 
 from jobkit.run.convergence import Plateau
 
 MAD_TO_SD = 1.4826  # MAD x this = standard deviation, for normal noise
+
+
+def _sorted_median(ordered: list[float]) -> float:
+    """statistics.median of an already sorted list, without sorting it again."""
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 def robust_spread(values: list[float]) -> tuple[float, float]:
@@ -48,16 +55,27 @@ class DivergenceMonitor:
     last_alarm: dict[str, int] = field(default_factory=dict)
 
     def update(self, step: int, loss: float) -> list[tuple[str, str]]:
-        """Feed one loss; returns alarms as (kind, message)."""
+        """Feed one loss; returns alarms as (kind, message).
+
+        Called every step, so the common case is cheap: the median comes from a sorted copy of the
+        window, and the spread (a second pass) is computed only for a loss already `spike_factor`
+        times above it — the same decision as computing both every time.
+        """
         alarms: list[tuple[str, str]] = []
         self.seen += 1
+        ordered = self._ordered()
         if self.seen > self.warmup and len(self.recent) >= min(self.window, self.warmup):
-            mid, spread = robust_spread(self.recent)
+            mid = _sorted_median(ordered)
             excess = loss - mid
-            if excess > self.spike_z * spread and excess > (self.spike_factor - 1.0) * abs(mid):
-                alarms.append(("spike", f"loss spike at step {step}: {loss:.4g} vs recent median {mid:.4g} "
-                               f"± {spread:.2g} ({excess / spread:.0f} spreads above)"))
+            if excess > (self.spike_factor - 1.0) * abs(mid):
+                _, spread = robust_spread(self.recent)
+                if excess > self.spike_z * spread:
+                    alarms.append(("spike", f"loss spike at step {step}: {loss:.4g} vs recent median {mid:.4g} "
+                                   f"± {spread:.2g} ({excess / spread:.0f} spreads above)"))
         self.recent.append(loss)
+        bisect.insort(ordered, loss)
+        for gone in self.recent[:-self.window]:
+            del ordered[bisect.bisect_left(ordered, gone)]
         del self.recent[:-self.window]
         self.block.append(loss)
         if len(self.block) >= self.window:
@@ -68,6 +86,13 @@ class DivergenceMonitor:
                 self.last_alarm[kind] = self.seen
                 out.append((kind, message))
         return out
+
+    def _ordered(self) -> list[float]:
+        """The window sorted, kept beside `recent` (derived from it, so never part of the state)."""
+        cached = self.__dict__.get("_sorted")
+        if cached is None or len(cached) != len(self.recent):
+            cached = self.__dict__["_sorted"] = sorted(self.recent)
+        return cached
 
     def _close_block(self, step: int) -> list[tuple[str, str]]:
         mean = sum(self.block) / len(self.block)
@@ -94,6 +119,7 @@ class DivergenceMonitor:
         return asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
+        self.__dict__.pop("_sorted", None)
         for key, value in state.items():
             if hasattr(self, key):
                 setattr(self, key, type(getattr(self, key))(value)
