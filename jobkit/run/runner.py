@@ -215,6 +215,8 @@ def _train(run: RunDir, host: Host, flag: StopFlag, on_step: Callable[[int], Non
          **({"nodes": topo.nodes, "tasks": topo.world_size, "ranks": ranks} if group is not None else {}))
 
     # a deep queue: scalars are handed to the writer thread in bursts (it is flushed at checkpoints)
+    if main and step:
+        _after_older_event_files(run)
     writer = (writer_cls(log_dir=str(run.tb_dir), purge_step=step + 1 if step else None, max_queue=1000)
               if main else _NullWriter())
     last_ckpt_time = time.monotonic()
@@ -353,6 +355,16 @@ def _train(run: RunDir, host: Host, flag: StopFlag, on_step: Callable[[int], Non
                            "best": plateau.best, "metric": target.name}}
             if plateau is not None and plateau.converged else {}))
     return final
+
+
+def _after_older_event_files(run: RunDir) -> None:
+    """TensorBoard reads a run's event files in name order, and the name starts with the second it was
+    made in; a resumed attempt's file (whose purge_step drops the old attempt's later points) must sort
+    after the old ones. Only an attempt resumed within the same second in one process can tie: wait."""
+    newest = max((int(p.name.split(".")[3]) for p in run.tb_dir.glob("events.out.tfevents.*")
+                  if p.name.split(".")[3].isdigit()), default=0)
+    while int(time.time()) <= newest:
+        time.sleep(0.05)
 
 
 def _cores() -> list[int] | None:
