@@ -6,7 +6,6 @@ failure reads and where its config lives are known in one place.
 """
 from __future__ import annotations
 
-import getpass
 import os
 import pwd
 import shlex
@@ -219,7 +218,7 @@ def accounting_enabled() -> bool:
 def _squeue(view: SlurmView) -> SlurmView:
     view.calls += 1
     try:
-        out = _run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%T|%P"])
+        out = _run(["squeue", "-h", "-u", _user(), "-o", "%i|%T|%P"])
     except (OSError, subprocess.TimeoutExpired) as exc:
         view.error = str(exc)
         return view
