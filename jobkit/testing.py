@@ -25,7 +25,7 @@ def make_run(root: Path, workload: str, raw: Mapping[str, Any], cpus: int = 1, s
     """A run folder for `workload` with params resolved from `raw` (preset, then explicit keys)."""
     cls = registry.load(workload)
     resolved = params_mod.resolve(cls.Params, cls.presets, dict(raw))
-    params, settings = split_settings(params_mod.to_dict(resolved))
+    params, settings = split_settings(params_mod.identity_dict(resolved))
     spec = JobSpec(sweep=sweep, workload=workload, params=params, settings=settings,
                    name=workload.rsplit(":", 1)[-1].lower(), resources=Resources(cpus=cpus))
     return RunDir.create(Path(root), spec)

@@ -173,3 +173,22 @@ def test_spec_json_round_trip_keeps_settings_and_legacy_ids():
     del legacy["settings"]
     old = JobSpec.from_json(legacy)  # written before settings existed: its id is kept
     assert old.params == {"steps": 3, "eval_every": 2} and old.settings == {}
+
+
+def test_a_key_added_to_a_workload_at_its_default_keeps_the_run_ids(tmp_path):
+    """`vae.image_size` came after these runs existed ("identity": "when-set"): left at its default
+    it is not hashed, so the smoke sweep's ids are those the previous version gave (a resubmit resumes
+    them); set, it makes another run."""
+    root = Path(__file__).resolve().parents[1]
+    ids = [s.run_id for s in sweep.load(root / "jobs" / "sweeps" / "smoke.toml").specs
+           if "lfw" not in s.run_id]  # the faces ids hash $JOBKIT_DATA's path
+    assert ids == ["charlm-lstm-6949ba63", "charlm-tcn-dde30e44", "charlm-transformer-91cb2742",
+                   "vae-sprites-beta0-f06350ff", "vae-sprites-beta1-5311356f", "vae-sprites-beta4-9a5d01ed",
+                   "vae-sprites-beta20-d450cccb"]
+    spec = next(s for s in sweep.load(root / "jobs" / "sweeps" / "smoke.toml").specs if "sprites-beta4" in s.run_id)
+    assert "image_size" not in spec.params
+    text = (root / "jobs" / "sweeps" / "smoke.toml").read_text()
+    small = sweep.load(write(tmp_path, text.replace('dataset = "sprites"', 'dataset = "sprites"\nimage_size = 32')),
+                       only="vae-sprites-*").specs
+    assert [s.params["image_size"] for s in small] == [32] * 4
+    assert not {s.run_id for s in small} & set(ids)

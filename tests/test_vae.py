@@ -411,3 +411,29 @@ def test_through_the_runner_stopped_and_resumed_equals_uninterrupted(tmp_path):
     assert ref.metrics()["mig"] == run.metrics()["mig"]
     names = {p.name for p in run.samples_dir.iterdir()}
     assert {"step-000006-prior.png", "step-000012-rotation.png", "step-000012.json"} <= names
+
+
+def test_sprites_at_32_are_the_64_sprites_averaged_and_train(tmp_path):
+    """image_size = 32: the same factors, each 2×2 block of the 64×64 sprite averaged; the model is
+    built for 32×32 and trains, evaluates (MIG) and draws its pictures at that size."""
+    factors = torch.tensor([[2, 5, 7, 3, 29], [0, 0, 0, 31, 0]])
+    small = SpritesData(8, image_size=32)
+    pooled = torch.nn.functional.avg_pool2d(sprites.render(factors), 2)
+    assert torch.equal(small.render(factors), pooled) and small.render(factors).shape == (2, 1, 32, 32)
+    assert set(small.val.unique().tolist()) <= {0, 64, 128, 191, 255}
+    workload = make(image_size=32)
+    losses = [workload.train_step(s)["loss"] for s in range(30)]
+    assert sum(losses[-5:]) < sum(losses[:5])
+    metrics = workload.evaluate()
+    assert 0.0 <= metrics["mig"] <= 1.0 and math.isfinite(metrics["val_loss"])
+    pictures = workload.pictures()
+    assert pictures["prior"].shape[-1] == 4 * (32 + 2) + 2  # 16 prior samples, 4 a row, 2 px padding
+    assert pictures["traversal"].shape[-1] == 9 * (32 + 2) + 2
+
+
+def test_image_size_is_32_or_64_and_32_only_for_sprites():
+    assert resolve(BetaVAE.Params, BetaVAE.presets, {"image_size": 32}).image_size == 32
+    with pytest.raises(ParamError, match="image_size.*64 or 32"):
+        resolve(BetaVAE.Params, BetaVAE.presets, {"image_size": 48})
+    with pytest.raises(ParamError, match="image_size.*sprites only"):
+        resolve(BetaVAE.Params, BetaVAE.presets, {"image_size": 32, "dataset": f"npy:{LFW}"})

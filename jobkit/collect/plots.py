@@ -187,3 +187,18 @@ def bar_chart(bars: list[tuple[str, float | None, str]], *, title: str, y_label:
                    f'class="axis">{escape(y_label)}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+STANDALONE_STYLE = ("<style>.title{font:600 13px sans-serif;fill:#1f2328}.tick{font:11px sans-serif;fill:#656d76}"
+                    ".axis{font:12px sans-serif;fill:#656d76}.grid{stroke:#eaeef2}.plot{fill:none;stroke:#d0d7de}"
+                    ".legend{font:12px sans-serif}</style>")
+
+
+def standalone(svg: str, legend: list[str] = ()) -> str:
+    """A chart as an .svg file of its own (docs, benchmarks): the report's styles inline, and a
+    legend (one label per series, in the series' colours) in the top right corner."""
+    head, rest = svg.split(">", 1)
+    width = float(head.split('viewBox="0 0 ')[1].split()[0])
+    labels = "".join(f'<text x="{width - 20}" y="{48 + 15 * i}" text-anchor="end" class="legend" '
+                     f'fill="{color(i)}">{escape(label)}</text>' for i, label in enumerate(legend))
+    return head + ">" + STANDALONE_STYLE + rest.replace("</svg>", labels + "</svg>")

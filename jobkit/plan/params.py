@@ -157,6 +157,20 @@ def to_dict(params: BaseParams) -> dict[str, Any]:
     return dataclasses.asdict(params)
 
 
+def identity_dict(params: BaseParams) -> dict[str, Any]:
+    """`to_dict` without the keys a workload added later that still have their default.
+
+    A field whose metadata says `"identity": "when-set"` joins the run's identity (its id hash) only
+    when set to something else than its default: adding such a key to a workload keeps the ids of the
+    runs made before it, so resubmitting their sweep resumes them instead of starting over.
+    """
+    values = to_dict(params)
+    for name, f in fields_of(type(params)).items():
+        if f.metadata.get("identity") == "when-set" and values.get(name) == f.default:
+            del values[name]
+    return values
+
+
 def from_dict(params_cls: type[BaseParams], data: Mapping[str, Any]) -> BaseParams:
     """Rebuild resolved params from spec.json, checked again against this code's `Params`.
 

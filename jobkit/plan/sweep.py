@@ -176,7 +176,7 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
         except params_mod.ParamError as exc:
             extra = f" (in the expansion {dict(zip(list_keys, combo))})" if list_keys else ""
             raise SweepError(f"{where}: {exc}{extra}") from None
-        params, settings = split_settings(params_mod.to_dict(resolved))
+        params, settings = split_settings(params_mod.identity_dict(resolved))
         specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params, settings=settings,
                              resources=resources, name=workload_name, entry=index))
     return specs

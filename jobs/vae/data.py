@@ -187,29 +187,43 @@ class FaceData:
 
 
 class SpritesData:
-    """Procedural sprites, rendered on the training device; binary, with factors."""
+    """Procedural sprites, rendered on the training device; binary, with factors.
+
+    `image_size` 32 draws the same 64×64 sprites and averages each 2×2 block: the same factors and
+    positions at a quarter of the pixels (edges become grey levels), for CPU budgets.
+    """
 
     kind = "sprites"
     binary = True
     has_factors = True
     channels = 1
-    description = f"sprites: {sprites.NUM_IMAGES:,} procedural 64×64 shapes"
 
-    def __init__(self, val_size: int) -> None:
+    def __init__(self, val_size: int, image_size: int = SIZE) -> None:
+        self.image_size = image_size
+        self.description = f"sprites: {sprites.NUM_IMAGES:,} procedural {image_size}×{image_size} shapes"
         self.val_factors = sprites.sample_factors(val_size, torch.Generator().manual_seed(VAL_SEED))
-        self.val = (sprites.render(self.val_factors) * 255).to(torch.uint8)
+        self.val = self._uint8(self.render(self.val_factors))
         self._mig: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def render(self, factors: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Float images (n, 1, image_size, image_size) in [0, 1] of these factor rows."""
+        images = sprites.render(factors, device)
+        return images if self.image_size == SIZE else F.avg_pool2d(images, SIZE // self.image_size)
+
+    @staticmethod
+    def _uint8(images: torch.Tensor) -> torch.Tensor:
+        return (images * 255).round_().to(torch.uint8)
 
     def train_batch(self, generator: torch.Generator, batch_size: int, device: torch.device,
                     part: slice | None = None) -> torch.Tensor:
         factors = sprites.sample_factors(batch_size, generator)
-        return sprites.render(factors if part is None else factors[part], device)
+        return self.render(factors if part is None else factors[part], device)
 
     def mig_set(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(factors (n, 5), images uint8 (n, 1, 64, 64) as 0/255) — fixed for every run, kept after first use."""
+        """(factors (n, 5), images uint8 (n, 1, S, S)) — fixed for every run, kept after first use."""
         if self._mig is None or self._mig[0].shape[0] != n:
             factors = sprites.sample_factors(n, torch.Generator().manual_seed(MIG_SEED))
-            self._mig = (factors, (sprites.render(factors) * 255).to(torch.uint8))
+            self._mig = (factors, self._uint8(self.render(factors)))
         return self._mig
 
 
@@ -363,14 +377,14 @@ def check_dataset(dataset: str, data_dir: str = "", download: bool = False) -> N
 
 
 def load_dataset(dataset: str, *, data_dir: str = "", val_size: int = 1000, workers: int = 4,
-                 download: bool = False) -> FaceData | SpritesData:
+                 download: bool = False, image_size: int = SIZE) -> FaceData | SpritesData:
     """The dataset named by a `dataset` parameter; raises DatasetError with a one-line fix."""
     try:
         kind, path = parse_dataset(dataset)
     except ValueError as exc:
         raise DatasetError(f"dataset: {exc}") from None
     if kind == "sprites":
-        return SpritesData(val_size)
+        return SpritesData(val_size, image_size)
     if kind == "celeba":
         return load_celeba(data_dir, val_size, workers, download)
     if kind == "npy":

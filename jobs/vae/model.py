@@ -1,7 +1,8 @@
-"""The convolutional β-VAE of Higgins et al. (2017) / Burgess et al. (2018), for 64×64 images.
+"""The convolutional β-VAE of Higgins et al. (2017) / Burgess et al. (2018), for 64×64 images
+(and a 32×32 variant with one halving fewer, for CPU budgets).
 
 Encoder: four 4×4 stride-2 convolutions (32, 32, 64, 64 channels, ReLU) → 64×4×4 → dense 256 (ReLU)
-→ 2·latents (mean and log-variance). Decoder: the mirror image, with transposed convolutions; it
+→ 2·latents (mean and log-variance); at 32×32 three (32, 64, 64). Decoder: the mirror image, with transposed convolutions; it
 returns logits (Bernoulli) or, through a sigmoid, means (Gaussian) of each pixel.
 """
 from __future__ import annotations
@@ -13,15 +14,25 @@ from torch import nn
 IMAGE_SIZE = 64
 
 
+SIZES = (32, 64)  # image sides the networks are built for
+
+
+def _check_size(image_size: int) -> None:
+    if image_size not in SIZES:
+        raise ValueError(f"image_size must be one of {SIZES}, got {image_size}")
+
+
 class Encoder(nn.Module):
-    def __init__(self, channels: int, latents: int) -> None:
+    """64×64: 32, 32, 64, 64 channels; 32×32: the same without the first 32 (three halvings to 4×4)."""
+
+    def __init__(self, channels: int, latents: int, image_size: int = IMAGE_SIZE) -> None:
         super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(channels, 32, 4, 2, 1), nn.ReLU(),  # 32×32
-            nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),  # 16×16
-            nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),  # 8×8
-            nn.Conv2d(64, 64, 4, 2, 1), nn.ReLU(),  # 4×4
-        )
+        _check_size(image_size)
+        widths = [channels, 32, 32, 64, 64] if image_size == 64 else [channels, 32, 64, 64]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
+        self.conv = nn.Sequential(*layers)  # → 64×4×4
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 256), nn.ReLU(), nn.Linear(256, 2 * latents))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,28 +41,32 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, channels: int, latents: int) -> None:
+    """The encoder's mirror: 64×4×4 → transposed convolutions → logits at `image_size`."""
+
+    def __init__(self, channels: int, latents: int, image_size: int = IMAGE_SIZE) -> None:
         super().__init__()
+        _check_size(image_size)
+        widths = [64, 64, 32, 32, channels] if image_size == 64 else [64, 64, 32, channels]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
         self.fc = nn.Sequential(nn.Linear(latents, 256), nn.ReLU(), nn.Linear(256, 64 * 4 * 4), nn.ReLU())
-        self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.ReLU(),  # 8×8
-            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),  # 16×16
-            nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(),  # 32×32
-            nn.ConvTranspose2d(32, channels, 4, 2, 1),  # 64×64 logits
-        )
+        self.deconv = nn.Sequential(*layers[:-1])  # no ReLU on the logits
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.deconv(self.fc(z).view(-1, 64, 4, 4))
 
 
 class VAE(nn.Module):
-    def __init__(self, channels: int = 1, latents: int = 10, likelihood: str = "bernoulli") -> None:
+    def __init__(self, channels: int = 1, latents: int = 10, likelihood: str = "bernoulli",
+                 image_size: int = IMAGE_SIZE) -> None:
         super().__init__()
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be bernoulli or gaussian, got {likelihood!r}")
         self.channels, self.latents, self.likelihood = channels, latents, likelihood
-        self.encoder = Encoder(channels, latents)
-        self.decoder = Decoder(channels, latents)
+        self.image_size = image_size
+        self.encoder = Encoder(channels, latents, image_size)
+        self.decoder = Decoder(channels, latents, image_size)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(x)

@@ -79,13 +79,13 @@ class BetaVAE:
         p = self.params
         self.device, self.ctx = torch.device(device), ctx
         self.data = load_dataset(p.dataset, data_dir=p.data_dir, val_size=p.val_size, workers=p.workers,
-                                 download=p.download)
+                                 download=p.download, image_size=p.image_size)
         likelihood = p.likelihood
         if likelihood == "auto":
             likelihood = "bernoulli" if self.data.binary else "gaussian"
         with torch.random.fork_rng(devices=[]):  # weights depend on the seed only, global RNG untouched
             torch.manual_seed(p.seed)
-            model = VAE(self.data.channels, p.latents, likelihood)
+            model = VAE(self.data.channels, p.latents, likelihood, p.image_size)
         self.model = model.to(self.device)
         self.train_model = ctx.data_parallel(self.model)  # steps only; the bare model evaluates and is saved
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=p.lr)
@@ -197,9 +197,9 @@ class BetaVAE:
     # ----------------------------------------------------------------------------------- artifacts
 
     def _base_image(self) -> torch.Tensor:
-        """(1, C, 64, 64) float: what traversals and the rotation strip start from."""
+        """(1, C, S, S) float: what traversals and the rotation strip start from."""
         if isinstance(self.data, SpritesData):
-            return sprites.render(torch.tensor([SPRITES_BASE]), self.device)
+            return self.data.render(torch.tensor([SPRITES_BASE]), self.device)
         return self.data.val[:1].to(self.device).float() / 255.0
 
     def _line(self, z0: torch.Tensor, dim: int, values: torch.Tensor) -> torch.Tensor:
@@ -249,6 +249,7 @@ class BetaVAE:
             "step": step, "beta": self.params.beta, "dataset": self.params.dataset,
             "rotation_dim": a["rotation_dim"], "rotation_dims": self._rotation_rows(a),
             "kl_order": a["kl_order"], "mig": a["mig"], "mig_per_factor": a["mig_per_factor"],
+            "orientation_mi": a.get("orientation_mi"),  # sprites: each latent's MI (nats) with orientation, hearts
             "kl_per_dim": a["kl_per_dim"], "active_units": a["active_units"],
             "traversal_range": [[float(l), float(h)] for l, h in zip(a["lo"], a["hi"])],
         }
