@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,17 +99,16 @@ def schedule_table(runs: list[Run]) -> str:
 
 
 def charlm_table(runs: list[Run]) -> str:
-    rows = ["| model | shape | validation loss (nats/char) | bits per character | best at step | stopped at step | wall time |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| model | shape | validation loss at the stop (nats/char) | bits per character | last improvement ≥ 0.5 % "
+            "(step: loss) | stopped at step | wall time |", "|---|---|---|---|---|---|---|"]
     for r in runs:
         p, conv = r.params, r.of("converged")
         shape = {"lstm": f"{p['lstm_layers']}×{p['hidden']}", "tcn": f"{p['channels']} channels",
                  "transformer": f"{p['layers']}×{p['width']}, {p['heads']} heads"}[p["model"]]
-        best = conv[-1]["best"] if conv else r.metrics.get("val_loss", math.nan)
-        best_step = conv[-1]["best_step"] if conv else r.metrics.get("step")
-        stop = conv[-1]["step"] if conv else r.metrics.get("step")
-        rows.append(f"| {r.label} | {shape} | {best:.3f} | {best / math.log(2):.3f} | {best_step} | {stop} "
-                    f"| {fmt_minutes(minutes_running(r))} |")
+        final = r.metrics.get("val_loss", math.nan)
+        best = f"{conv[-1]['best_step']}: {conv[-1]['best']:.3f}" if conv else "— (step limit)"
+        rows.append(f"| {r.label} | {shape} | {final:.3f} | {final / math.log(2):.3f} | {best} "
+                    f"| {r.metrics.get('step')} | {fmt_minutes(minutes_running(r))} |")
     return "\n".join(rows)
 
 
@@ -134,11 +134,15 @@ def samples_table(runs: list[Run], prompt: int = 0) -> str:
     return "\n".join(out)
 
 
+def data_dir() -> Path:
+    """Where the workloads find tinyshakespeare and the faces: $JOBKIT_DATA, else ../shared/data."""
+    return Path(os.environ.get("JOBKIT_DATA", ROOT.parent / "shared" / "data"))
+
+
 def corpus(run: Run) -> tuple[str, str]:
     """(training text, validation text) of a charlm run, split as the workload splits it."""
     data = run.params["data"]
-    path = Path(os.environ.get("JOBKIT_DATA", ROOT.parent / "shared" / "data")) / "tinyshakespeare.txt" \
-        if data == "tinyshakespeare" else Path(data)
+    path = data_dir() / "tinyshakespeare.txt" if data == "tinyshakespeare" else Path(data)
     text = path.read_text(encoding="utf-8")
     if run.params.get("lowercase"):
         text = text.lower()
@@ -158,32 +162,51 @@ def longest_in(text: str, haystack: str, start: int) -> int:
     return lo
 
 
-def copying(generated: str, train: str) -> tuple[float, int]:
-    """(fraction of characters inside a ≥COPY_MIN verbatim match with the training text, longest match)."""
-    covered = [False] * len(generated)
-    longest = 0
-    for i in range(len(generated)):
-        n = longest_in(generated, train, i)
-        longest = max(longest, n)
-        if n >= COPY_MIN:
-            for j in range(i, i + n):
-                covered[j] = True
-    return sum(covered) / max(1, len(generated)), longest
+def copying(generated: str, train: str, grams: set[str]) -> tuple[float, int]:
+    """(fraction of characters inside a ≥COPY_MIN verbatim match with the training text, longest
+    match; 0 when none reaches COPY_MIN). `grams`: every COPY_MIN-character substring of `train`."""
+    starts = [i for i in range(len(generated) - COPY_MIN + 1) if generated[i:i + COPY_MIN] in grams]
+    covered = {j for i in starts for j in range(i, i + COPY_MIN)}
+    longest = max((longest_in(generated, train, i) for i in starts), default=0)
+    return len(covered) / max(1, len(generated)), longest
 
 
-def copying_table(runs: list[Run]) -> str:
-    rows = [f"| model | samples | characters in a verbatim training-text match of ≥ {COPY_MIN} | longest match | "
-            "same measure for the book's own continuation |", "|---|---|---|---|---|"]
+def continuations(run: Run, prompts: int, length: int) -> list[dict]:
+    """`prompts` held-out prompts continued by the run's final weights (its own sampling settings)."""
+    import torch
+
+    from jobkit.plan import registry
+    from jobkit.plan.params import from_dict
+    from jobkit.store import RunDir
+
+    cls = registry.load(run.spec["workload"])
+    params = from_dict(cls.Params, {**run.params, **run.spec.get("settings", {}),
+                                    "num_prompts": prompts, "sample_len": length})
+    workload = cls(params)
+    with tempfile.TemporaryDirectory() as scratch:  # setup may write (a vocabulary); the run folder stays as it is
+        workload.setup(Path(scratch), torch.device("cpu"))
+    state, info = RunDir(run.path).load_checkpoint()
+    workload.load_state_dict(state["workload"])
+    return workload.samples(info.step)
+
+
+def _longest(results: list[tuple[float, int]]) -> str:
+    n = max(length for _, length in results)
+    return str(n) if n else f"< {COPY_MIN}"
+
+
+def copying_table(runs: list[Run], prompts: int = 32, length: int = 200) -> str:
+    rows = [f"| model | characters inside a verbatim training-text match of ≥ {COPY_MIN} | longest match "
+            "| the book's own continuations: same measure |", "|---|---|---|---|"]
     for r in runs:
         train, _ = corpus(r)
-        last = sorted((r.path / "samples").glob("step-*.json"))[-1]
-        samples = json.loads(last.read_text())["samples"]
-        gen = [copying(s["generated"], train) for s in samples]
-        truth = [copying(s["truth"], train) for s in samples]
-        rows.append(f"| {r.label} | {len(samples)} at step {json.loads(last.read_text())['step']} "
-                    f"| {100 * sum(g[0] for g in gen) / len(gen):.0f} % | {max(g[1] for g in gen)} "
-                    f"| {100 * sum(t[0] for t in truth) / len(truth):.0f} % (longest {max(t[1] for t in truth)}) |")
-    return "\n".join(rows)
+        grams = {train[i:i + COPY_MIN] for i in range(len(train) - COPY_MIN + 1)}
+        samples = continuations(r, prompts, length)
+        gen = [copying(s["generated"], train, grams) for s in samples]
+        truth = [copying(s["truth"], train, grams) for s in samples]
+        rows.append(f"| {r.label} | {100 * sum(g[0] for g in gen) / len(gen):.1f} % | {_longest(gen)} "
+                    f"| {100 * sum(t[0] for t in truth) / len(truth):.1f} % (longest {_longest(truth)}) |")
+    return f"{prompts} prompts × {length} characters each, final weights, temperature of the run\n\n" + "\n".join(rows)
 
 
 def vae_table(runs: list[Run]) -> str:
@@ -202,6 +225,17 @@ def vae_table(runs: list[Run]) -> str:
         rows.append(f"| {r.params['beta']:g} | {mig} | " + " | ".join(f"{per.get(f, math.nan):.3f}" for f in factors)
                     + f" | {s['active_units']} | {r.metrics.get('kl', math.nan):.1f} | {r.metrics.get('recon', math.nan):.1f} "
                     f"| {rot} | {conv[-1]['best_step'] if conv else '—'} | {conv[-1]['step'] if conv else s['step']} |")
+    return "\n".join(rows)
+
+
+def faces_table(runs: list[Run]) -> str:
+    rows = ["| β | active latents | KL (nats) | reconstruction (nats) | held-out loss: best (step) | stopped at step |",
+            "|---|---|---|---|---|---|"]
+    for r in runs:
+        conv = r.of("converged")
+        best = f"{conv[-1]['best']:.1f} ({conv[-1]['best_step']})" if conv else "—"
+        rows.append(f"| {r.params['beta']:g} | {int(r.metrics.get('active_units', 0))} | {r.metrics.get('kl', math.nan):.1f} "
+                    f"| {r.metrics.get('recon', math.nan):.1f} | {best} | {r.metrics.get('step')} |")
     return "\n".join(rows)
 
 
@@ -240,7 +274,7 @@ def last_picture(run: Run, kind: str) -> Path:
     return sorted(run.path.glob(f"samples/step-*-{kind}.png"))[-1]
 
 
-def main(sweep: Path, out: Path) -> None:
+def main(sweep: Path, out: Path, copy_prompts: int = 32) -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs = load(sweep)
     order = {"lstm": 0, "tcn": 1, "transformer": 2}
@@ -264,13 +298,11 @@ def main(sweep: Path, out: Path) -> None:
     if lms:
         print("## Character models\n\n" + charlm_table(lms) + "\n")
         print("## Samples\n\n" + samples_table(lms))
-        transformers = [r for r in lms if r.params["model"] == "transformer"]
-        if transformers:
-            print("## Copying\n\n" + copying_table(transformers) + "\n")
+        print("## Copying\n\n" + copying_table(lms, prompts=copy_prompts) + "\n")
     if sprites:
         print("## Sprites\n\n" + vae_table(sprites) + "\n")
     if faces:
-        print("## Faces\n\n" + vae_table(faces) + "\n")  # no factors: MIG and rotation columns stay empty
+        print("## Faces\n\n" + faces_table(faces) + "\n")
 
 
 if __name__ == "__main__":
