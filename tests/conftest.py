@@ -201,3 +201,15 @@ def _slurm_marker(request):
     """Tests marked `slurm` get the cluster (which skips them, or fails them under JOBKIT_REQUIRE_SLURM=1)."""
     if request.node.get_closest_marker("slurm") is not None:
         request.getfixturevalue("slurm_cluster")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest (and most predictably on a shared box) on one torch thread; a test
+    module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

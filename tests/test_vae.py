@@ -30,13 +30,7 @@ CPU = torch.device("cpu")
 FAST = {"preset": "tiny", "batch_size": 8, "val_size": 32, "mig_samples": 300, "latents": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run fastest (and most predictably on a shared box) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make(**raw) -> BetaVAE:
