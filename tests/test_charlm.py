@@ -269,7 +269,7 @@ def test_presets_and_overrides():
     ({"model": "gru"}, "model", "accepted values: lstm, tcn, transformer"),
     ({"pos": "rotary"}, "pos", "learned, sinusoidal, none"),
     ({"activation": "tanh"}, "activation", "swiglu, gelu, relu"),
-    ({"preset": "huge"}, "preset", "tiny, cpu-small, default"),
+    ({"preset": "huge"}, "preset", "tiny, cpu-small, cpu-converge, default"),
     ({"width": 130, "heads": 4}, "heads", "must divide width=130"),
     ({"lr": 1e-4, "min_lr": 1e-3}, "min_lr", "must be <= lr"),
     ({"val_fraction": 0.0}, "val_fraction", ">= 0.001"),
