@@ -25,8 +25,13 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jobkit.collect.format import fmt_duration  # noqa: E402
 from jobkit.collect.plots import Series, color, line_chart, standalone  # noqa: E402
 from jobkit.collect.scalars import read_scalars  # noqa: E402
+from jobkit.observe.runstate import RunSummary, summarize  # noqa: E402
+from jobkit.plan.spec import JobSpec  # noqa: E402
+from jobkit.state import State  # noqa: E402
+from jobkit.store import RunDir  # noqa: E402
 
 GAP = 8
 COPY_MIN = 20  # characters: a verbatim match at least this long counts as copied text
@@ -34,52 +39,47 @@ COPY_MIN = 20  # characters: a verbatim match at least this long counts as copie
 
 @dataclass
 class Run:
-    path: Path
-    spec: dict
-    events: list[dict]
+    """One run folder as the tables need it: its spec, what jobkit's status makes of its events
+    (`summarize`: attempts, requeue reasons, time running, the converged event), its final metrics
+    and its TensorBoard curves."""
+
+    folder: RunDir
+    spec: JobSpec
+    summary: RunSummary
     metrics: dict
     curves: dict = field(default_factory=dict)
 
     @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    @property
     def params(self) -> dict:
-        return self.spec["params"]
+        return dict(self.spec.params)
 
     @property
     def label(self) -> str:
         p = self.params
-        if self.spec["workload"] == "charlm":
+        if self.spec.workload == "charlm":
             return p["model"] + ("" if p["model"] != "transformer" else f" (pos={p['pos']})")
         return f"{'sprites' if p['dataset'] == 'sprites' else 'faces'} β={p['beta']:g}"
 
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e.get("event") == kind]
+    @property
+    def converged(self) -> dict | None:
+        return self.summary.converged
+
+    @property
+    def running(self) -> str:
+        """Wall time inside jobs, summed over the run's segments."""
+        return fmt_duration(self.summary.run_seconds)
 
 
 def load(sweep: Path) -> list[Run]:
     runs = []
     for spec_path in sorted(sweep.glob("*/spec.json")):
-        folder = spec_path.parent
-        events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines() if line.strip()]
-        metrics_path = folder / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        runs.append(Run(folder, json.loads(spec_path.read_text()), events, metrics, read_scalars(folder / "tb")))
+        folder = RunDir(spec_path.parent)
+        runs.append(Run(folder, folder.spec(), summarize(folder), folder.metrics(), read_scalars(folder.path / "tb")))
     return runs
-
-
-def minutes_running(run: Run) -> float:
-    """Wall time inside jobs: each `started` to the next event that ends that attempt."""
-    total, start = 0.0, None
-    for e in run.events:
-        if e["event"] == "started":
-            start = e["t"]
-        elif start is not None and e["event"] in ("requeued", "finished", "failed", "timeout", "stopped"):
-            total += e["t"] - start
-            start = None
-    return total / 60
-
-
-def fmt_minutes(m: float) -> str:
-    return f"{int(m)}m{round((m - int(m)) * 60):02d}s"
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -88,13 +88,11 @@ def schedule_table(runs: list[Run]) -> str:
     rows = ["| run | segments (jobs started) | requeues: segment end | requeues: preemption | wall time running | ended |",
             "|---|---|---|---|---|---|"]
     for r in runs:
-        requeues = r.of("requeued")
-        conv = r.of("converged")
-        ended = f"converged at step {conv[-1]['best_step']} (stopped at {conv[-1]['step']})" if conv else \
-            (f"step limit {r.params['steps']}" if r.of("finished") else "not finished")
-        rows.append(f"| {r.label} | {len(r.of('started'))} | {sum(e.get('reason') == 'segment' for e in requeues)} "
-                    f"| {sum(e.get('reason') == 'preemption' for e in requeues)} "
-                    f"| {fmt_minutes(minutes_running(r))} | {ended} |")
+        s, conv = r.summary, r.converged
+        ended = f"converged at step {conv['best_step']} (stopped at {conv['step']})" if conv else \
+            (f"step limit {r.params['steps']}" if s.state == State.COMPLETED else "not finished")
+        rows.append(f"| {r.label} | {s.attempts} | {s.requeue_reasons.get('segment', 0)} "
+                    f"| {s.requeue_reasons.get('preemption', 0)} | {r.running} | {ended} |")
     return "\n".join(rows)
 
 
@@ -102,13 +100,13 @@ def charlm_table(runs: list[Run]) -> str:
     rows = ["| model | shape | validation loss at the stop (nats/char) | bits per character | last improvement ≥ 0.5 % "
             "(step: loss) | stopped at step | wall time |", "|---|---|---|---|---|---|---|"]
     for r in runs:
-        p, conv = r.params, r.of("converged")
+        p, conv = r.params, r.converged
         shape = {"lstm": f"{p['lstm_layers']}×{p['hidden']}", "tcn": f"{p['channels']} channels",
                  "transformer": f"{p['layers']}×{p['width']}, {p['heads']} heads"}[p["model"]]
         final = r.metrics.get("val_loss", math.nan)
-        best = f"{conv[-1]['best_step']}: {conv[-1]['best']:.3f}" if conv else "— (step limit)"
+        best = f"{conv['best_step']}: {conv['best']:.3f}" if conv else "— (step limit)"
         rows.append(f"| {r.label} | {shape} | {final:.3f} | {final / math.log(2):.3f} | {best} "
-                    f"| {r.metrics.get('step')} | {fmt_minutes(minutes_running(r))} |")
+                    f"| {r.metrics.get('step')} | {r.running} |")
     return "\n".join(rows)
 
 
@@ -177,15 +175,13 @@ def continuations(run: Run, prompts: int, length: int) -> list[dict]:
 
     from jobkit.plan import registry
     from jobkit.plan.params import from_dict
-    from jobkit.store import RunDir
 
-    cls = registry.load(run.spec["workload"])
-    params = from_dict(cls.Params, {**run.params, **run.spec.get("settings", {}),
-                                    "num_prompts": prompts, "sample_len": length})
+    cls = registry.load(run.spec.workload)
+    params = from_dict(cls.Params, {**run.spec.workload_values, "num_prompts": prompts, "sample_len": length})
     workload = cls(params)
     with tempfile.TemporaryDirectory() as scratch:  # setup may write (a vocabulary); the run folder stays as it is
         workload.setup(Path(scratch), torch.device("cpu"))
-    state, info = RunDir(run.path).load_checkpoint()
+    state, info = run.folder.load_checkpoint()
     workload.load_state_dict(state["workload"])
     return workload.samples(info.step)
 
@@ -198,9 +194,13 @@ def _longest(results: list[tuple[float, int]]) -> str:
 def copying_table(runs: list[Run], prompts: int = 32, length: int = 200) -> str:
     rows = [f"| model | characters inside a verbatim training-text match of ≥ {COPY_MIN} | longest match "
             "| the book's own continuations: same measure |", "|---|---|---|---|"]
+    texts: dict[tuple, tuple[str, set[str]]] = {}  # runs on the same corpus and split share one n-gram set
     for r in runs:
-        train, _ = corpus(r)
-        grams = {train[i:i + COPY_MIN] for i in range(len(train) - COPY_MIN + 1)}
+        key = (r.params["data"], r.params.get("lowercase"), r.params["val_fraction"])
+        if key not in texts:
+            train, _ = corpus(r)
+            texts[key] = (train, {train[i:i + COPY_MIN] for i in range(len(train) - COPY_MIN + 1)})
+        train, grams = texts[key]
         samples = continuations(r, prompts, length)
         gen = [copying(s["generated"], train, grams) for s in samples]
         truth = [copying(s["truth"], train, grams) for s in samples]
@@ -217,14 +217,14 @@ def vae_table(runs: list[Run]) -> str:
     for r in runs:
         last = sorted((r.path / "samples").glob("step-*.json"))[-1]
         s = json.loads(last.read_text())
-        conv = r.of("converged")
+        conv = r.converged
         per = s.get("mig_per_factor") or {}
         mi = sorted(s.get("orientation_mi") or [], reverse=True)
         rot = f"dim {s['rotation_dim']}: {mi[0]:.3f} ({mi[1]:.3f})" if len(mi) > 1 else "—"
         mig = "—" if s["mig"] is None else f"{s['mig']:.3f}"
         rows.append(f"| {r.params['beta']:g} | {mig} | " + " | ".join(f"{per.get(f, math.nan):.3f}" for f in factors)
                     + f" | {s['active_units']} | {r.metrics.get('kl', math.nan):.1f} | {r.metrics.get('recon', math.nan):.1f} "
-                    f"| {rot} | {conv[-1]['best_step'] if conv else '—'} | {conv[-1]['step'] if conv else s['step']} |")
+                    f"| {rot} | {conv['best_step'] if conv else '—'} | {conv['step'] if conv else s['step']} |")
     return "\n".join(rows)
 
 
@@ -232,8 +232,8 @@ def faces_table(runs: list[Run]) -> str:
     rows = ["| β | active latents | KL (nats) | reconstruction (nats) | held-out loss: best (step) | stopped at step |",
             "|---|---|---|---|---|---|"]
     for r in runs:
-        conv = r.of("converged")
-        best = f"{conv[-1]['best']:.1f} ({conv[-1]['best_step']})" if conv else "—"
+        conv = r.converged
+        best = f"{conv['best']:.1f} ({conv['best_step']})" if conv else "—"
         rows.append(f"| {r.params['beta']:g} | {int(r.metrics.get('active_units', 0))} | {r.metrics.get('kl', math.nan):.1f} "
                     f"| {r.metrics.get('recon', math.nan):.1f} | {best} | {r.metrics.get('step')} |")
     return "\n".join(rows)
@@ -278,9 +278,9 @@ def main(sweep: Path, out: Path, copy_prompts: int = 32) -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs = load(sweep)
     order = {"lstm": 0, "tcn": 1, "transformer": 2}
-    lms = sorted((r for r in runs if r.spec["workload"] == "charlm"),
+    lms = sorted((r for r in runs if r.spec.workload == "charlm"),
                  key=lambda r: (order[r.params["model"]], r.params["pos"] != "learned"))
-    vaes = sorted((r for r in runs if r.spec["workload"] == "vae"),
+    vaes = sorted((r for r in runs if r.spec.workload == "vae"),
                   key=lambda r: (r.params["dataset"] != "sprites", r.params["beta"]))
     sprites = [r for r in vaes if r.params["dataset"] == "sprites"]
     faces = [r for r in vaes if r.params["dataset"] != "sprites"]
