@@ -16,11 +16,13 @@ has "final": true. With `--out FILE` the lines also go to FILE (one JSON object 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import tempfile
 import time
-import tomllib
 from pathlib import Path
+from typing import IO
 
 import torch
 
@@ -29,21 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from jobkit.plan import registry  # noqa: E402
 from jobkit.plan.params import resolve  # noqa: E402
+from jobkit.plan.sweep import SweepError, parse_set  # noqa: E402
 
 WARMUP_STEPS = 20
-
-
-def parse_values(pairs: list[str]) -> dict[str, object]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"recipe: {pair!r} is not key=value")
-        try:  # a TOML value (3, 1e-3, true, "x"); a bare word stays a string
-            out[key] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key] = value
-    return out
 
 
 def build(cls, values: dict, tmp: Path):
@@ -77,20 +67,27 @@ def main() -> None:
     args = ap.parse_intermixed_args()
     torch.set_num_threads(args.threads)
     cls = registry.load(args.workload)
-    values = parse_values(args.values)
+    try:
+        values = {key: value for _, key, value in parse_set(args.values)}  # the --set syntax: TOML values
+    except SweepError as exc:
+        raise SystemExit(f"recipe: {exc}") from None
     fit = args.fit_steps if args.fit_steps is not None else args.workload == "charlm"
-    tmp = Path(f"/tmp/recipe-{args.workload}-{abs(hash(tuple(args.values)))}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    header = {"workload": args.workload, "values": values, "minutes_budget": args.minutes,
-              "threads": args.threads}
+    with tempfile.TemporaryDirectory(prefix="recipe-") as scratch, \
+            (args.out.open("w") if args.out else contextlib.nullcontext()) as out:
+        measure(cls, values, args, fit, Path(scratch), out)
+
+
+def measure(cls, values: dict, args: argparse.Namespace, fit: bool, scratch: Path, out: IO[str] | None) -> None:
+    """Train within the budget, evaluating every `eval_minutes` of training; print the curve."""
+    budget_s = args.minutes * 60
+    header = {"workload": args.workload, "values": values, "minutes_budget": args.minutes, "threads": args.threads}
     if fit:
-        steps, rate = fitted_steps(cls, values, args.minutes, tmp)
-        values["steps"] = steps
+        steps, rate = fitted_steps(cls, values, args.minutes, scratch)
+        values = {**values, "steps": steps}
         header.update(fitted_steps=steps, steps_per_s=round(rate, 2))
-    workload = build(cls, values, tmp)
+    workload = build(cls, values, scratch)
     params = workload.params
     header["parameters"] = sum(p.numel() for p in workload.model.parameters()) if hasattr(workload, "model") else None
-    out = args.out.open("w") if args.out else None
 
     def emit(record: dict) -> None:
         line = json.dumps(record)
@@ -100,16 +97,16 @@ def main() -> None:
             out.flush()
 
     emit(header)
-    trained, next_eval, step = 0.0, args.eval_minutes * 60, 0
-    while step < params.steps and trained < args.minutes * 60:
+    trained, next_eval, step, done = 0.0, args.eval_minutes * 60, 0, False
+    while not done:
         t0 = time.perf_counter()
         workload.train_step(step)
         trained += time.perf_counter() - t0
         step += 1
-        if trained >= next_eval or step >= params.steps or trained >= args.minutes * 60:
+        done = step >= params.steps or trained >= budget_s
+        if trained >= next_eval or done:
             next_eval += args.eval_minutes * 60
             metrics = workload.evaluate()
-            done = step >= params.steps or trained >= args.minutes * 60
             emit({"minutes": round(trained / 60, 3), "step": step, "final": done,
                   **{k: round(v, 5) for k, v in metrics.items() if not k.startswith("kl_dim")}})
 
