@@ -202,17 +202,13 @@ class SpritesData:
         self.image_size = image_size
         self.description = f"sprites: {sprites.NUM_IMAGES:,} procedural {image_size}×{image_size} shapes"
         self.val_factors = sprites.sample_factors(val_size, torch.Generator().manual_seed(VAL_SEED))
-        self.val = self._uint8(self.render(self.val_factors))
+        self.val = to_uint8(self.render(self.val_factors))
         self._mig: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def render(self, factors: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
         """Float images (n, 1, image_size, image_size) in [0, 1] of these factor rows."""
         images = sprites.render(factors, device)
         return images if self.image_size == SIZE else F.avg_pool2d(images, SIZE // self.image_size)
-
-    @staticmethod
-    def _uint8(images: torch.Tensor) -> torch.Tensor:
-        return (images * 255).round_().to(torch.uint8)
 
     def train_batch(self, generator: torch.Generator, batch_size: int, device: torch.device,
                     part: slice | None = None) -> torch.Tensor:
@@ -223,7 +219,7 @@ class SpritesData:
         """(factors (n, 5), images uint8 (n, 1, S, S)) — fixed for every run, kept after first use."""
         if self._mig is None or self._mig[0].shape[0] != n:
             factors = sprites.sample_factors(n, torch.Generator().manual_seed(MIG_SEED))
-            self._mig = (factors, self._uint8(self.render(factors)))
+            self._mig = (factors, to_uint8(self.render(factors)))
         return self._mig
 
 
@@ -278,6 +274,11 @@ def to_uint8_64(x: torch.Tensor) -> torch.Tensor:
     x = x[..., top:top + side, left:left + side]
     if side != SIZE:
         x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False, antialias=side > SIZE)
+    return to_uint8(x)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8 0..255 (rounded): how every dataset keeps its images in memory."""
     return x.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
 
 
