@@ -22,8 +22,9 @@ class BaseParams:
     """Parameters every workload understands; a workload's own `Params` dataclass subclasses this.
 
     Every field needs a default. Field metadata may hold `choices` (a list), `min` / `max` (numbers),
-    `allow_nonfinite` (a float field that may be nan/inf) and `help` (one line); `jobkit.plan.params` uses
-    them to validate sweep files before anything runs.
+    `allow_nonfinite` (a float field that may be nan/inf), `help` (one line) and `identity` ("when-set":
+    a key added later, left out of the run id while at its default); `jobkit.plan.params` uses them to
+    validate sweep files before anything runs.
     """
 
     preset: str = field(default="default", metadata={"help": "named bundle of defaults"})
