@@ -74,6 +74,18 @@ def scontrol(args: list[str], timeout: float) -> str:
     return proc.stdout
 
 
+def preempted(job_id: str, timeout: float = 10) -> bool:
+    """Whether Slurm has chosen this running job for preemption (`PreemptTime` is set in `scontrol
+    show job`). Its USR2 then means "leave the node" even in the last minutes before the time limit,
+    where the time-limit warning is the same signal. False when Slurm cannot say."""
+    try:
+        text = scontrol(["show", "job", job_id], timeout)
+    except ClusterError:
+        return False
+    value = next((field.split("=", 1)[1] for field in text.split() if field.startswith("PreemptTime=")), "None")
+    return value not in ("None", "Unknown", "")
+
+
 def read_partitions(timeout: float = 10) -> list[Partition]:
     """The cluster's partitions, now. Raises ClusterError with a one-line message."""
     text = scontrol(["show", "partition", "-o"], timeout)

@@ -222,3 +222,27 @@ def test_scancel_kill_then_resume_ends_bit_identical(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["slurm_kills"] == 1 and result["slurm_bit_identical"]
+
+
+def test_a_stop_near_the_time_limit_is_a_preemption_when_slurm_says_it_preempted_the_job(monkeypatch):
+    """Near the limit the USR2 is ambiguous; Slurm's PreemptTime decides. Far from it, or on jobkit's
+    own deadline, Slurm is not asked."""
+    import time
+
+    from jobkit import slurm
+    from jobkit.run import job
+
+    asked: list[str] = []
+    answer = {"preempted": True}
+    monkeypatch.setattr(slurm, "preempted", lambda job_id, timeout=10: asked.append(job_id) or answer["preempted"])
+    near = runner.Host(executor="slurm", job_id="85_5", time_limit_s=300, margin_s=60, started=time.time() - 250)
+    far = runner.Host(executor="slurm", job_id="85_6", time_limit_s=300, margin_s=60, started=time.time() - 60)
+    signal_stop = runner.Stopped(10, "signal SIGUSR2")
+    assert job._classify(signal_stop, near, chunked=True) == "preemption"
+    answer["preempted"] = False
+    assert job._classify(signal_stop, near, chunked=True) == "segment"
+    assert job._classify(signal_stop, near, chunked=False) == "timeout"
+    assert asked == ["85_5"] * 3
+    assert job._classify(signal_stop, far, chunked=True) == "preemption"
+    assert job._classify(runner.Stopped(10, "time limit of this segment"), near, chunked=True) == "segment"
+    assert asked == ["85_5"] * 3  # neither far from the limit nor on jobkit's own deadline

@@ -77,12 +77,18 @@ class TrainJob(slurm.Checkpointable):
 
 
 def _classify(stop: runner.Stopped, host: runner.Host, chunked: bool) -> str:
-    """`segment` / `timeout` when the job's time limit is near (chunked or not), else `preemption`."""
+    """`segment` / `timeout` when the job's time limit is near (chunked or not), else `preemption`.
+
+    Near the limit a signal is ambiguous (Slurm's time-limit warning and a preemption are the same
+    USR2), so there Slurm itself is asked whether it chose the job for preemption."""
     if host.time_limit_s is None:
         return "preemption"
+    if stop.reason.startswith("time limit"):  # jobkit's own deadline: no signal at all
+        return "segment" if chunked else "timeout"
     remaining = host.started + host.time_limit_s - time.time()
-    near_limit = stop.reason.startswith("time limit") or remaining <= host.margin_s + 45
-    if not near_limit:
+    if remaining > host.margin_s + 45:
+        return "preemption"
+    if host.executor == "slurm" and host.job_id and slurm.preempted(host.job_id):
         return "preemption"
     return "segment" if chunked else "timeout"
 
