@@ -59,6 +59,8 @@ class Qos:
     max_jobs_pu: int | None = None
     max_submit_pu: int | None = None
     flags: str = ""
+    preempt: tuple[str, ...] = ()  # QoS names this QoS may preempt (preempt/qos)
+    preempt_mode: str = ""  # this QoS's PreemptMode ("" = the cluster's)
 
     def max_gpus(self) -> int | None:
         for text in (self.max_tres, self.max_tres_pu):
@@ -91,6 +93,11 @@ class ClusterFacts:
     max_array_size: int | None = None
     source: str = "slurm"  # "slurm" or the profile's path
     notes: list[str] = field(default_factory=list)  # said once per command (e.g. "no accounting")
+    preempt_type: str = "preempt/none"  # scontrol show config: preempt/none, preempt/partition_prio, preempt/qos
+    user: str = ""  # whose associations these are ("" = the user running jobkit)
+    default_account: str | None = None  # sacctmgr show user format=DefaultAccount (None: none / unknown)
+    partition_routing: str = ""  # "time": the site assigns the partition from the wall time (job_submit)
+    site: dict[str, Any] = field(default_factory=dict)  # a profile's provenance: {"urls": [...], "read": date}
 
     def access_of(self, name: str) -> PartitionAccess:
         return self.access.get(name, PartitionAccess())
@@ -124,6 +131,11 @@ class ClusterFacts:
             "node_types": [_listify(dataclasses.asdict(t)) for t in self.node_types],
             "qos": [dataclasses.asdict(q) for q in self.qos.values()],
             "associations": [_listify(dataclasses.asdict(a)) for a in self.associations],
+            "preempt_type": self.preempt_type,
+            "user": self.user,
+            "default_account": self.default_account,
+            "partition_routing": self.partition_routing,
+            **({"source": self.site} if self.site else {}),
         }
 
     @classmethod
@@ -141,14 +153,24 @@ class ClusterFacts:
                                features=tuple(t.get("features", [])), partitions=tuple(t.get("partitions", [])),
                                state=t.get("state", "IDLE"))
                       for t in data.get("node_types", [])]
-        qos = {q["name"]: Qos(**q) for q in data.get("qos", [])}
+        qos = {q["name"]: Qos(**{**q, "preempt": tuple(q.get("preempt", ()))}) for q in data.get("qos", [])}
         assocs = [Association(account=a["account"], user=a.get("user", ""), partition=a.get("partition", ""),
                               qos=tuple(a.get("qos", [])), default_qos=a.get("default_qos", ""),
                               max_wall_min=a.get("max_wall_min"))
                   for a in data.get("associations", [])]
         return cls(partitions=partitions, access=access, node_types=node_types, qos=qos, associations=assocs,
                    accounting=bool(data.get("accounting", bool(assocs))),
-                   max_array_size=data.get("max_array_size"), source=source)
+                   max_array_size=data.get("max_array_size"), source=source,
+                   preempt_type=data.get("preempt_type") or _infer_preempt_type(partitions),
+                   user=data.get("user", ""), default_account=data.get("default_account"),
+                   partition_routing=data.get("partition_routing", ""),
+                   site=data["source"] if isinstance(data.get("source"), dict) else {})
+
+
+def _infer_preempt_type(partitions: list[Partition]) -> str:
+    """A profile saved before PreemptType was recorded: partition_prio when any partition is preemptible."""
+    return ("preempt/partition_prio" if any(p.preempt_mode.upper() != "OFF" for p in partitions)
+            else "preempt/none")
 
 
 def _listify(d: dict[str, Any]) -> dict[str, Any]:
