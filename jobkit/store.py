@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from jobkit import atomic
+from jobkit import atomic, diskspace
 from jobkit.plan.spec import JobSpec
-from jobkit.run import faults
 from jobkit.state import Event
 
 if TYPE_CHECKING:
@@ -97,6 +96,20 @@ class RunDir:
         atomic.append_line(self.events_path, json.dumps(record, default=str, sort_keys=True), sync=sync)
         return record
 
+    # Named writers for the events written outside the training loop (the CLI, cancel, a full disk):
+    # callers say what happened, the store says how it is recorded.
+    def record_stopped(self, step: int, reason: str) -> dict[str, Any]:
+        """A foreground run stopped by a signal at a step boundary, its checkpoint saved."""
+        return self.event(Event.STOPPED, step=step, reason=reason)
+
+    def record_cancelled(self, job_id: str | None, step: int) -> dict[str, Any]:
+        """`jobkit cancel` ended the run's job; its checkpoints stay for `resume`."""
+        return self.event(Event.CANCELLED, job_id=job_id, step=step)
+
+    def record_failed(self, error: str, **fields: Any) -> dict[str, Any]:
+        """The run failed; `error` is the line `jobkit status` shows."""
+        return self.event(Event.FAILED, error=error, **fields)
+
     def events(self) -> list[dict[str, Any]]:
         """All events; malformed or torn lines (a kill or a full disk mid-append) are skipped."""
         return self.read_events()[0]
@@ -153,14 +166,14 @@ class RunDir:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
         name = f"step-{step:06d}.pt"
         path = self.checkpoint_dir / name
-        needed = faults.state_bytes(state) + 64 * 1024
-        if not faults.has_room(self.checkpoint_dir, needed):  # do not fill the disk to the last byte
-            raise faults.NoSpace(self.checkpoint_dir, needed)
+        needed = diskspace.state_bytes(state) + 64 * 1024
+        if not diskspace.has_room(self.checkpoint_dir, needed):  # do not fill the disk to the last byte
+            raise diskspace.NoSpace(self.checkpoint_dir, needed)
         try:
             atomic.write_with(path, lambda f: torch.save(state, f))
         except Exception as exc:  # the temp file is gone; latest.json still names the previous one
-            if faults.is_no_space(exc):
-                raise faults.NoSpace(self.checkpoint_dir, needed) from exc
+            if diskspace.is_no_space(exc):
+                raise diskspace.NoSpace(self.checkpoint_dir, needed) from exc
             raise
         info = CheckpointInfo(step=step, file=name, size=path.stat().st_size, sha256=_sha256(path))
         kept = [info.to_json()] + [c for c in self._kept() if c.get("file") != name]

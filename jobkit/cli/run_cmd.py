@@ -6,7 +6,6 @@ from pathlib import Path
 import click
 
 from jobkit.cli.common import EXIT_FAILED, console, fail
-from jobkit.state import Event
 from jobkit.store import RunDir
 
 
@@ -41,7 +40,7 @@ def run(run_dir: Path) -> None:
     except runner.Stopped as stop:
         if not topology.is_main:
             raise SystemExit(runner.EXIT_STOPPED)
-        rd.event(Event.STOPPED, step=stop.step, reason=stop.reason)
+        rd.record_stopped(stop.step, stop.reason)
         out.print(f"[yellow]stopped[/] at step {stop.step} ({stop.reason}); checkpoint saved — "
                   f"continue with: jobkit run {run_dir}")
         raise SystemExit(runner.EXIT_STOPPED)

@@ -146,8 +146,6 @@ def resolve(params_cls: type[BaseParams], presets: Mapping[str, Mapping[str, Any
 
 def check(params: BaseParams) -> None:
     """The workload's own cross-field checks, then the common ones (stop / patience / min_delta)."""
-    from jobkit.run.convergence import check_stop_params
-
     params.check()
     check_stop_params(params)
 
@@ -200,3 +198,20 @@ def check_values(params_cls: type[BaseParams], values: Mapping[str, Any]) -> dic
         out[key] = _coerce(key, value, hints[key])
         _check_bounds(key, out[key], fields[key].metadata)
     return out
+
+
+def check_stop_params(params: Any) -> None:
+    """Cross-field checks of the common `stop`/`patience`/`min_delta` keys (ParamError on bad input).
+
+    They belong to the params (plan), not to the plateau stop that uses them (run), so that planning
+    never imports what runs inside a job."""
+    if getattr(params, "stop", "steps") != "plateau":
+        return
+    if not params.eval_every:
+        raise ParamError("eval_every", "got 0; stop = 'plateau' decides on evaluations, "
+                         "so set eval_every > 0 (e.g. eval_every = 250)")
+    needed = (params.patience + 1) * params.eval_every
+    if needed > params.steps:
+        raise ParamError("patience", f"got {params.patience}; with eval_every={params.eval_every} a plateau "
+                         f"needs {needed} steps but steps={params.steps}: lower patience or eval_every, "
+                         "or raise steps (the upper bound)")

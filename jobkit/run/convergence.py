@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from jobkit.plan.params import ParamError
 from jobkit.protocol import Metric, ReportLayout
 
 Verdict = Literal["better", "level", "worse"]
@@ -78,16 +77,3 @@ class Plateau:
             if hasattr(self, key):
                 setattr(self, key, value)
 
-
-def check_stop_params(params: Any) -> None:
-    """Cross-field checks of the common `stop`/`patience`/`min_delta` keys (ParamError on bad input)."""
-    if getattr(params, "stop", "steps") != "plateau":
-        return
-    if not params.eval_every:
-        raise ParamError("eval_every", "got 0; stop = 'plateau' decides on evaluations, "
-                         "so set eval_every > 0 (e.g. eval_every = 250)")
-    needed = (params.patience + 1) * params.eval_every
-    if needed > params.steps:
-        raise ParamError("patience", f"got {params.patience}; with eval_every={params.eval_every} a plateau "
-                         f"needs {needed} steps but steps={params.steps}: lower patience or eval_every, "
-                         "or raise steps (the upper bound)")

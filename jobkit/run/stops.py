@@ -103,5 +103,5 @@ def refuse_stalled_loop(run: RunDir, step: int, write: bool = True) -> None:
                    "the job's time limit is too short for setup + one step + a checkpoint. "
                    "Resubmit with a longer --time.")
         if write:
-            run.event(Event.FAILED, step=step, error=message)
+            run.record_failed(message, step=step)
         raise RunFailed(message)

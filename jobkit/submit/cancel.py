@@ -32,7 +32,7 @@ def cancel_runs(summaries: Sequence[RunSummary]) -> CancelOutcome:
     for s in active:
         if s.executor != "slurm":
             _kill_local(s)
-        RunDir(Path(s.path)).event(Event.CANCELLED, job_id=s.job_id, step=s.step)
+        RunDir(Path(s.path)).record_cancelled(s.job_id, s.step)
     return outcome
 
 
