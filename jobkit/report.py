@@ -27,6 +27,7 @@ from typing import Any
 
 from jobkit import atomic
 from jobkit.run.divergence import DivergenceMonitor
+from jobkit.state import Event
 
 EXIT_STOPPED = 3
 PROGRESS_EVERY_S = 5.0
@@ -127,7 +128,7 @@ def progress(step: int, total: int | None = None, *, loss: float | None = None, 
         _r.loss = loss
         if math.isfinite(loss):
             for kind, message in _monitor(folder).update(step, loss):
-                _event("alarm", step=step, kind=kind, message=message)
+                _event(Event.ALARM, step=step, kind=kind, message=message)
     if val_loss is not None or val_metrics:
         if val_loss is not None:
             _r.val["val_loss"] = float(val_loss)
@@ -152,7 +153,7 @@ def checkpoint_saved(step: int, path: str | os.PathLike[str], seconds: float | N
     target = Path(path)
     shown = str(target.relative_to(folder)) if target.is_absolute() and folder in target.parents else str(path)
     step_seconds = None if not _r.steps_per_s else round(1.0 / _r.steps_per_s, 5)
-    _event("checkpoint", step=int(step), file=shown, reason="stop" if stop_requested() else "script",
+    _event(Event.CHECKPOINT, step=int(step), file=shown, reason="stop" if stop_requested() else "script",
            seconds=None if seconds is None else round(float(seconds), 4), step_seconds=step_seconds)
     atomic.write_json(folder / "progress.json", {
         "step": int(step), "total": _total_hint(folder), "t": time.time(), "attempt": attempt(),

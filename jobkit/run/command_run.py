@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from jobkit.plan import command as command_mod
 from jobkit.run import runner
+from jobkit.state import Event
 from jobkit.store import RunDir
 
 EXIT_STOPPED = runner.EXIT_STOPPED
@@ -42,7 +43,7 @@ def current_step(run: RunDir) -> int:
     """The script's step as far as jobkit knows: its progress reports and saved checkpoints."""
     step = int(run.progress().get("step") or 0)
     for ev in run.events():
-        if ev.get("event") == "checkpoint" and ev.get("step") is not None:
+        if ev.get("event") == Event.CHECKPOINT and ev.get("step") is not None:
             step = max(step, int(ev["step"]))
     return step
 
@@ -93,11 +94,11 @@ def run(run: RunDir, host: runner.Host | None = None, near_limit: Any = None) ->
     host = host or runner.Host()
     spec = run.spec()
     params = dict(spec.params)
-    if any(e.get("event") == "finished" for e in run.events()):
+    if any(e.get("event") == Event.FINISHED for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
     step = current_step(run)
     runner.refuse_stalled_loop(run, step)
-    attempt = sum(1 for e in run.events() if e.get("event") == "started") + 1
+    attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
     stop_sig = command_mod.stop_signal_of(params.get("stop_signal", command_mod.DEFAULT_STOP_SIGNAL))
     argv = command_mod.expand(params["command"], params, run.path)
     env = {**os.environ, **command_mod.contract_env(run.path, run.run_id, attempt, stop_sig.name[3:])}
@@ -111,9 +112,9 @@ def run(run: RunDir, host: runner.Host | None = None, near_limit: Any = None) ->
                                     start_new_session=True, preexec_fn=_die_with_parent)
         except OSError as exc:
             message = f"command could not start: {argv[0]}: {exc.strerror or exc}"
-            run.event("failed", step=step, error=message)
+            run.event(Event.FAILED, step=step, error=message)
             raise runner.RunFailed(message) from None
-        run.event("started", attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
+        run.event(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
                   host=socket.gethostname(), pid=os.getpid(), child_pid=proc.pid, command=argv, workdir=workdir)
         tail = _Tail(proc.stderr)  # type: ignore[arg-type]
         forwarded_at = killed = None
@@ -158,7 +159,7 @@ def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], f
                  if k not in ("step", "t") and isinstance(v, (int, float)) and not isinstance(v, bool)}
         if isinstance(progress.get("loss"), (int, float)):
             final["train_loss"] = float(progress["loss"])
-        run.event("finished", step=step, metrics=final)
+        run.event(Event.FINISHED, step=step, metrics=final)
         return final
     if cancelled:
         raise runner.RunFailed(f"cancelled (SIGTERM) at step {step}")
@@ -170,12 +171,12 @@ def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], f
         if not params.get("resumable") and near_limit is not None and near_limit(stop):
             hint = ("not resumable (resumable = false): a resubmit starts it again; give it a longer --time. "
                     f"last output: {' | '.join(lines[-3:]) or '(none)'}")
-            run.event("timeout", step=step, detail=reason, hint=hint, stderr_tail=lines, exit_code=code)
+            run.event(Event.TIMEOUT, step=step, detail=reason, hint=hint, stderr_tail=lines, exit_code=code)
             return run.metrics()
         raise stop
     what = f"killed by signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() \
         else f"exited with code {code}"
     message = f"command {what}: {last}"
-    run.event("failed", step=step, error=message, exit_code=code, stderr_tail=lines,
+    run.event(Event.FAILED, step=step, error=message, exit_code=code, stderr_tail=lines,
               traceback="\n".join(lines))
     raise runner.RunFailed(message)
