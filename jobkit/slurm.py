@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from jobkit.plan.choose import ClusterError, Partition
 from jobkit.plan.clusterfacts import ClusterFacts, facts_from_text
 from jobkit.plan.slurmtext import parse_partitions
+from jobkit.state import State
 
 
 def __getattr__(name: str) -> Any:
@@ -33,8 +34,24 @@ def __getattr__(name: str) -> Any:
         return submitit.helpers.Checkpointable
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-SLURM_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"}
-SLURM_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD"}
+# Slurm's job state words (squeue %T, sacct State), each read explicitly as what it means to jobkit.
+# A word not listed is State.UNKNOWN: shown with the word, never taken for a jobkit state by its name
+# (Slurm's STOPPED is a job held by SIGSTOP, not jobkit's terminal STOPPED).
+SLURM_WORDS: dict[str, State] = {
+    **dict.fromkeys(("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"), State.PENDING),
+    **dict.fromkeys(("RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"), State.RUNNING),
+    **dict.fromkeys(("SUSPENDED", "STOPPED"), State.SUSPENDED),  # allocation kept; goes on when released
+    "COMPLETED": State.COMPLETED, "FAILED": State.FAILED, "CANCELLED": State.CANCELLED,
+    "TIMEOUT": State.TIMEOUT, "PREEMPTED": State.PREEMPTED, "OUT_OF_MEMORY": State.OUT_OF_MEMORY,
+    "NODE_FAIL": State.NODE_FAIL, "BOOT_FAIL": State.BOOT_FAIL, "DEADLINE": State.DEADLINE,
+}
+
+
+def job_state(word: str | None) -> State:
+    """What Slurm's state word for a job means to jobkit ("CANCELLED by 0" reads as CANCELLED)."""
+    return SLURM_WORDS.get((word or "").split(" ")[0].strip(), State.UNKNOWN)
+
+
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 
 

@@ -26,13 +26,25 @@ class State(StrEnum):
     BOOT_FAIL = "BOOT_FAIL"
     DEADLINE = "DEADLINE"
     UNREADABLE = "UNREADABLE"  # a folder whose spec cannot be read (shown by `collect`)
+    # Held by the scheduler (Slurm's SUSPENDED, or STOPPED: SIGSTOP with the allocation kept): it goes on
+    # when released, so it is active, never ended.
+    SUSPENDED = "SUSPENDED"
+    UNKNOWN = "UNKNOWN"  # the scheduler reports a word jobkit does not know (the word is in the run's note)
 
 
 QUEUED = frozenset({State.PENDING, State.REQUEUED})
-ACTIVE = QUEUED | {State.RUNNING}  # has a job that `cancel` would stop; `resume` leaves alone
+ACTIVE = QUEUED | {State.RUNNING, State.SUSPENDED}  # has a job that `cancel` would stop; `resume` leaves alone
 FAILED = frozenset({State.FAILED, State.TIMEOUT, State.CANCELLED, State.PREEMPTED, State.OUT_OF_MEMORY,
                     State.NODE_FAIL, State.BOOT_FAIL, State.DEADLINE})  # exit code 1 from `status`
 TERMINAL = FAILED | {State.COMPLETED, State.STOPPED}  # nothing more happens without `resume`
+
+
+class Phase(StrEnum):
+    """What a state means to whoever waits on a run (`jobkit.observe.lifecycle.phase` decides)."""
+
+    ACTIVE = "active"  # queued, running or held: it goes on by itself
+    DONE = "done"  # completed
+    ATTENTION = "attention"  # ended without finishing, never submitted, or unknown: a person acts next
 
 
 class Event(StrEnum):
@@ -68,12 +80,3 @@ STATE_OF_EVENT: dict[str, State] = {
 ATTEMPT_ENDS = frozenset({Event.REQUEUED, Event.FINISHED, Event.FAILED, Event.CANCELLED, Event.STOPPED,
                           Event.TIMEOUT})
 
-
-def as_state(name: str | None) -> State | str | None:
-    """A known state as `State`; an unknown scheduler word is kept as it is (shown, never acted on)."""
-    if name is None:
-        return None
-    try:
-        return State(name)
-    except ValueError:
-        return name

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from jobkit.observe import lifecycle
 from jobkit.observe.status import collect_status
-from jobkit.state import TERMINAL
 from jobkit.store import find_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def wait_until(root: Path, pred: Callable, timeout: float, every: float = 2.0):
 
 
 def all_ended(summaries) -> bool:
-    return all(s.state in TERMINAL for s in summaries)
+    return lifecycle.all_ended(summaries)  # the meaning `submit --wait` and `status --watch` use
 
 
 def cancel_sweeps(names: Iterable[str]) -> None:

@@ -1,18 +1,26 @@
-"""The run lifecycle has one home: every command agrees on what "ended" means."""
+"""The run lifecycle has one home: every command agrees on what "ended" means, and Slurm's words are
+read explicitly (a held job is active; an unknown word is UNKNOWN, never a jobkit state by its name)."""
 from __future__ import annotations
 
+import io
 import json
 import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
-from jobkit.cli import cli, logs_cmd
-from jobkit.observe.runstate import summarize
-from jobkit.observe.status import SlurmView, StatusReport, overlay
+from jobkit import slurm
+from jobkit.cli import cli, live, logs_cmd
+from jobkit.observe import lifecycle, status_watch
+from jobkit.observe.lifecycle import settle
+from jobkit.observe.runstate import RunSummary, summarize
+from jobkit.observe.status import SlurmView, StatusReport
 from jobkit.plan.spec import JobSpec
-from jobkit.state import ACTIVE, FAILED, QUEUED, TERMINAL, Event, State
+from jobkit.state import ACTIVE, FAILED, QUEUED, TERMINAL, Event, Phase, State
 from jobkit.store import RunDir
 
 
@@ -24,6 +32,7 @@ def test_groups_are_consistent() -> None:
     # every state the scheduler can end a job with counts as ended
     for name in ("BOOT_FAIL", "DEADLINE", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT", "CANCELLED"):
         assert State(name) in TERMINAL
+    assert State.SUSPENDED in ACTIVE and State.UNKNOWN not in ACTIVE | TERMINAL
     assert json.dumps({"s": State.RUNNING, "e": Event.STARTED}) == '{"s": "RUNNING", "e": "started"}'
 
 
@@ -46,7 +55,7 @@ def test_logs_follow_ends_on_every_terminal_state(tmp_path: Path, monkeypatch, s
     view = SlurmView(states={"4242": slurm_state}, partitions={"4242": "test"}, source="sacct")
 
     def fake_status(runs, use_slurm=True):
-        return StatusReport(summaries=[overlay(summarize(r), view) for r in runs], slurm=view)
+        return StatusReport(summaries=[settle(summarize(r), view) for r in runs], slurm=view)
 
     monkeypatch.setattr(logs_cmd, "collect_status", fake_status)
     result: dict = {}
@@ -62,8 +71,68 @@ def test_logs_follow_ends_on_every_terminal_state(tmp_path: Path, monkeypatch, s
     assert "hello" in result["r"].output
 
 
-def test_overlay_keeps_unknown_scheduler_words(tmp_path: Path) -> None:
+def test_an_unknown_scheduler_word_is_unknown_and_named(tmp_path: Path) -> None:
     run = _submitted_run(tmp_path)
     view = SlurmView(states={"4242": "SPECIAL_EXIT"}, source="sacct")
-    s = overlay(summarize(run), view)
-    assert s.state == "SPECIAL_EXIT" and s.state not in TERMINAL
+    s = settle(summarize(run), view)
+    assert s.state == State.UNKNOWN and s.state not in TERMINAL
+    assert "SPECIAL_EXIT" in s.error  # the word itself is shown, never taken for a jobkit state
+    assert lifecycle.phase(s.state) == Phase.ATTENTION and lifecycle.has_ended(s.state)
+
+
+@pytest.mark.parametrize("word", ["STOPPED", "SUSPENDED"])
+def test_a_job_held_by_slurm_is_active_never_jobkits_stopped(tmp_path: Path, word: str) -> None:
+    """Slurm's STOPPED (SIGSTOP, allocation kept) and SUSPENDED go on when released: not terminal."""
+    assert slurm.job_state(word) == State.SUSPENDED
+    run = _submitted_run(tmp_path)
+    run.event(Event.STARTED, step=3, job_id="4242", executor="slurm")
+    s = settle(summarize(run), SlurmView(states={"4242": word}, source="sacct"))
+    assert s.state == State.SUSPENDED and s.state != State.STOPPED
+    assert lifecycle.is_active(s.state) and not lifecycle.has_ended(s.state)
+
+
+def test_slurm_words_are_mapped_explicitly() -> None:
+    assert slurm.job_state("CANCELLED by 0") == State.CANCELLED
+    assert slurm.job_state("REQUEUE_HOLD") == State.PENDING and slurm.job_state("COMPLETING") == State.RUNNING
+    for word in ("SPECIAL_EXIT", "REVOKED", "NEW_WORD_OF_SLURM_25", "", None):
+        assert slurm.job_state(word) == State.UNKNOWN
+    # every word is read as a jobkit state, and every end only the scheduler can report is among them
+    assert set(slurm.SLURM_WORDS.values()) <= set(State)
+    assert FAILED <= set(slurm.SLURM_WORDS.values())
+
+
+def test_a_new_run_is_not_active(tmp_path: Path, monkeypatch) -> None:
+    """A folder without a submission: nothing happens to it by itself, so nothing waits for it."""
+    def no_second_look(seconds: float) -> None:
+        raise AssertionError("submit --wait waited for a run that was never submitted")
+
+    monkeypatch.setattr(live, "time", SimpleNamespace(sleep=no_second_look, strftime=time.strftime))
+    run = RunDir.create(tmp_path, JobSpec(sweep="s", workload="toy", params={"steps": 10}))
+    s = summarize(run)
+    assert s.state == State.NEW and lifecycle.phase(s.state) == Phase.ATTENTION
+    assert live.wait_for(tmp_path, [run.path], interval=0) == 1  # returns at once: not all completed
+
+
+def _summary(state: State | str) -> RunSummary:
+    return RunSummary(run_id="r-1", sweep="s", workload="toy", path="/nowhere", params={}, state=state)
+
+
+@pytest.mark.parametrize("first", [*State, "SOME_WORD"])
+def test_submit_wait_and_status_watch_agree_on_ended(tmp_path: Path, monkeypatch, first) -> None:
+    """Both look again exactly while the run is active: the first look says `first`, later ones COMPLETED."""
+    def looks() -> tuple[list[int], object]:
+        calls: list[int] = []
+
+        def fetch(*args, **kwargs) -> StatusReport:
+            calls.append(1)
+            return StatusReport(summaries=[_summary(first if len(calls) == 1 else State.COMPLETED)], slurm=SlurmView())
+        return calls, fetch
+
+    run = RunDir.create(tmp_path, JobSpec(sweep="s", workload="toy", params={"steps": 10}))
+    wait_calls, fetch = looks()
+    monkeypatch.setattr(live, "collect_status", fetch)
+    live.wait_for(tmp_path, [run.path], interval=0)
+    watch_calls, fetch = looks()
+    status_watch.watch(fetch, Console(file=io.StringIO(), force_terminal=False), interval=0)
+    expected = 2 if lifecycle.is_active(first) else 1
+    assert len(wait_calls) - 1 == len(watch_calls) == expected  # wait_for reads once more for its table

@@ -9,13 +9,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from jobkit.cli.common import EXIT_FAILED, console
 from jobkit.cli.status_cmd import STATE_STYLE, show_status
+from jobkit.observe.lifecycle import all_ended
 from jobkit.observe.status import collect_status
-from jobkit.state import TERMINAL, State
+from jobkit.state import State
 from jobkit.store import RunDir
 
 
 def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int:
-    """Live progress until every run has ended; 0 if all completed, else 1."""
+    """Live progress until no run is active (`lifecycle.all_ended`); 0 if all completed, else 1."""
     runs = [RunDir(p) for p in run_dirs if RunDir(p).exists()]
     out = console()
     if not runs:
@@ -30,7 +31,7 @@ def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int
                 for s in report.summaries:
                     progress.update(tasks[s.run_id], total=max(1, s.total), completed=s.step,
                                     state=f"[{STATE_STYLE.get(s.state, '')}]{s.state}[/]")
-                if all(s.state in TERMINAL for s in report.summaries):
+                if all_ended(report.summaries):
                     break
                 time.sleep(interval)
     else:
@@ -42,7 +43,7 @@ def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int
                 if last.get(s.run_id, "").split(" step")[0] != s.state:
                     out.print(f"{time.strftime('%H:%M:%S')} {s.run_id}: {line}")
                     last[s.run_id] = line
-            if all(s.state in TERMINAL for s in report.summaries):
+            if all_ended(report.summaries):
                 break
             time.sleep(interval)
     report = collect_status(runs)

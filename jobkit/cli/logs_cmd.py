@@ -9,8 +9,8 @@ import click
 from jobkit.cli.common import console, fail, find, resolve_root, root_option
 from jobkit.cli.complete import runs_only
 from jobkit.observe import logs as logs_mod
+from jobkit.observe.lifecycle import has_ended
 from jobkit.observe.status import collect_status
-from jobkit.state import TERMINAL
 
 
 @click.command("logs")
@@ -55,4 +55,4 @@ def logs(run_selector: str, follow: bool, attempt: int | None, stderr: bool, tas
     if follow:
         newest = jobs[-1]
         paths = [newest.stdout, newest.stderr] if stderr else [newest.stdout]
-        logs_mod.follow(paths, lambda: collect_status([run]).summaries[0].state in TERMINAL)
+        logs_mod.follow(paths, lambda: has_ended(collect_status([run]).summaries[0].state))

@@ -24,16 +24,17 @@ from jobkit.collect.layout import to_json as layout_json
 from jobkit.collect.markdown import render_markdown
 from jobkit.collect.plots import color
 from jobkit.collect.scalars import Curve, event_files, read_scalars
+from jobkit.observe.lifecycle import is_active
 from jobkit.observe.runstate import RunSummary, summarize
 from jobkit.plan.spec import differing_keys
 from jobkit.protocol import ReportLayout
-from jobkit.state import TERMINAL, State
+from jobkit.state import State
 from jobkit.store import RunDir, find_runs
 
 SCHEMA = 2  # 2: image comparisons under "image_grids", described by each workload's ReportLayout
 # Metrics a workload did not describe: these common names are better when higher, the rest when lower.
 HIGHER_IS_BETTER = re.compile(r"(^|_)(acc|accuracy|f1|auc|psnr|ssim)($|_)")
-STARTED = {State.RUNNING, State.REQUEUED, *TERMINAL}
+NOT_STARTED = {State.NEW, State.PENDING}  # no attempt yet: nothing to collect
 MAX_METRIC_COLUMNS = 6  # in the runs table; summary.json has every metric
 
 
@@ -168,9 +169,9 @@ def _run_record(run: RunDir, layouts: dict[str, ReportLayout]
 def _missing(run: RunDir, s: RunSummary, curves: dict[str, Curve], metrics: dict[str, Any],
              smp: samples_mod.RunSamples, layout: ReportLayout) -> list[str]:
     out: list[str] = []
-    if s.state not in STARTED:
+    if s.state in NOT_STARTED:
         return [f"not started yet ({s.state}): no curves, metrics or samples"]
-    if s.state in (State.RUNNING, State.REQUEUED):
+    if is_active(s.state):
         out.append(f"still {s.state.lower()}: step {s.step} of {s.total or '?'}; final metrics and samples come at the end")
     elif s.state != State.COMPLETED:
         why = f": {s.error}" if s.error else ""

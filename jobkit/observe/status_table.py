@@ -18,14 +18,14 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from jobkit.observe.lifecycle import has_ended, needs_attention
 from jobkit.observe.runstate import RunSummary
 from jobkit.plan.spec import differing_keys
-from jobkit.state import FAILED, State
+from jobkit.state import State
 
 STATE_STYLE = {State.COMPLETED: "green", State.RUNNING: "cyan", State.PENDING: "yellow", State.REQUEUED: "yellow",
                State.FAILED: "red", State.TIMEOUT: "red", State.PREEMPTED: "magenta", State.CANCELLED: "dim",
-               State.STOPPED: "yellow", State.NEW: "dim"}
-ENDED_BADLY = FAILED | {State.STOPPED}  # ended without finishing: their error line is shown
+               State.STOPPED: "yellow", State.NEW: "dim", State.SUSPENDED: "yellow", State.UNKNOWN: "magenta"}
 KEY_PRIORITY = ("model", "dataset", "data", "beta")
 MAX_KEYS = 4
 MISSING = "-"
@@ -144,10 +144,6 @@ class StatusTable:
     keys: list[str] = field(default_factory=list)
 
 
-def _ended(s: RunSummary) -> bool:
-    return s.state == State.COMPLETED or s.state in ENDED_BADLY
-
-
 def _val(s: RunSummary) -> str:
     if s.state == State.COMPLETED and s.final.get("val_loss") is not None:
         return number(s.final["val_loss"])  # the final evaluation's figure
@@ -162,12 +158,12 @@ def _time(s: RunSummary) -> str:
     """A running run's ETA; an ended one's time spent running (every attempt together)."""
     if s.state == State.RUNNING:
         return f"ETA {duration(s.eta_s)}" if s.eta_s is not None else MISSING
-    return duration(s.run_seconds) if s.run_seconds and (_ended(s) or s.requeues) else MISSING
+    return duration(s.run_seconds) if s.run_seconds and (has_ended(s.state) or s.requeues) else MISSING
 
 
 def _note(s: RunSummary) -> str:
     notes = []
-    if s.error and s.state in ENDED_BADLY:
+    if s.error and needs_attention(s.state):  # ended without finishing, or unknown: say why
         notes.append(s.error)
     if s.convergence_note:
         notes.append(s.convergence_note)
@@ -270,7 +266,7 @@ def _rich(table: StatusTable, columns: Sequence[str], value_width: int, note_wid
             if name == "state":
                 cells.append(Text(cell, style=STATE_STYLE.get(cell, "")))
             elif name == "note" and cell != MISSING:
-                cells.append(Text(cell, style="red" if state in ENDED_BADLY else "magenta"))
+                cells.append(Text(cell, style="red" if needs_attention(state) else "magenta"))
             else:
                 cells.append(Text(cell))
         out.add_row(*cells)

@@ -14,16 +14,12 @@ from rich.console import Console
 from rich.live import Live
 
 from jobkit.observe import status_table
+from jobkit.observe.lifecycle import all_ended
 from jobkit.observe.runstate import RunSummary
-from jobkit.state import ACTIVE
 
 
 class Report(Protocol):
     summaries: list[RunSummary]
-
-
-def all_ended(summaries: Sequence[RunSummary]) -> bool:
-    return all(s.state not in ACTIVE for s in summaries)
 
 
 def ended_message(summaries: Sequence[RunSummary]) -> str:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from jobkit.observe.lifecycle import is_active
 from jobkit.observe.runstate import RunSummary
 from jobkit.slurm import scancel
-from jobkit.state import ACTIVE, Event
 from jobkit.store import RunDir
 
 
@@ -21,8 +21,8 @@ class CancelOutcome:
 
 
 def cancel_runs(summaries: Sequence[RunSummary]) -> CancelOutcome:
-    """Cancel the runs that are queued or running; the others are left alone."""
-    active = [s for s in summaries if s.state in ACTIVE]
+    """Cancel the runs that are active (queued, running, held); the others are left alone."""
+    active = [s for s in summaries if is_active(s.state)]
     outcome = CancelOutcome(cancelled=active)
     slurm_ids = [s.job_id for s in active if s.executor == "slurm" and s.job_id]
     if slurm_ids:

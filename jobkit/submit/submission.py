@@ -160,8 +160,8 @@ def _action(current: RunSummary | None) -> tuple[str, str]:
         return "new", "no run folder yet"
     if current.state == State.COMPLETED:
         return "done", f"finished at step {current.step}/{current.total}"
-    if current.state == State.RUNNING:
-        return "running", f"job {current.job_id} is running (step {current.step}/{current.total})"
+    if current.state in (State.RUNNING, State.SUSPENDED):  # held by Slurm: its job goes on
+        return "running", f"job {current.job_id} is {current.state.lower()} (step {current.step}/{current.total})"
     if current.state in QUEUED:
         return "queued", f"job {current.job_id} is queued ({current.state.lower()})"
     last = f", last state {current.state}" if current.state != State.NEW else ""
