@@ -1,6 +1,7 @@
 # jobkit — the commands a newcomer needs.
 #   make demo    set up, run the smoke sweep (local Slurm when it starts, else the local executor), report
 #   make test    set up, start the local Slurm cluster, run the whole test suite
+#   make test-fast  the tests that need neither the cluster nor a long soak (a developer's 3-minute check)
 # Others: make venv | slurm-up | slurm-down | slurm-purge | bench | clean
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +17,7 @@ ifneq ($(wildcard ../shared/data),)
 export JOBKIT_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv slurm-up slurm-down slurm-purge test demo bench clean
+.PHONY: venv slurm-up slurm-down slurm-purge test test-fast demo bench clean
 
 # The venv is rebuilt when the package's metadata or pins change (stamp file).
 venv: $(VENV)/.installed
@@ -44,6 +45,13 @@ test: venv
 	else echo "make test: Slurm did not start: tests marked 'slurm' will be skipped" >&2; fi; \
 	rc=0; $(VENV)/bin/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): failing" >&2; fi; \
+	exit $$rc
+
+# Everything but the live-cluster (`slurm`) and `slow` tests (soak, kill -9, several processes, a long
+# local queue): no cluster is started. `make test` still runs them all.
+test-fast: venv
+	@rc=0; $(VENV)/bin/python -m pytest -m "not slurm and not slow" $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest collected no tests (exit 5): failing" >&2; fi; \
 	exit $$rc
 
 demo: venv

@@ -139,6 +139,7 @@ TOY = {"preset": "tiny", "steps": 40, "dim": 64, "hidden": 256, "checkpoint_ever
        "log_every": 1, "step_sleep": 0.05}
 
 
+@pytest.mark.slow
 def test_two_ranks_stop_together_on_a_signal_to_one_and_resume_bit_identical(tmp_path):
     ref = testing.make_run(tmp_path / "ref", "toy", TOY)
     assert [rc for rc, _ in wait_all(launch(ref))] == [0, 0]
@@ -163,6 +164,7 @@ def test_two_ranks_stop_together_on_a_signal_to_one_and_resume_bit_identical(tmp
     assert len(events(run, "started")) == 3 and events(run, "started")[0]["tasks"] == 2
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_rank_to_a_tolerance(tmp_path):
     """Same global batches (no dropout): only the order of the gradient sums differs, in the last bits."""
     import torch
@@ -179,6 +181,7 @@ def test_two_ranks_match_one_rank_to_a_tolerance(tmp_path):
         assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
 
 
+@pytest.mark.slow
 def test_a_killed_rank_fails_the_run_quickly_and_resume_continues(tmp_path):
     run = testing.make_run(tmp_path / "run", "toy", {**TOY, "steps": 400, "checkpoint_every": 5})
     procs = launch(run)
@@ -198,6 +201,7 @@ def test_a_killed_rank_fails_the_run_quickly_and_resume_continues(tmp_path):
     assert events(run, "started")[-1]["step"] == last and events(run, "finished")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workload,raw", [
     ("charlm", {"preset": "tiny", "steps": 6, "eval_every": 3, "checkpoint_every": 3}),
     ("vae", {"preset": "tiny", "steps": 4, "eval_every": 2, "checkpoint_every": 2}),

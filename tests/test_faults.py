@@ -207,6 +207,7 @@ def test_check_data_false_skips_the_check_warns_and_keeps_the_run_id(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_short_soak_kill_9_at_random_instants_ends_bit_identical(tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "bench" / "soak.py"), "--kills", "4", "--seed", "1",
                           "--root", str(tmp_path)], capture_output=True, text=True, timeout=600)

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from jobkit.submit import localqueue
 from jobkit.submit.localnode import Node, Request, _ranges, _visible_gpus, schedule
 
@@ -76,6 +78,8 @@ def test_a_slot_is_held_until_released_and_cores_are_not_shared(tmp_path):
 HOLDER = """
 import sys, time
 from pathlib import Path
+
+import pytest
 from jobkit.submit import localqueue
 from jobkit.submit.localnode import Node, Request
 node = Node(cores=(0, 1, 2, 3), mem_mb=8000, gpus=())
@@ -129,6 +133,7 @@ def _sweep(tmp_path: Path, cpus: int, hidden: str = "[8, 16, 32]", steps: int = 
     return path
 
 
+@pytest.mark.slow
 def test_runs_that_each_need_the_whole_machine_run_one_at_a_time_pinned(tmp_path):
     cpus = Node.detect().cpus
     root, pool = tmp_path / "runs", tmp_path / "pool"
@@ -167,6 +172,7 @@ def test_a_run_larger_than_the_machine_is_refused_at_submit(tmp_path):
     assert not pool.exists() or not list(pool.glob("*.json"))
 
 
+@pytest.mark.slow
 def test_a_queued_run_shows_pending_cancels_and_resumes(tmp_path):
     cpus = Node.detect().cpus
     root, pool = tmp_path / "runs", tmp_path / "pool"

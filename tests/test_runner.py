@@ -70,6 +70,7 @@ def _started_step(run: RunDir, attempt: int) -> bool:
     return sum(e.get("event") == "started" for e in run.events()) >= attempt
 
 
+@pytest.mark.slow
 def test_sigusr2_and_kill9_any_number_of_times_bit_identical(tmp_path):
     """K=4 interruptions at random steps: SIGUSR2 twice, kill -9 twice (one of them mid checkpoint write)."""
     rnd = random.Random(1234)
