@@ -25,8 +25,11 @@ def jobkit(*args, root: Path, env: dict | None = None, check: bool = True) -> su
     return done
 
 
-def wait_until(root: Path, pred: Callable, timeout: float, every: float = 2.0):
-    """The runs' summaries once `pred(summaries)` holds; AssertionError naming every state on timeout."""
+def wait_until(root: Path, pred: Callable, timeout: float, every: float = 0.5):
+    """The runs' summaries once `pred(summaries)` holds; AssertionError naming every state on timeout.
+
+    A look is one sacct (or squeue) call, a few milliseconds of the controller's time: looking twice a
+    second loses at most half a second per wait, where a fixed sleep would lose its whole length."""
     end = time.time() + timeout
     while True:
         summaries = collect_status(find_runs(root)).summaries

@@ -62,7 +62,7 @@ def test_the_example_in_segments_and_preempted_ends_like_a_run_straight_through(
     hog = subprocess.run(["sbatch", "--parsable", "-p", "preempt", "-c", "2", "--mem", "500M", "-t", "1",
                           "-o", "/dev/null", "--wrap", "sleep 5"], capture_output=True, text=True, check=True)
     assert hog.stdout.strip()
-    (s,) = wait_until(root, all_ended, 480, every=3)
+    (s,) = wait_until(root, all_ended, 480)
     assert s.state == "COMPLETED", s.error
     reasons = [e["reason"] for e in run.events() if e["event"] == "requeued"]
     assert reasons[0] == "preemption" and "segment" in reasons, reasons
@@ -106,7 +106,7 @@ value = "; rm -rf ~"
     root = tmp_path / "runs"
     plan = json.loads(jobkit("submit", tmp_path / "s.toml", "--json", root=root).stdout)
     paths = [Path(r["path"]) for r in plan["runs"]]
-    wait_until(root, all_ended, 240, every=3)
+    wait_until(root, all_ended, 240)
     slow_s, fail_s, dump_s = (summarize(RunDir(p)) for p in paths)
     assert slow_s.state == "TIMEOUT" and "epoch 2 of 100, still going" in slow_s.error, slow_s.error
     (timeout,) = [e for e in RunDir(paths[0]).events() if e["event"] == "timeout"]

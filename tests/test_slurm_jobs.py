@@ -207,7 +207,7 @@ time = "00:05:00"
     wait_until(root, lambda ss: any(s.run_id == req["run_id"] and (s.last_checkpoint_step or 0) >= 50 for s in ss),
                120, every=0.5)
     subprocess.run(["scontrol", "requeue", req["job_id"]], check=True)
-    summaries = wait_until(root, all_ended, 420, every=3)
+    summaries = wait_until(root, all_ended, 420)
     assert [s.state for s in summaries] == ["COMPLETED", "COMPLETED"]
     seg_run = RunDir(Path(seg["path"]))
     seg_starts = [e for e in seg_run.events() if e["event"] == "started"]

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from slurmtools import all_ended, wait_until
 
 from jobkit import slurm
 from jobkit.plan import placement
@@ -83,7 +84,7 @@ def wait_job(job_id: str, timeout: float) -> dict[str, str]:
         last = info
         if info.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
             return info
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError(f"job {job_id} still {last.get('JobState')} after {timeout} s ({last.get('Reason')})")
 
 
@@ -149,13 +150,8 @@ def test_chunked_run_under_qos_short_is_cut_into_its_maxwall_and_finishes(tmp_pa
     assert run["partition"] not in ("bio", "express")
     job = scontrol_job(run["job_id"])
     assert job["QOS"] == "short" and job["TimeLimit"] == "00:05:00"
-    end = time.time() + 900
-    while time.time() < end:
-        rows = json.loads(jobkit("status", "uni-short", "--json", cwd=tmp_path, check=False).stdout)["runs"]
-        if rows[0]["state"] in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "STOPPED"):
-            break
-        time.sleep(10)
-    row = rows[0]
+    wait_until(tmp_path / "runs", all_ended, 900)  # in this process: one sacct call per look
+    row = json.loads(jobkit("status", "uni-short", "--json", cwd=tmp_path, check=False).stdout)["runs"][0]
     assert row["state"] == "COMPLETED", row
     events = [json.loads(line) for line in
               (tmp_path / "runs" / "uni-short" / run["run_id"] / "events.jsonl").read_text().splitlines()]
