@@ -44,6 +44,18 @@ def all_ended(summaries) -> bool:
     return lifecycle.all_ended(summaries)  # the meaning `submit --wait` and `status --watch` use
 
 
+def sacct_job_ids(*args: str, expect: Iterable[str], timeout: float = 60) -> list[str]:
+    """`sacct -X -n -P -o JobID ARGS`, asked again until it lists every id in `expect`: a run's own
+    `finished` event can come before slurmdbd has recorded its job, so accounting may trail the end."""
+    end = time.time() + timeout
+    while True:
+        ids = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", *args], capture_output=True, text=True,
+                             check=True).stdout.split()
+        if set(expect) <= set(ids) or time.time() > end:
+            return ids
+        time.sleep(0.5)
+
+
 def cancel_sweeps(names: Iterable[str]) -> None:
     """Cancel this test file's jobs by their job names (`jobkit-<sweep>`), so none waits for the next test."""
     for name in names:

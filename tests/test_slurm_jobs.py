@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
+from slurmtools import all_ended, cancel_sweeps, jobkit, sacct_job_ids, wait_until
 
 from jobkit.run import runner
 from jobkit.store import RunDir, find_runs
@@ -71,11 +71,9 @@ hidden = [8, 16, 32]
     assert [r["action"] for r in again["runs"]] == ["done"] * 3
     assert [r["job_id"] for r in again["runs"]] == ids
     parent = ids[0].split("_")[0]
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "-j", parent],
-                           capture_output=True, text=True, check=True).stdout.split()
+    sacct = sacct_job_ids("-j", parent, expect=ids)
     assert sorted(sacct) == sorted(ids)  # the array holds these three tasks and nothing else
-    mine = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "--name", "jobkit-arr", "-S", started],
-                          capture_output=True, text=True, check=True).stdout.split()
+    mine = sacct_job_ids("--name", "jobkit-arr", "-S", started, expect=ids)
     assert sorted(mine) == sorted(ids)  # no other job was submitted for this sweep
 
 
@@ -242,10 +240,9 @@ time = "00:05:00"
         plans.append({r["run_id"]: r["action"] for r in json.loads(out)["runs"]})
     actions = sorted(a for plan in plans for a in plan.values())
     assert actions.count("new") == 2 and not actions.count("resume")  # one submit won, the other saw it
-    wait_until(root, all_ended, 120)
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "--name", "jobkit-race", "-S", started],
-                           capture_output=True, text=True, check=True).stdout.split()
-    assert len(sacct) == 2
+    ids = [s.job_id for s in wait_until(root, all_ended, 120)]
+    sacct = sacct_job_ids("--name", "jobkit-race", "-S", started, expect=ids)
+    assert len(sacct) == 2 and sorted(sacct) == sorted(ids)
     for run in find_runs(root):
         assert sum(e["event"] == "submitted" for e in run.events()) == 1
 
