@@ -26,7 +26,7 @@ import torch
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry
 from jobkit.protocol import RunContext
-from jobkit.run import distributed, faults, rng
+from jobkit.run import distributed, faults, rng, tblog
 from jobkit.run.convergence import Plateau, judged_by
 from jobkit.run.divergence import DivergenceMonitor
 from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
@@ -56,14 +56,12 @@ def run(run: RunDir, host: Host | None = None,
     Raises `Stopped` after checkpointing on a stop request, `RunFailed` on a user-facing failure.
     `on_step(step)` is a test hook called after every completed step.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
     host = host or Host()
     flag = StopFlag(host.stop_signals)
     try:
         loop = _prepare(run, host, flag)
         try:
-            if not loop.start(SummaryWriter):
+            if not loop.start():
                 return run.metrics()  # already done: a duplicate start changes nothing
             return loop.train(on_step)
         finally:
@@ -121,7 +119,7 @@ class Loop:
         self.plateau = (Plateau(params.patience, params.min_delta, not self.target.higher_is_better)
                         if params.stop == "plateau" else None)
         self.step, self.total, self.attempt = 0, 0, 1
-        self.writer: Any = _NullWriter()
+        self.writer: Any = tblog.NullWriter()
         self.deadline = host.deadline()
         self.last_ckpt_time = time.monotonic()
         self.last_progress = 0.0
@@ -135,7 +133,7 @@ class Loop:
             self.run.event(name, **fields)
 
     # --- start: seed, set up, resume -------------------------------------------------------------
-    def start(self, writer_cls: Any) -> bool:
+    def start(self) -> bool:
         """Seed, set up the workload, resume from the newest good checkpoint and record `started`.
         False when the run had already finished (a duplicate start)."""
         run, topo = self.run, self.host.topology
@@ -157,11 +155,8 @@ class Loop:
                   resumed_from=None if loaded is None else loaded.file, threads=torch.get_num_threads(),
                   cores=_cores(), **({} if self.host.queued_s is None else {"queued_s": round(self.host.queued_s, 3)}),
                   **where)
-        if self.main and self.step:
-            _after_older_event_files(run)
-        if self.main:  # a deep queue: scalars go to the writer thread in bursts (flushed at checkpoints)
-            self.writer = writer_cls(log_dir=str(run.tb_dir), purge_step=self.step + 1 if self.step else None,
-                                     max_queue=1000)
+        if self.main:
+            self.writer = tblog.open_writer(run.tb_dir, self.step)
         self.last_ckpt_time = time.monotonic()
         self.val_metrics = run.metrics() if self.step else {}
         return True
@@ -351,7 +346,7 @@ class Loop:
         self.checkpoint("final")
         final = {**{f"train_{k}": v for k, v in self.last_metrics.items()}, **self.val_metrics}
         if self.main:
-            _write_hparams(self.writer, dict(self.spec.params), final)
+            tblog.write_hparams(self.writer, dict(self.spec.params), final)
         self.progress(force=True)
         return final
 
@@ -378,13 +373,6 @@ def _record_crash(run: RunDir, topo: distributed.Topology, exc: BaseException) -
               traceback=traceback.format_exc(limit=8), **extra)
 
 
-class _NullWriter:
-    """TensorBoard for ranks other than the main one: every call does nothing."""
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kwargs: None
-
-
 def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in metrics.items():
@@ -392,27 +380,6 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
             continue
         out[key] = float(value)
     return out
-
-
-def _write_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-    from torch.utils.tensorboard.summary import hparams as hp_summary
-
-    flat = {k: v for k, v in hparams.items() if isinstance(v, (int, float, str, bool))}
-    final = {f"hparam/{k}": v for k, v in metrics.items() if math.isfinite(v)}
-    for summary in hp_summary(flat, final):
-        writer.file_writer.add_summary(summary)
-    for key, value in final.items():
-        writer.add_scalar(key, value)
-
-
-def _after_older_event_files(run: RunDir) -> None:
-    """TensorBoard reads a run's event files in name order, and the name starts with the second it was
-    made in; a resumed attempt's file (whose purge_step drops the old attempt's later points) must sort
-    after the old ones. Only an attempt resumed within the same second in one process can tie: wait."""
-    newest = max((int(p.name.split(".")[3]) for p in run.tb_dir.glob("events.out.tfevents.*")
-                  if p.name.split(".")[3].isdigit()), default=0)
-    while int(time.time()) <= newest:
-        time.sleep(0.05)
 
 
 def _cores() -> list[int] | None:
