@@ -56,12 +56,14 @@ def run(run: RunDir, host: Host | None = None,
     Raises `Stopped` after checkpointing on a stop request, `RunFailed` on a user-facing failure.
     `on_step(step)` is a test hook called after every completed step.
     """
+    from torch.utils.tensorboard import SummaryWriter  # here: `jobkit submit` imports this module too
+
     host = host or Host()
     flag = StopFlag(host.stop_signals)
     try:
         loop = _prepare(run, host, flag)
         try:
-            if not loop.start():
+            if not loop.start(SummaryWriter):
                 return run.metrics()  # already done: a duplicate start changes nothing
             return loop.train(on_step)
         finally:
@@ -133,7 +135,7 @@ class Loop:
             self.run.event(name, **fields)
 
     # --- start: seed, set up, resume -------------------------------------------------------------
-    def start(self) -> bool:
+    def start(self, writer_cls: Any) -> bool:
         """Seed, set up the workload, resume from the newest good checkpoint and record `started`.
         False when the run had already finished (a duplicate start)."""
         run, topo = self.run, self.host.topology
@@ -156,7 +158,7 @@ class Loop:
                   cores=_cores(), **({} if self.host.queued_s is None else {"queued_s": round(self.host.queued_s, 3)}),
                   **where)
         if self.main:
-            self.writer = tblog.open_writer(run.tb_dir, self.step)
+            self.writer = tblog.open_writer(writer_cls, run.tb_dir, self.step)
         self.last_ckpt_time = time.monotonic()
         self.val_metrics = run.metrics() if self.step else {}
         return True

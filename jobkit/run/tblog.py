@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from torch.utils.tensorboard import SummaryWriter
-
 
 class NullWriter:
     """TensorBoard for ranks other than the main one: every call does nothing."""
@@ -21,12 +19,12 @@ class NullWriter:
         return lambda *args, **kwargs: None
 
 
-def open_writer(tb_dir: Path, step: int) -> Any:
-    """The main rank's writer for an attempt that starts at `step` (0: a fresh run)."""
+def open_writer(writer_cls: Any, tb_dir: Path, step: int) -> Any:
+    """The main rank's writer (a `SummaryWriter` class) for an attempt that starts at `step` (0: fresh)."""
     if step:
         _after_older_event_files(tb_dir)
     # a deep queue: scalars go to the writer thread in bursts (it is flushed at checkpoints)
-    return SummaryWriter(log_dir=str(tb_dir), purge_step=step + 1 if step else None, max_queue=1000)
+    return writer_cls(log_dir=str(tb_dir), purge_step=step + 1 if step else None, max_queue=1000)
 
 
 def write_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
