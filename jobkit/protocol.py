@@ -1,13 +1,15 @@
 """The one contract between the toolkit and the science: what a workload must provide.
 
 `jobs/` implements it without importing Slurm or submitit; `jobkit.run.runner` drives it without
-importing a model. A workload class is registered by name (see `jobkit.plan.registry`).
+importing a model. A workload class is registered by name (see `jobkit.plan.registry`). Most workloads are stepped
+by the runner (`Workload`); one that runs itself as a supervised process (the user's own script)
+implements `SelfRunning` instead, and the run's entry point (`jobkit.run.launch`) picks between them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # torch only types the protocol; importing it would slow every CLI command
     import torch
@@ -74,7 +76,9 @@ class ImageKind:
 class ReportLayout:
     """How a workload's runs are compared in `jobkit collect`; the collector knows no workload by name.
 
-    - `key_params`: the params that tell runs apart, coarsest first (shown as columns when they differ);
+    - `key_params`: the params that tell runs apart, coarsest first: columns of the report and of
+      `jobkit status` when they differ, and (but for `compare_by`) always in the run names; a workload
+      that declares none is told apart by `model` and `dataset`, the coarse keys most have;
     - `headline`: metrics that get a "best during training" column, in this order;
     - `images`: the image kinds the workload writes, compared across runs side by side;
     - `group_images_by`: one block of images per value of this param (e.g. a dataset);
@@ -82,7 +86,7 @@ class ReportLayout:
     - `chart`: a headline metric drawn as bars per run in each block.
     """
 
-    key_params: tuple[str, ...] = ()
+    key_params: tuple[str, ...] = ("model", "dataset")
     headline: tuple[Metric, ...] = (Metric("val_loss"),)
     images: tuple[ImageKind, ...] = ()
     group_images_by: str | None = None
@@ -197,3 +201,41 @@ class Workload(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict()` returned."""
+
+
+@runtime_checkable
+class SelfRunning(Protocol):
+    """A workload that runs itself as a supervised process instead of being stepped by the runner.
+
+    It says so with `runs_itself = True`. Its params are the run's own keys, checked by
+    `resolve_params` (no `Params` dataclass, no presets, no run settings); it runs in the folder
+    `jobkit submit` ran in; `run` plays the runner's part and raises the runner's `Stopped` /
+    `RunFailed`, so the job requeues it like any run. `report` is its `ReportLayout`.
+    """
+
+    runs_itself: ClassVar[bool]
+    own_keys: ClassVar[tuple[str, ...]]  # the keys jobkit reads; any other key of a run is a param too
+    list_params: ClassVar[tuple[str, ...]]  # params whose value is a list, not a sweep axis
+
+    def __init__(self, params: Mapping[str, Any]) -> None: ...
+
+    def check_data(self) -> None:
+        """As `Workload.check_data`: cheap, at submit."""
+
+    @staticmethod
+    def resolve_params(raw: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
+        """One expanded run's keys (resources removed) -> its params, defaults written out; raises
+        ValueError naming the key and the fix. `workdir`: where `jobkit submit` runs."""
+
+    @staticmethod
+    def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Run settings from `resume --set`, checked (raise `jobkit.plan.params.ParamError`)."""
+
+    @staticmethod
+    def continues_at_limit(params: Mapping[str, Any]) -> bool:
+        """Whether a stop at the job's time limit continues in a new segment (requeued) for this run."""
+
+    @staticmethod
+    def run(run: Any, host: Any, near_limit: Callable[[Any], bool] | None = None) -> dict[str, float]:
+        """Run (or continue) the run in `run` (a `jobkit.store.RunDir`) on `host` (a `Host`); the final
+        metrics. `near_limit(stop)`: whether a stop was the job's time limit."""

@@ -31,7 +31,7 @@ from jobkit.state import Event
 
 EXIT_STOPPED = 3
 PROGRESS_EVERY_S = 5.0
-STOP_MARKER = ".jobkit-stop"  # jobkit.plan.command.STOP_MARKER (not imported: this module stays tiny)
+STOP_MARKER = ".jobkit-stop"  # jobkit.command.params.STOP_MARKER (not imported: this module stays tiny)
 _STATE_FILE = ".report-state.json"  # the alarm's state as of the last checkpoint (a resume reloads it)
 
 

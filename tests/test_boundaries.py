@@ -37,6 +37,27 @@ def test_the_collector_names_no_workload():
         assert not re.search(r"\b(charlm|vae|toy|beta|MIG|mig)\b", text), name
 
 
+def test_no_workload_is_special_cased_by_name_outside_its_package():
+    """`command` is a workload like charlm, vae and toy: the code outside its package (jobkit/command/)
+    asks the protocol (`runs_itself`, `key_params`), never compares a name with a workload's."""
+    import ast
+
+    names = {"command", "charlm", "vae", "toy"}
+    offenders = set()
+    for name, text in SOURCES.items():
+        if name.startswith("jobkit/command/"):
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            consts = {c.value for side in sides for c in ast.walk(side) if isinstance(c, ast.Constant)}
+            if consts & names:
+                offenders.add(f"{name}:{node.lineno}")
+    assert not offenders, offenders
+    assert not _where(r"\bcommand_mod\.NAME\b|\bKEY_PRIORITY\b"), "a workload's name or keys hard-coded"
+
+
 def test_no_module_is_long():
     long = {n: t.count("\n") for n, t in SOURCES.items() if t.count("\n") > 450}
     assert not long, long

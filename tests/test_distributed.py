@@ -212,3 +212,44 @@ def test_charlm_and_vae_train_data_parallel(tmp_path, workload, raw):
     assert [rc for rc, _ in results] == [0, 0], results
     assert events(run, "finished") and len(events(run, "started")) == 1
     assert len(events(run, "checkpoint")) == len({e["step"] for e in events(run, "checkpoint")})  # main writes
+
+
+class _SumOfTwo:
+    """A stand-in process group of two ranks whose peer always sends the same values as this one."""
+
+    def __init__(self) -> None:
+        self.topo = distributed.Topology(rank=1, world_size=2)
+        self.calls: list[str] = []
+
+    def agree(self, values):
+        self.calls.append("agree")
+        return [2 * v for v in values]
+
+    def gather(self, obj):
+        self.calls.append("gather")
+        return [obj, obj]
+
+    def barrier(self, what=""):
+        self.calls.append("barrier")
+
+
+def test_ranks_one_task_is_the_plain_loop_and_several_agree_in_one_collective():
+    one = distributed.Ranks(distributed.Topology())
+    asked: list[str] = []
+    metrics = {"loss": 1.0}
+    assert one.after_step(metrics, lambda: asked.append("stop") or True, lambda: asked.append("due") or True) is metrics
+    assert asked == []  # one task: nothing is asked after a step, no collective
+    assert one.stop_agreed(lambda: True) and not one.stop_agreed(lambda: False)
+    assert one.where("h", 1) == {} and one.gather_rng("s") is None
+    assert one.rng_to_restore({"rng": "main", "rng_ranks": ["r0", "r1"]}) == "main"
+
+    group = _SumOfTwo()
+    two = distributed.Ranks(group.topo, group)  # type: ignore[arg-type]
+    out = two.after_step({"loss": 3.0}, lambda: True, lambda: False)
+    assert out == {"loss": 3.0} and group.calls == ["agree"]  # averaged: (3 + 3) / 2, flags in the same call
+    assert two.stop_agreed(lambda: False) and not two.due_agreed(lambda: True)  # what was agreed, not this rank's view
+    assert two.rng_to_restore({"rng": "main", "rng_ranks": ["r0", "r1"]}) == "r1"
+    assert two.rng_to_restore({"rng": "main", "rng_ranks": ["r0", "r1", "r2"]}) is None  # another world size
+    assert two.gather_rng("s") == ["s", "s"] and two.where("h", 7)["ranks"] == [["h", 7], ["h", 7]]
+    two.checkpoint_written()
+    assert group.calls[-1] == "barrier"

@@ -23,7 +23,7 @@ def run(run_dir: Path) -> None:
       jobkit run runs/smoke/charlm-lstm-3f9a1c2e
     """
     from jobkit.plan import registry
-    from jobkit.run import distributed, runner
+    from jobkit.run import distributed, launch, runner
 
     rd = RunDir(run_dir)
     if not rd.exists():
@@ -31,12 +31,7 @@ def run(run_dir: Path) -> None:
     out = console()
     topology = distributed.Topology.from_environ() or distributed.Topology()
     try:
-        if rd.spec().workload == "command":
-            from jobkit.run import command_run
-
-            final = command_run.run(rd)
-        else:
-            final = runner.run(rd, runner.Host(topology=topology))
+        final = launch.run(rd, runner.Host(topology=topology))
     except runner.Stopped as stop:
         if not topology.is_main:
             raise SystemExit(runner.EXIT_STOPPED)

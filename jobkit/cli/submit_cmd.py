@@ -18,7 +18,7 @@ from jobkit.cli.common import (
 )
 from jobkit.cli.complete import sweeps_and_runs
 from jobkit.cli.live import wait_for
-from jobkit.plan import command as command_mod
+from jobkit.command import params as command_params
 from jobkit.plan import sweep as sweep_mod
 from jobkit.plan.spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec
 from jobkit.store import find_runs
@@ -147,7 +147,7 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
         raise SystemExit(code)
 
 
-@click.command("submit", epilog="\b\n" + command_mod.CONTRACT)
+@click.command("submit", epilog="\b\n" + command_params.CONTRACT)
 @click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a key for every run that has it (repeatable); lists expand: --set 'beta=[0,4]'; "

@@ -18,8 +18,7 @@ def layout_of(workload: str) -> ReportLayout:
         cls = registry.load(workload, check=False)  # only its `report` is read here
     except Exception:  # unknown here, or fails to import: still report its runs
         return ReportLayout()
-    layout = getattr(cls, "report", None)
-    return layout if isinstance(layout, ReportLayout) else ReportLayout()
+    return registry.layout(cls)
 
 
 def to_json(layout: ReportLayout) -> dict[str, Any]:

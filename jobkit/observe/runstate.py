@@ -48,6 +48,7 @@ class RunSummary:
     step_seconds: float | None = None
     checkpoint_seconds: float | None = None
     entry: int = 0  # the sweep file's [[run]] table it came from (sweep order)
+    key_params: tuple[str, ...] = ()  # the workload's, as spec.json records them (empty: not recorded)
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
     tasks: str | None = None  # "nodes×tasks per node" of a run of several tasks (None: one process)
 
@@ -77,7 +78,8 @@ class RunSummary:
 def summarize(run: RunDir) -> RunSummary:
     spec = run.spec()
     s = RunSummary(run_id=run.run_id, sweep=spec.sweep, workload=spec.workload, path=str(run.path),
-                   params=dict(spec.params), total=int(spec.params.get("steps", 0)), entry=spec.entry)
+                   params=dict(spec.params), total=int(spec.params.get("steps", 0)), entry=spec.entry,
+                   key_params=tuple(spec.key_params))
     res = spec.resources
     if res.world_size > 1:
         s.tasks = f"{res.nodes}×{res.tasks}"

@@ -21,12 +21,12 @@ from rich.text import Text
 from jobkit.observe.lifecycle import has_ended, needs_attention
 from jobkit.observe.runstate import RunSummary
 from jobkit.plan.spec import differing_keys
+from jobkit.protocol import ReportLayout
 from jobkit.state import State
 
 STATE_STYLE = {State.COMPLETED: "green", State.RUNNING: "cyan", State.PENDING: "yellow", State.REQUEUED: "yellow",
                State.FAILED: "red", State.TIMEOUT: "red", State.PREEMPTED: "magenta", State.CANCELLED: "dim",
                State.STOPPED: "yellow", State.NEW: "dim", State.SUSPENDED: "yellow", State.UNKNOWN: "magenta"}
-KEY_PRIORITY = ("model", "dataset", "data", "beta")
 MAX_KEYS = 4
 MISSING = "-"
 ELLIPSIS = "…"
@@ -104,14 +104,18 @@ def natural_key(value: Any) -> tuple:
 
 def distinguishing_keys(summaries: Sequence[RunSummary], limit: int | None = MAX_KEYS) -> list[str]:
     """Params that tell runs of the same workload apart (a key that exists for only one workload is
-    not a difference between runs): model, dataset, data and beta first, then the rest by name."""
+    not a difference between runs): each workload's declared key params first (`ReportLayout`, as
+    spec.json records them), then the rest by name."""
     by_workload: dict[str, list[dict[str, Any]]] = {}
+    priority: dict[str, None] = {}
     for s in summaries:
         by_workload.setdefault(s.workload, []).append(s.params)
+        priority.update(dict.fromkeys(s.key_params or ReportLayout().key_params))
     keys: dict[str, None] = {}
     for params in by_workload.values():
         keys.update(dict.fromkeys(differing_keys(params)))
-    ordered = sorted(keys, key=lambda k: (KEY_PRIORITY.index(k) if k in KEY_PRIORITY else len(KEY_PRIORITY), k))
+    first = list(priority)
+    ordered = sorted(keys, key=lambda k: (first.index(k) if k in first else len(first), k))
     return ordered if limit is None else ordered[:limit]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from jobkit.plan import command as command_mod
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry
 from jobkit.plan.spec import JobSpec
@@ -47,7 +46,7 @@ def check_specs(specs: Iterable[JobSpec], source: str) -> DataReport:
         if not spec.resources.check_data:
             report.skipped.append(spec)
             continue
-        if spec.signature in seen or spec.workload == command_mod.NAME:  # a command's data is its own
+        if spec.signature in seen:
             continue
         seen.add(spec.signature)
         try:
@@ -58,7 +57,7 @@ def check_specs(specs: Iterable[JobSpec], source: str) -> DataReport:
         if check is None:
             continue
         try:
-            workload = cls(params_mod.from_dict(cls.Params, spec.workload_values))
+            workload = registry.instance(cls, spec.workload_values)
         except params_mod.ParamError as exc:
             raise DataCheckFailed(f"{source}: run {spec.run_id}: spec.json: {exc}") from None
         try:

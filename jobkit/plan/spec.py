@@ -220,6 +220,9 @@ class JobSpec:
     settings: Mapping[str, Any] = field(default_factory=dict)
     entry: int = 0  # which [[run]] table of the sweep file (1-based; 0 unknown): status shows sweep order
     workdir: str | None = None  # where the job runs (command runs record it); not part of the identity
+    # the workload's declared key params (ReportLayout), recorded so that `status` orders its columns
+    # without importing the workload; not part of the identity
+    key_params: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def signature(self) -> str:
@@ -251,6 +254,7 @@ class JobSpec:
             "settings": dict(self.settings),
             "resources": self.resources.to_json(),
             **({"workdir": self.workdir} if self.workdir else {}),
+            **({"key_params": list(self.key_params)} if self.key_params else {}),
         }
 
     @classmethod
@@ -259,7 +263,8 @@ class JobSpec:
         params, settings = dict(data["params"]), dict(data.get("settings") or {})
         return cls(sweep=data["sweep"], workload=data["workload"], params=params,
                    resources=Resources.from_json(data.get("resources", {})), name=data.get("name", ""),
-                   settings=settings, entry=int(data.get("entry") or 0), workdir=data.get("workdir"))
+                   settings=settings, entry=int(data.get("entry") or 0), workdir=data.get("workdir"),
+                   key_params=tuple(data.get("key_params") or ()))
 
 
 def split_settings(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from jobkit.plan import command as command_mod
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry
 from jobkit.plan.spec import (
@@ -128,13 +127,15 @@ def _check_set_scopes(sets: list[tuple[str | None, str, Any]], runs: list[dict],
     """Every --set must reach at least one run: a known workload scope, a resource or a known param."""
     known = {r.get("workload", defaults.get("workload")) for r in runs}
     keys: set[str] = set(RESOURCE_KEYS)
-    if command_mod.NAME in known:  # a command run's keys are its own: any key it has may be set
-        keys |= set(command_mod.JOBKIT_KEYS) | set(defaults) | {k for r in runs for k in r}
     for name in known:
         try:
-            keys |= set(params_mod.fields_of(registry.load(str(name)).Params))
+            cls = registry.load(str(name))
         except registry.UnknownWorkload:
             continue  # reported with its run
+        if registry.runs_itself(cls):  # its runs' keys are its own: any key they have may be set
+            keys |= set(cls.own_keys) | set(defaults) | {k for r in runs for k in r}
+        else:
+            keys |= set(params_mod.fields_of(cls.Params))
     for scope, key, _ in sets:
         if scope is not None and scope not in known:
             raise SweepError(f"--set {scope}.{key}: no run of workload {scope!r} in {source} "
@@ -151,71 +152,58 @@ def _expand_run(index: int, run: dict, defaults: dict, sets: list, source: str, 
     workload_name = merged.pop("workload", None)
     if not isinstance(workload_name, str) or not workload_name:
         avail = ", ".join(sorted(registry.available()))
-        raise SweepError(f"{where}: workload: missing; accepted values: {avail}, {command_mod.NAME}")
-    if workload_name == command_mod.NAME:
-        return _expand_command_run(where, merged, sets, sweep_name, varying, index)
+        raise SweepError(f"{where}: workload: missing; accepted values: {avail}")
     try:
         cls = registry.load(workload_name)
     except registry.UnknownWorkload as exc:
         raise SweepError(f"{where}: workload: {exc}") from None
     where = f"{source}: run {index} ({workload_name})"
-    param_keys = set(params_mod.fields_of(cls.Params))
+    own = registry.runs_itself(cls)  # its params are the run's own keys, resolved by the workload
+    param_keys = set(cls.own_keys) if own else set(params_mod.fields_of(cls.Params))
     for scope, key, value in sets:
-        if scope == workload_name or (scope is None and (key in param_keys or key in RESOURCE_KEYS)):
+        if scope == workload_name or (scope is None and (key in param_keys or key in RESOURCE_KEYS
+                                                         or (own and key in merged))):
             merged[key] = value
-    _check_set_known(sets, where, workload_name, param_keys)
+    if not own:
+        _check_set_known(sets, where, workload_name, param_keys)
 
     resources = _pop_resources(merged, where)
 
     list_keys = [k for k, v in merged.items() if isinstance(v, list) and not _list_typed(cls, k)]
     _note_axes(merged, list_keys, where, varying)
+    workdir = Path.cwd() if own else None  # a workload that runs itself runs where you submit
     specs = []
     for combo, raw in _expansions(merged, list_keys, where):
         try:
-            resolved = params_mod.resolve(cls.Params, cls.presets, raw)
-        except params_mod.ParamError as exc:
-            extra = f" (in the expansion {dict(zip(list_keys, combo))})" if list_keys else ""
+            if own:
+                params, settings = cls.resolve_params(raw, workdir), {}
+            else:
+                resolved = params_mod.resolve(cls.Params, cls.presets, raw)
+                params, settings = split_settings(params_mod.identity_dict(resolved))
+        except (ValueError if own else params_mod.ParamError) as exc:
+            extra = f" (in the expansion {dict(zip(list_keys, combo))})" if list_keys and not own else ""
             raise SweepError(f"{where}: {exc}{extra}") from None
-        params, settings = split_settings(params_mod.identity_dict(resolved))
         specs.append(JobSpec(sweep=sweep_name, workload=workload_name, params=params, settings=settings,
-                             resources=resources, name=workload_name, entry=index))
-    return specs
-
-
-def _expand_command_run(where: str, merged: dict, sets: list, sweep_name: str, varying: list[str],
-                        index: int) -> list[JobSpec]:
-    """A `workload = "command"` run: every non-resource key is a parameter; `command` is a list, not an axis."""
-    where = f"{where} (command)"
-    for scope, key, value in sets:
-        if scope == command_mod.NAME or (scope is None and (key in merged or key in RESOURCE_KEYS
-                                                             or key in command_mod.JOBKIT_KEYS)):
-            merged[key] = value
-    resources = _pop_resources(merged, where)
-    list_keys = [k for k, v in merged.items() if isinstance(v, list) and k != "command"]
-    _note_axes(merged, list_keys, where, varying)
-    workdir = Path.cwd()
-    specs = []
-    for _, raw in _expansions(merged, list_keys, where):
-        try:
-            resolved = command_mod.resolve_params(raw, workdir)
-        except command_mod.CommandError as exc:
-            raise SweepError(f"{where}: {exc}") from None
-        specs.append(JobSpec(sweep=sweep_name, workload=command_mod.NAME, params=resolved, resources=resources,
-                             name=command_mod.NAME, entry=index, workdir=str(workdir)))
+                             resources=resources, name=workload_name, entry=index,
+                             workdir=None if workdir is None else str(workdir),
+                             key_params=registry.layout(cls).key_params))
     return specs
 
 
 def _name_runs(specs: list[JobSpec], varying: list[str]) -> list[JobSpec]:
-    """Readable names from the params that tell a workload's runs apart in this sweep: `model` /
-    `dataset` and the listed keys (e.g. `vae-sprites-beta4` beside `vae-lfw-faces-25px-beta4`),
-    then other differing keys only while names would still collide; at most three keys."""
+    """Readable names from the params that tell a workload's runs apart in this sweep: its key params
+    but the one runs are compared by (`ReportLayout`: charlm's `model`, vae's `dataset`), then the
+    listed keys (e.g. `vae-sprites-beta4` beside `vae-lfw-faces-25px-beta4`), then other differing keys
+    only while names would still collide; at most three keys."""
     by_workload: dict[str, list[JobSpec]] = {}
     for spec in specs:
         by_workload.setdefault(spec.workload, []).append(spec)
     named = {}
     for workload, group in by_workload.items():
         differing = list(differing_keys([s.params for s in group]))
-        core = [k for k in ("model", "dataset") if k in differing] + [k for k in varying if k in differing]
+        layout = registry.layout(registry.load(workload, check=False))  # loaded already: no import cost
+        grouping = [k for k in layout.key_params if k != layout.compare_by]
+        core = [k for k in grouping if k in differing] + [k for k in varying if k in differing]
         core = list(dict.fromkeys(core))
         extra = sorted(k for k in differing if k not in core)
         keys = core
@@ -285,6 +273,9 @@ def _expand_env(key: str, value: Any) -> Any:
 
 
 def _list_typed(cls: Any, key: str) -> bool:
+    """A param whose value is a list (one value, not a sweep axis)."""
+    if registry.runs_itself(cls):
+        return key in cls.list_params
     return typing.get_origin(params_mod.hints_of(cls.Params).get(key)) is list
 
 

@@ -2,10 +2,10 @@
 
 Slurm starts the run's tasks (one job step; submitit's local executor does the same on one machine);
 `torch.distributed` connects them. The rendezvous is the first node of the allocation on a port
-derived from the job id, so the tasks of one job agree without talking first. The runner uses a
-`Group` for three things only: agreeing at a step boundary (stop? checkpoint now? averaged
-metrics), gathering every rank's RNG state into the main rank's checkpoint, and barriers around a
-checkpoint. Every collective has a timeout, so a rank that dies fails the others instead of hanging
+derived from the job id, so the tasks of one job agree without talking first. The runner's loop
+reaches the group only through `Ranks` (the one place where one task and several differ), for three
+things: agreeing at a step boundary (stop? checkpoint now? averaged metrics), gathering every rank's
+RNG state into the main rank's checkpoint, and a barrier after a checkpoint. Every collective has a timeout, so a rank that dies fails the others instead of hanging
 them (gloo notices a closed connection at once; a rank that hangs is waited for `timeout_s`).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import datetime
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -164,3 +164,82 @@ def mean_metrics(group: Group, metrics: Mapping[str, float], flags: Sequence[flo
     summed = group.agree([metrics[k] for k in keys] + list(flags))
     n = group.topo.world_size
     return {k: v / n for k, v in zip(keys, summed)}, summed[len(keys):]
+
+
+class Ranks:
+    """Everything the training loop does differently with several tasks, in one place.
+
+    With one task every method is the identity or does nothing (no collective, no extra work), so
+    a one-task run is exactly the plain loop. With several, each is one collective, called by every
+    rank at the same point of the loop: before the first step, after each step (averaged metrics,
+    "stop?" and "checkpoint by time?" agreed together), around a checkpoint.
+    """
+
+    def __init__(self, topo: Topology, group: Group | None = None) -> None:
+        self.topo, self.group = topo, group
+        self._stop = self._due = False  # what the ranks last agreed on
+
+    @classmethod
+    def open(cls, topo: Topology, device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> "Ranks":
+        return cls(topo, Group(topo, device, timeout_s) if topo.distributed else None)
+
+    @property
+    def is_main(self) -> bool:
+        return self.topo.is_main
+
+    @property
+    def several(self) -> bool:
+        return self.group is not None
+
+    def rng_to_restore(self, state: Mapping[str, Any]) -> Any | None:
+        """This rank's RNG state from a checkpoint. With another world size than the checkpoint's,
+        rank 0 takes the main state and the others keep their seeds: exact no more (README)."""
+        ranks = state.get("rng_ranks")
+        if self.group is None:
+            return state["rng"]
+        if ranks is not None and len(ranks) == self.topo.world_size:
+            return ranks[self.topo.rank]
+        return state["rng"] if self.topo.rank == 0 else None
+
+    def where(self, host: str, pid: int) -> dict[str, Any]:
+        """The `started` event's fields on where each rank runs (every rank has read the run by then)."""
+        if self.group is None:
+            return {}
+        return {"nodes": self.topo.nodes, "tasks": self.topo.world_size, "ranks": self.group.gather([host, pid])}
+
+    def begin(self, stop_wanted: Callable[[], bool]) -> None:
+        """Agree once before the first step whether to stop at once."""
+        if self.group is not None:
+            self._stop = self.group.agree([float(stop_wanted())])[0] > 0
+
+    def stop_agreed(self, stop_wanted: Callable[[], bool]) -> bool:
+        """Whether to stop at this step boundary: this rank's view, or what the ranks last agreed."""
+        return stop_wanted() if self.group is None else self._stop
+
+    def after_step(self, metrics: dict[str, float], stop_wanted: Callable[[], bool],
+                   due_by_time: Callable[[], bool]) -> dict[str, float]:
+        """The step's metrics, averaged over ranks, with "stop?" and "checkpoint by time?" agreed in
+        the same collective (with one task: the metrics, nothing else is asked)."""
+        if self.group is None:
+            return metrics
+        due = due_by_time()
+        metrics, flags = mean_metrics(self.group, metrics, [float(stop_wanted()), float(due)])
+        self._stop, self._due = flags[0] > 0, flags[1] > 0
+        return metrics
+
+    def due_agreed(self, due_by_time: Callable[[], bool]) -> bool:
+        """Whether a checkpoint is due by time: this rank's clock, or what the ranks agreed after the step."""
+        return due_by_time() if self.group is None else self._due
+
+    def gather_rng(self, state: Any) -> list[Any] | None:
+        """Every rank's RNG state for the main rank's checkpoint (None with one task)."""
+        return None if self.group is None else self.group.gather(state)
+
+    def checkpoint_written(self) -> None:
+        """Nobody goes on (or exits) before the main rank's checkpoint is on disk."""
+        if self.group is not None:
+            self.group.barrier("waiting for the main rank's checkpoint")
+
+    def close(self) -> None:
+        if self.group is not None:
+            self.group.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobkit import slurm
-from jobkit.run import distributed, runner
+from jobkit.run import distributed, launch, runner
 from jobkit.state import Event
 from jobkit.store import RunDir
 
@@ -47,13 +47,9 @@ class TrainJob(slurm.Checkpointable):
                            topology=topology)
         chunked = spec.resources.chunk or bool(
             spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
+        chunked = chunked or launch.continues_at_limit(spec)
         try:
-            if spec.workload == "command":  # the user's own script, supervised (jobkit/command_run.py)
-                from jobkit.run import command_run
-
-                chunked = chunked or bool(spec.params.get("resumable"))  # it continues from its checkpoint
-                return command_run.run(run, host, near_limit=lambda s: _classify(s, host, False) == "timeout")
-            return runner.run(run, host)
+            return launch.run(run, host, near_limit=lambda s: _classify(s, host, False) == "timeout")
         except runner.Stopped as stop:
             if not topology.is_main:
                 # every rank stopped at the same step and the checkpoint is on disk: this task simply

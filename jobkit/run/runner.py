@@ -5,6 +5,11 @@ workload owns the science. A stop request (USR2 from Slurm before a time limit o
 TERM/INT in the foreground, or the segment's own deadline) only sets a flag: the loop checkpoints
 at the next step boundary, where the state is consistent, and then hands over to the host
 (submitit requeues the job; the foreground exits with `EXIT_STOPPED`).
+
+`run` prepares one attempt and `Loop` is the attempt, read top to bottom: `start` (seed, set up,
+resume), then per step `train_step` → `evaluate` / `sample` / `checkpoint` as their cadences say,
+`stop` at a boundary when asked, `finish` at the end. What several tasks do differently lives in
+`distributed.Ranks`; only the main rank writes the run folder and TensorBoard.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry
 from jobkit.protocol import RunContext
-from jobkit.run import distributed, faults, rng
+from jobkit.run import distributed, faults, rng, tblog
 from jobkit.run.convergence import Plateau, judged_by
 from jobkit.run.divergence import DivergenceMonitor
 from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
@@ -44,26 +49,6 @@ def build_workload(run: RunDir):
     return spec, cls(params), params
 
 
-def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        out[key] = float(value)
-    return out
-
-
-def _write_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-    from torch.utils.tensorboard.summary import hparams as hp_summary
-
-    flat = {k: v for k, v in hparams.items() if isinstance(v, (int, float, str, bool))}
-    final = {f"hparam/{k}": v for k, v in metrics.items() if math.isfinite(v)}
-    for summary in hp_summary(flat, final):
-        writer.file_writer.add_summary(summary)
-    for key, value in final.items():
-        writer.add_scalar(key, value)
-
-
 def run(run: RunDir, host: Host | None = None,
         on_step: Callable[[int], None] | None = None) -> dict[str, float]:
     """Run (or continue) one run to its end. Returns the final metrics.
@@ -71,12 +56,18 @@ def run(run: RunDir, host: Host | None = None,
     Raises `Stopped` after checkpointing on a stop request, `RunFailed` on a user-facing failure.
     `on_step(step)` is a test hook called after every completed step.
     """
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # here: `jobkit submit` imports this module too
 
     host = host or Host()
     flag = StopFlag(host.stop_signals)
     try:
-        return _loop(run, host, flag, on_step, SummaryWriter)
+        loop = _prepare(run, host, flag)
+        try:
+            if not loop.start(SummaryWriter):
+                return run.metrics()  # already done: a duplicate start changes nothing
+            return loop.train(on_step)
+        finally:
+            loop.ranks.close()
     except (Stopped, RunFailed):
         raise
     except Exception as exc:
@@ -89,6 +80,277 @@ def run(run: RunDir, host: Host | None = None,
         flag.restore()
         if host.topology.is_main:
             faults.release_reserve(run.path)
+
+
+def _prepare(run: RunDir, host: Host, flag: StopFlag) -> "Loop":
+    """The workload from the spec, the device, and the ranks connected: a loop ready to start."""
+    topo = host.topology
+    try:
+        spec, workload, params = build_workload(run)
+    except params_mod.ParamError as exc:
+        message = f"spec.json: {exc}"
+        if topo.is_main:
+            run.event(Event.FAILED, step=0, error=message)
+        raise RunFailed(message) from None
+    torch.set_num_threads(max(1, spec.resources.cpus))
+    device = torch.device("cuda" if spec.resources.gpus > 0 and torch.cuda.is_available() else "cpu")
+    if topo.distributed and device.type == "cuda":
+        device = torch.device("cuda", topo.local_rank % max(1, torch.cuda.device_count()))
+    takes_ctx = "ctx" in inspect.signature(workload.setup).parameters
+    if topo.distributed and not takes_ctx:
+        message = (f"workload {spec.workload!r} trains in one process only (its setup() takes no ctx); "
+                   "resubmit with tasks_per_node = 1 and nodes = 1")
+        if topo.is_main:
+            run.event(Event.FAILED, step=0, error=message)
+        raise RunFailed(message)
+    ranks = distributed.Ranks.open(topo, device, host.collective_timeout_s)
+    return Loop(run, host, flag, spec, workload, params, device, ranks, takes_ctx)
+
+
+class Loop:
+    """One attempt at a run: the state the training loop carries from step to step."""
+
+    def __init__(self, run: RunDir, host: Host, flag: StopFlag, spec: Any, workload: Any, params: Any,
+                 device: torch.device, ranks: distributed.Ranks, takes_ctx: bool) -> None:
+        self.run, self.host, self.flag = run, host, flag
+        self.spec, self.workload, self.params = spec, workload, params
+        self.device, self.ranks, self.takes_ctx = device, ranks, takes_ctx
+        self.main = ranks.is_main  # the one writer of the run folder, its events and TensorBoard
+        self.monitor = DivergenceMonitor(min_delta=params.min_delta)
+        self.target = judged_by(type(workload))
+        self.plateau = (Plateau(params.patience, params.min_delta, not self.target.higher_is_better)
+                        if params.stop == "plateau" else None)
+        self.step, self.total, self.attempt = 0, 0, 1
+        self.writer: Any = tblog.NullWriter()
+        self.deadline = host.deadline()
+        self.last_ckpt_time = time.monotonic()
+        self.last_progress = 0.0
+        self.step_time_ema: float | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.val_metrics: dict[str, float] = {}
+
+    def note(self, name: str, **fields: Any) -> None:
+        """An event, from the main rank only."""
+        if self.main:
+            self.run.event(name, **fields)
+
+    # --- start: seed, set up, resume -------------------------------------------------------------
+    def start(self, writer_cls: Any) -> bool:
+        """Seed, set up the workload, resume from the newest good checkpoint and record `started`.
+        False when the run had already finished (a duplicate start)."""
+        run, topo = self.run, self.host.topology
+        rng.seed_all(distributed.rank_seed(self.params.seed, topo.rank))
+        events = run.events()  # read once: the attempt, a duplicate start, a stalled requeue loop
+        self.attempt = sum(1 for e in events if e.get("event") == Event.STARTED) + 1
+        if self.main:  # one writer of the run folder: other ranks must not delete its temporary files
+            run.remove_temp_files()
+            faults.ensure_reserve(run.path)
+        self._setup()
+        loaded = self._resume()
+        self.total = int(self.workload.total_steps)
+        if self._converged_or_done() and any(e.get("event") == Event.FINISHED for e in events):
+            return False
+        refuse_stalled_loop(run, self.step, write=self.main, events=events)
+        where = self.ranks.where(socket.gethostname(), os.getpid())  # every rank has read the run by now
+        self.note(Event.STARTED, attempt=self.attempt, step=self.step, job_id=self.host.job_id,
+                  executor=self.host.executor, host=socket.gethostname(), pid=os.getpid(), device=str(self.device),
+                  resumed_from=None if loaded is None else loaded.file, threads=torch.get_num_threads(),
+                  cores=_cores(), **({} if self.host.queued_s is None else {"queued_s": round(self.host.queued_s, 3)}),
+                  **where)
+        if self.main:
+            self.writer = tblog.open_writer(writer_cls, run.tb_dir, self.step)
+        self.last_ckpt_time = time.monotonic()
+        self.val_metrics = run.metrics() if self.step else {}
+        return True
+
+    def _setup(self) -> None:
+        topo = self.host.topology
+        try:
+            if self.takes_ctx:
+                ctx = RunContext(rank=topo.rank, world_size=topo.world_size, local_rank=topo.local_rank,
+                                 device=self.device)
+                self.workload.setup(self.run.path, self.device, ctx=ctx)
+            else:
+                self.workload.setup(self.run.path, self.device)
+        except (OSError, ValueError, RuntimeError) as exc:
+            if faults.is_no_space(exc) or (self.ranks.several and distributed.looks_collective(exc)):
+                raise
+            message = f"setup failed: {exc}" if not self.ranks.several else f"setup failed on rank {topo.rank}: {exc}"
+            self.run.event(Event.FAILED, step=0, error=message)
+            raise RunFailed(message) from exc
+
+    def _resume(self) -> Any:
+        """Load the newest checkpoint that verifies into the workload, the RNGs and the monitors."""
+        loaded = self.run.load_checkpoint(map_location=self.device)
+        if loaded is None:
+            return None
+        state, info = loaded
+        self.workload.load_state_dict(state["workload"])
+        rng_state = self.ranks.rng_to_restore(state)
+        if rng_state is not None:
+            rng.set_state(rng_state)
+        own = state.get("runner", {})
+        self.monitor.load_state_dict(own.get("divergence", {}))
+        if self.plateau is not None:
+            self.plateau.load_state_dict(own.get("plateau", {}))
+        self.step = int(state["step"])
+        return info
+
+    def _converged_or_done(self) -> bool:
+        return self.step >= self.total or (self.plateau is not None and self.plateau.converged)
+
+    # --- the loop --------------------------------------------------------------------------------
+    def train(self, on_step: Callable[[int], None] | None = None) -> dict[str, float]:
+        """Steps until the total (or a plateau), each followed by what its cadences ask for."""
+        p = self.params
+        self.ranks.begin(self.stop_wanted)
+        try:
+            while self.step < self.total:
+                if self.ranks.stop_agreed(self.stop_wanted):
+                    self.stop()
+                self.train_step()
+                if p.eval_every and self.step % p.eval_every == 0 and self.step < self.total:
+                    self.evaluate()
+                    if self.plateau is not None and self.plateau.converged:
+                        break  # finish() reuses this evaluation
+                if p.sample_every and self.step % p.sample_every == 0 and self.step < self.total:
+                    self.sample()
+                due_steps = p.checkpoint_every and self.step % p.checkpoint_every == 0
+                if (due_steps or self.ranks.due_agreed(self.due_by_time)) and self.step < self.total:
+                    self.checkpoint("periodic")
+                self.progress()
+                if on_step is not None:
+                    on_step(self.step)
+            final = self.finish()
+        except BaseException:
+            try:
+                self.writer.close()  # may re-raise the writer thread's own error: the first one is what counts
+            except Exception:
+                pass
+            raise
+        self.writer.close()
+        converged = self.plateau is not None and self.plateau.converged
+        self.note(Event.FINISHED, step=self.step, metrics=final,
+                  **({"converged": {"step": self.plateau.converged_step, "best_step": self.plateau.best_step,
+                                    "best": self.plateau.best, "metric": self.target.name}} if converged else {}))
+        return final
+
+    def train_step(self) -> None:
+        """One optimisation step: metrics (averaged over ranks), the divergence checks, the train log."""
+        t0 = time.perf_counter()
+        metrics = self.ranks.after_step(_scalar_metrics(self.workload.train_step(self.step)),
+                                        self.stop_wanted, self.due_by_time)
+        elapsed = time.perf_counter() - t0
+        ema = self.step_time_ema
+        self.step_time_ema = elapsed if ema is None else 0.9 * ema + 0.1 * elapsed
+        loss = metrics.get("loss")
+        if loss is None or not math.isfinite(loss):
+            self.fail_diverged(loss)
+        self.step += 1
+        self.last_metrics = metrics
+        for kind, message in self.monitor.update(self.step, loss):
+            self.note(Event.ALARM, step=self.step, kind=kind, message=message)
+        if self.step % self.params.log_every == 0 or self.step == self.total:
+            for key, value in metrics.items():
+                self.writer.add_scalar(f"train/{key}", value, self.step)
+
+    def fail_diverged(self, loss: float | None) -> None:
+        good = self.run.checkpoints()
+        kept = f"the last good checkpoint (step {good[0].step}) is kept" if good else "no checkpoint was written"
+        message = (f"loss is {loss} at step {self.step + 1}: training diverged; {kept}. "
+                   "Lower the learning rate or enable gradient clipping, then resubmit.")
+        self.note(Event.FAILED, step=self.step, error=message)
+        raise RunFailed(message)
+
+    def evaluate(self) -> None:
+        """Validation metrics to TensorBoard and metrics.json; the plateau watch sees its target."""
+        self.val_metrics = _scalar_metrics(self.workload.evaluate())
+        for key, value in self.val_metrics.items():
+            self.writer.add_scalar(f"val/{key}", value, self.step)
+        if self.main:
+            self.run.write_metrics({"step": self.step, **self.val_metrics})
+        plateau, target = self.plateau, self.target
+        if plateau is None or plateau.converged:
+            return
+        value = self.val_metrics.get(target.name)
+        if value is None or not math.isfinite(value):
+            message = (f"stop = 'plateau' watches {target.name}, but evaluate() returned "
+                       f"{value!r} for it at step {self.step}; use stop = 'steps' for this workload")
+            self.note(Event.FAILED, step=self.step, error=message)
+            raise RunFailed(message)
+        plateau.update(self.step, value)
+        if plateau.converged:
+            self.note(Event.CONVERGED, step=self.step, best_step=plateau.best_step, best=plateau.best,
+                      metric=target.name, patience=plateau.patience, min_delta=plateau.min_delta)
+
+    def sample(self) -> None:
+        """The workload's artifacts (samples, images), on the main rank only."""
+        if not self.main:
+            return
+        extra = _scalar_metrics(self.workload.artifacts(self.step, self.writer, self.run.samples_dir) or {})
+        for key, value in extra.items():
+            self.writer.add_scalar(f"val/{key}", value, self.step)
+
+    def checkpoint(self, reason: str) -> None:
+        """Workload, RNGs (every rank's) and the monitors, written by the main rank; the others wait."""
+        self.writer.flush()
+        rng_ranks = self.ranks.gather_rng(rng.get_state())
+        if self.main:
+            own = {"divergence": self.monitor.state_dict(),
+                   **({"plateau": self.plateau.state_dict()} if self.plateau else {})}
+            state = {"format": CHECKPOINT_FORMAT, "step": self.step, "workload": self.workload.state_dict(),
+                     "rng": rng.get_state(), "runner": own}
+            if rng_ranks is not None:
+                state["rng_ranks"] = rng_ranks
+            info = self.run.save_checkpoint(self.step, state, keep=self.params.keep_checkpoints)
+            ema = self.step_time_ema
+            self.run.event(Event.CHECKPOINT, step=self.step, file=info.file, reason=reason,
+                           seconds=round(info.seconds, 4), step_seconds=None if ema is None else round(ema, 5))
+        self.ranks.checkpoint_written()
+        self.last_ckpt_time = time.monotonic()
+
+    def progress(self, force: bool = False) -> None:
+        """progress.json for `jobkit status`, at most every PROGRESS_EVERY_S unless forced."""
+        if not self.main:
+            return
+        now = time.time()
+        if not force and now - self.last_progress < PROGRESS_EVERY_S:
+            return
+        self.last_progress = now
+        ema = self.step_time_ema
+        self.run.write_progress({"step": self.step, "total": self.total, "t": now, "attempt": self.attempt,
+                                 "loss": self.last_metrics.get("loss"), "val_loss": self.val_metrics.get("val_loss"),
+                                 "steps_per_s": None if not ema else 1.0 / ema})
+
+    # --- stop and finish -------------------------------------------------------------------------
+    def stop_wanted(self) -> bool:
+        """This rank's view: a stop signal to act on now, or the segment's deadline passed."""
+        flag = self.flag
+        if flag.reason is None and self.deadline is not None and time.time() >= self.deadline:
+            flag.reason = "time limit of this segment"
+        return flag.reason is not None and self.host.stop_now(flag.at or time.time(), time.time())
+
+    def due_by_time(self) -> bool:
+        minutes = self.params.checkpoint_minutes
+        return bool(minutes) and time.monotonic() - self.last_ckpt_time >= minutes * 60
+
+    def stop(self) -> None:
+        """Checkpoint at this step boundary and hand over to the host (requeue, or exit 3)."""
+        self.checkpoint("stop")
+        self.progress(force=True)
+        raise Stopped(self.step, self.flag.reason or "stop agreed with the other ranks")
+
+    def finish(self) -> dict[str, float]:
+        """The last evaluation, samples and checkpoint; the final metrics (TensorBoard's hparams too)."""
+        if self.plateau is None or not self.plateau.converged:
+            self.evaluate()
+        self.sample()
+        self.checkpoint("final")
+        final = {**{f"train_{k}": v for k, v in self.last_metrics.items()}, **self.val_metrics}
+        if self.main:
+            tblog.write_hparams(self.writer, dict(self.spec.params), final)
+        self.progress(force=True)
+        return final
 
 
 def _record_crash(run: RunDir, topo: distributed.Topology, exc: BaseException) -> None:
@@ -113,258 +375,13 @@ def _record_crash(run: RunDir, topo: distributed.Topology, exc: BaseException) -
               traceback=traceback.format_exc(limit=8), **extra)
 
 
-class _NullWriter:
-    """TensorBoard for ranks other than the main one: every call does nothing."""
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kwargs: None
-
-
-def _loop(run: RunDir, host: Host, flag: StopFlag, on_step: Callable[[int], None] | None,
-          writer_cls: Any) -> dict[str, float]:
-    try:
-        spec, workload, params = build_workload(run)
-    except params_mod.ParamError as exc:
-        message = f"spec.json: {exc}"
-        if host.topology.is_main:
-            run.event(Event.FAILED, step=0, error=message)
-        raise RunFailed(message) from None
-    res = spec.resources
-    topo = host.topology
-    main = topo.is_main
-    torch.set_num_threads(max(1, res.cpus))
-    device = torch.device("cuda" if res.gpus > 0 and torch.cuda.is_available() else "cpu")
-    if topo.distributed and device.type == "cuda":
-        device = torch.device("cuda", topo.local_rank % max(1, torch.cuda.device_count()))
-    takes_ctx = "ctx" in inspect.signature(workload.setup).parameters
-    if topo.distributed and not takes_ctx:
-        message = (f"workload {spec.workload!r} trains in one process only (its setup() takes no ctx); "
-                   "resubmit with tasks_per_node = 1 and nodes = 1")
-        if main:
-            run.event(Event.FAILED, step=0, error=message)
-        raise RunFailed(message)
-    group = distributed.Group(topo, device, host.collective_timeout_s) if topo.distributed else None
-    try:
-        return _train(run, host, flag, on_step, writer_cls, spec, workload, params, device, group, takes_ctx)
-    finally:
-        if group is not None:
-            group.close()
-
-
-def _train(run: RunDir, host: Host, flag: StopFlag, on_step: Callable[[int], None] | None, writer_cls: Any,
-           spec: Any, workload: Any, params: Any, device: torch.device, group: "distributed.Group | None",
-           takes_ctx: bool) -> dict[str, float]:
-    topo = host.topology
-    main = topo.is_main
-
-    def note(name: str, **fields: Any) -> None:  # events come from the main rank only
-        if main:
-            run.event(name, **fields)
-
-    rng.seed_all(distributed.rank_seed(params.seed, topo.rank))
-    attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
-    if main:  # one writer of the run folder: other ranks must not delete its temporary files
-        run.remove_temp_files()
-        faults.ensure_reserve(run.path)
-    try:
-        if takes_ctx:
-            ctx = RunContext(rank=topo.rank, world_size=topo.world_size, local_rank=topo.local_rank, device=device)
-            workload.setup(run.path, device, ctx=ctx)
-        else:
-            workload.setup(run.path, device)
-    except (OSError, ValueError, RuntimeError) as exc:
-        if faults.is_no_space(exc):
-            raise
-        if group is not None and distributed.looks_collective(exc):
-            raise
-        message = f"setup failed: {exc}" if group is None else f"setup failed on rank {topo.rank}: {exc}"
-        run.event(Event.FAILED, step=0, error=message)
-        raise RunFailed(message) from exc
-
-    monitor = DivergenceMonitor(min_delta=params.min_delta)
-    target = judged_by(type(workload))
-    plateau = Plateau(params.patience, params.min_delta, not target.higher_is_better) if params.stop == "plateau" else None
-    step = 0
-    loaded = run.load_checkpoint(map_location=device)
-    if loaded is not None:
-        state, info = loaded
-        workload.load_state_dict(state["workload"])
-        ranks = state.get("rng_ranks")
-        if group is None:
-            rng.set_state(state["rng"])
-        elif ranks is not None and len(ranks) == topo.world_size:
-            rng.set_state(ranks[topo.rank])
-        elif topo.rank == 0:  # another world size than the checkpoint's: exact no more (README)
-            rng.set_state(state["rng"])
-        monitor.load_state_dict(state.get("runner", {}).get("divergence", {}))
-        if plateau is not None:
-            plateau.load_state_dict(state.get("runner", {}).get("plateau", {}))
-        step = int(state["step"])
-    total = int(workload.total_steps)
-    ended = step >= total or (plateau is not None and plateau.converged)
-    if ended and any(e.get("event") == Event.FINISHED for e in run.events()):
-        return run.metrics()  # already done: a duplicate start changes nothing
-    refuse_stalled_loop(run, step, write=main)
-    ranks: list[Any] = []
-    if group is not None:  # every rank has read the run before the main rank writes; where each one runs
-        ranks = group.gather([socket.gethostname(), os.getpid()])
-    note(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
-         host=socket.gethostname(), pid=os.getpid(), device=str(device),
-         resumed_from=None if loaded is None else loaded[1].file, threads=torch.get_num_threads(),
-         cores=_cores(), **({} if host.queued_s is None else {"queued_s": round(host.queued_s, 3)}),
-         **({"nodes": topo.nodes, "tasks": topo.world_size, "ranks": ranks} if group is not None else {}))
-
-    # a deep queue: scalars are handed to the writer thread in bursts (it is flushed at checkpoints)
-    if main and step:
-        _after_older_event_files(run)
-    writer = (writer_cls(log_dir=str(run.tb_dir), purge_step=step + 1 if step else None, max_queue=1000)
-              if main else _NullWriter())
-    last_ckpt_time = time.monotonic()
-    last_progress = 0.0
-    step_time_ema: float | None = None
-    last_metrics: dict[str, float] = {}
-    val_metrics: dict[str, float] = run.metrics() if step else {}
-    deadline = host.deadline()
-
-    def checkpoint(reason: str) -> None:
-        nonlocal last_ckpt_time
-        writer.flush()
-        ranks = group.gather(rng.get_state()) if group is not None else None
-        if main:
-            state = {"format": CHECKPOINT_FORMAT, "step": step, "workload": workload.state_dict(),
-                     "rng": rng.get_state(), "runner": {"divergence": monitor.state_dict(),
-                                                        **({"plateau": plateau.state_dict()} if plateau else {})}}
-            if ranks is not None:
-                state["rng_ranks"] = ranks
-            info = run.save_checkpoint(step, state, keep=params.keep_checkpoints)
-            run.event(Event.CHECKPOINT, step=step, file=info.file, reason=reason, seconds=round(info.seconds, 4),
-                      step_seconds=None if step_time_ema is None else round(step_time_ema, 5))
-        if group is not None:
-            group.barrier("waiting for the main rank's checkpoint")  # nobody goes on (or exits) before it is on disk
-        last_ckpt_time = time.monotonic()
-
-    def progress(force: bool = False) -> None:
-        nonlocal last_progress
-        if not main:
-            return
-        now = time.time()
-        if not force and now - last_progress < PROGRESS_EVERY_S:
-            return
-        last_progress = now
-        run.write_progress({"step": step, "total": total, "t": now, "attempt": attempt,
-                            "loss": last_metrics.get("loss"), "val_loss": val_metrics.get("val_loss"),
-                            "steps_per_s": None if not step_time_ema else 1.0 / step_time_ema})
-
-    def evaluate() -> None:
-        nonlocal val_metrics
-        val_metrics = _scalar_metrics(workload.evaluate())
-        for key, value in val_metrics.items():
-            writer.add_scalar(f"val/{key}", value, step)
-        if main:
-            run.write_metrics({"step": step, **val_metrics})
-        if plateau is not None and not plateau.converged:
-            value = val_metrics.get(target.name)
-            if value is None or not math.isfinite(value):
-                message = (f"stop = 'plateau' watches {target.name}, but evaluate() returned "
-                           f"{value!r} for it at step {step}; use stop = 'steps' for this workload")
-                note(Event.FAILED, step=step, error=message)
-                raise RunFailed(message)
-            plateau.update(step, value)
-            if plateau.converged:
-                note(Event.CONVERGED, step=step, best_step=plateau.best_step, best=plateau.best,
-                          metric=target.name, patience=plateau.patience, min_delta=plateau.min_delta)
-
-    def artifacts() -> None:
-        if not main:
-            return
-        extra = _scalar_metrics(workload.artifacts(step, writer, run.samples_dir) or {})
-        for key, value in extra.items():
-            writer.add_scalar(f"val/{key}", value, step)
-
-    def stop_wanted() -> bool:  # this rank's view; with several ranks it is agreed on below
-        if flag.reason is None and deadline is not None and time.time() >= deadline:
-            flag.reason = "time limit of this segment"
-        return flag.reason is not None and host.stop_now(flag.at or time.time(), time.time())
-
-    # with several ranks, whether to stop (and to checkpoint on time) is agreed at every step boundary
-    agreed_stop = group is not None and group.agree([float(stop_wanted())])[0] > 0
-    due_time_agreed = False
-    try:
-        while step < total:
-            if agreed_stop if group is not None else stop_wanted():
-                checkpoint("stop")
-                progress(force=True)
-                raise Stopped(step, flag.reason or "stop agreed with the other ranks")
-            t0 = time.perf_counter()
-            metrics = _scalar_metrics(workload.train_step(step))
-            if group is not None:
-                due = bool(params.checkpoint_minutes) and (
-                    time.monotonic() - last_ckpt_time >= params.checkpoint_minutes * 60)
-                metrics, flags = distributed.mean_metrics(group, metrics, [float(stop_wanted()), float(due)])
-                agreed_stop, due_time_agreed = flags[0] > 0, flags[1] > 0
-            elapsed = time.perf_counter() - t0
-            step_time_ema = elapsed if step_time_ema is None else 0.9 * step_time_ema + 0.1 * elapsed
-            loss = metrics.get("loss")
-            if loss is None or not math.isfinite(loss):
-                good = run.checkpoints()
-                kept = f"the last good checkpoint (step {good[0].step}) is kept" if good else "no checkpoint was written"
-                message = (f"loss is {loss} at step {step + 1}: training diverged; {kept}. "
-                           "Lower the learning rate or enable gradient clipping, then resubmit.")
-                note(Event.FAILED, step=step, error=message)
-                raise RunFailed(message)
-            step += 1
-            last_metrics = metrics
-            for kind, message in monitor.update(step, loss):
-                note(Event.ALARM, step=step, kind=kind, message=message)
-            if step % params.log_every == 0 or step == total:
-                for key, value in metrics.items():
-                    writer.add_scalar(f"train/{key}", value, step)
-            if params.eval_every and step % params.eval_every == 0 and step < total:
-                evaluate()
-                if plateau is not None and plateau.converged:
-                    break  # the final phase below reuses this evaluation
-            if params.sample_every and step % params.sample_every == 0 and step < total:
-                artifacts()
-            due_steps = params.checkpoint_every and step % params.checkpoint_every == 0
-            if group is None:
-                due_time = params.checkpoint_minutes and time.monotonic() - last_ckpt_time >= params.checkpoint_minutes * 60
-            else:
-                due_time = due_time_agreed
-            if (due_steps or due_time) and step < total:
-                checkpoint("periodic")
-            progress()
-            if on_step is not None:
-                on_step(step)
-        if plateau is None or not plateau.converged:
-            evaluate()
-        artifacts()
-        checkpoint("final")
-        final = {**{f"train_{k}": v for k, v in last_metrics.items()}, **val_metrics}
-        if main:
-            _write_hparams(writer, dict(spec.params), final)
-        progress(force=True)
-    except BaseException:
-        try:
-            writer.close()  # may re-raise the writer thread's own error: the first one is what counts
-        except Exception:
-            pass
-        raise
-    writer.close()
-    note(Event.FINISHED, step=step, metrics=final,
-         **({"converged": {"step": plateau.converged_step, "best_step": plateau.best_step,
-                           "best": plateau.best, "metric": target.name}}
-            if plateau is not None and plateau.converged else {}))
-    return final
-
-
-def _after_older_event_files(run: RunDir) -> None:
-    """TensorBoard reads a run's event files in name order, and the name starts with the second it was
-    made in; a resumed attempt's file (whose purge_step drops the old attempt's later points) must sort
-    after the old ones. Only an attempt resumed within the same second in one process can tie: wait."""
-    newest = max((int(p.name.split(".")[3]) for p in run.tb_dir.glob("events.out.tfevents.*")
-                  if p.name.split(".")[3].isdigit()), default=0)
-    while int(time.time()) <= newest:
-        time.sleep(0.05)
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out[key] = float(value)
+    return out
 
 
 def _cores() -> list[int] | None:

@@ -88,10 +88,12 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def refuse_stalled_loop(run: RunDir, step: int, write: bool = True) -> None:
-    """Stop a run that keeps being requeued without finishing a step (it would loop forever)."""
+def refuse_stalled_loop(run: RunDir, step: int, write: bool = True,
+                        events: list[dict[str, Any]] | None = None) -> None:
+    """Stop a run that keeps being requeued without finishing a step (it would loop forever).
+    `events`: the run's events when the caller has just read them."""
     stalled = 0
-    for ev in reversed(run.events()):
+    for ev in reversed(run.events() if events is None else events):
         if ev.get("event") == Event.REQUEUED:
             if ev.get("step", -1) != step:
                 break

@@ -14,7 +14,6 @@ from typing import Any, Sequence
 from jobkit import slurm
 from jobkit.plan import choose as cluster_mod
 from jobkit.plan import clusterfacts
-from jobkit.plan import command as command_mod
 from jobkit.plan import datacheck
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry, siteconfig
@@ -168,12 +167,9 @@ def resumed_spec(spec: JobSpec, changes: dict, settings: dict, chunk: bool) -> J
         raise SubmitProblem(flag) from None
     if chunk:
         res = replace(res, chunk=True)
-    if settings and spec.workload == command_mod.NAME:
-        raise SubmitProblem(f"--set {next(iter(settings))}: {spec.run_id} runs your own command, which decides "
-                            "itself how often it checkpoints, evaluates and logs; change its arguments in a new run")
     if settings:
         try:
-            checked = params_mod.check_values(registry.load(spec.workload).Params, settings)
+            checked = registry.check_settings(registry.load(spec.workload), settings)
         except (params_mod.ParamError, registry.UnknownWorkload) as exc:
             raise SubmitProblem(f"--set {exc}") from None
         spec = replace(spec, settings={**spec.settings, **checked})

@@ -1,0 +1,182 @@
+"""The supervisor of a `command` run: the user's script as a child process, under the runner's rules.
+
+It plays the runner's part for a script jobkit cannot step through: the same stop flag and Host
+deadline logic decide *when* to stop (Slurm's early warning deferred to jobkit's own deadline, a
+preemption at once); then the stop signal goes to the script's own process group and the script gets
+a bounded time to save and exit 3. Exits map to the runner's outcomes, so `jobkit.run.job.TrainJob`
+requeues a command run exactly as it requeues a workload run (it reaches this module through the
+workload's `run`, `jobkit.command.workload.Command`):
+
+- 0: finished (metrics from the helper's progress.json / metrics.json);
+- 3, or killed after the wait, after a stop request: `Stopped` (requeued when resumable, and
+  on preemption; a script that is not resumable and reaches its time limit is TIMEOUT with its last
+  output lines);
+- anything else: FAILED with its stderr tail.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from jobkit.command import params as command_mod
+from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
+from jobkit.state import Event
+from jobkit.store import RunDir
+
+TAIL_LINES = 20
+POLL_S = 0.2
+
+
+def stop_wait_s(host: Host) -> float:
+    """How long the script may take to save and exit after the signal: most of the warning margin."""
+    return max(5.0, host.margin_s * 2 / 3)
+
+
+def current_step(run: RunDir) -> int:
+    """The script's step as far as jobkit knows: its progress reports and saved checkpoints."""
+    step = int(run.progress().get("step") or 0)
+    for ev in run.events():
+        if ev.get("event") == Event.CHECKPOINT and ev.get("step") is not None:
+            step = max(step, int(ev["step"]))
+    return step
+
+
+class _Tail:
+    """Copies the child's stderr through to ours, keeping the last lines for events."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            try:
+                sys.stderr.buffer.write(raw)
+                sys.stderr.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+            text = raw.decode("utf-8", "replace").rstrip()
+            if text:
+                self.lines.append(text)
+
+    def join(self) -> list[str]:
+        self._thread.join(timeout=5)
+        return list(self.lines)
+
+
+def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _die_with_parent() -> None:  # runs in the child before exec: no orphan if the supervisor is killed
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[str, float]:
+    """Run (or continue) one command run to its end; raises `Stopped` / `RunFailed` like
+    the runner's `run`. `near_limit(stop) -> bool` says whether a stop was the time limit (the job knows)."""
+    host = host or Host()
+    spec = run.spec()
+    params = dict(spec.params)
+    if any(e.get("event") == Event.FINISHED for e in run.events()):
+        return run.metrics()  # already done: a duplicate start changes nothing
+    step = current_step(run)
+    refuse_stalled_loop(run, step)
+    attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
+    stop_sig = command_mod.stop_signal_of(params.get("stop_signal", command_mod.DEFAULT_STOP_SIGNAL))
+    argv = command_mod.expand(params["command"], params, run.path)
+    env = {**os.environ, **command_mod.contract_env(run.path, run.run_id, attempt, stop_sig.name[3:])}
+    workdir = spec.workdir or os.getcwd()
+    marker = run.path / command_mod.STOP_MARKER
+    marker.unlink(missing_ok=True)
+    flag = StopFlag(tuple(dict.fromkeys((*host.stop_signals, signal.SIGTERM))))
+    try:
+        try:
+            proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+        except OSError as exc:
+            message = f"command could not start: {argv[0]}: {exc.strerror or exc}"
+            run.event(Event.FAILED, step=step, error=message)
+            raise RunFailed(message) from None
+        run.event(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
+                  host=socket.gethostname(), pid=os.getpid(), child_pid=proc.pid, command=argv, workdir=workdir)
+        tail = _Tail(proc.stderr)  # type: ignore[arg-type]
+        forwarded_at = killed = None
+        cancelled = False
+        deadline = host.deadline()
+        while proc.poll() is None:
+            time.sleep(POLL_S)
+            now = time.time()
+            if flag.signum == signal.SIGTERM and signal.SIGTERM not in host.stop_signals:
+                cancelled = True  # scancel / the hard limit: pass it on, record nothing
+                _kill_group(proc, signal.SIGTERM)
+                continue
+            if flag.reason is None and deadline is not None and now >= deadline:
+                flag.reason = "time limit of this segment"
+            if forwarded_at is None and flag.reason is not None and host.stop_now(flag.at or now, now):
+                marker.write_text(f"{attempt} {flag.reason}\n")  # what tells jobkit's signal from Slurm's own
+                _kill_group(proc, stop_sig)
+                forwarded_at = now
+            elif forwarded_at is not None and killed is None and now >= forwarded_at + stop_wait_s(host):
+                _kill_group(proc, signal.SIGKILL)
+                killed = now
+        code = proc.wait()
+        lines = tail.join()
+    finally:
+        flag.restore()
+        if "proc" in locals() and proc.poll() is None:
+            _kill_group(proc, signal.SIGKILL)
+    # Slurm may signal the script's processes itself (they are in the job's step): a stop request
+    # that reached the supervisor counts even before it was forwarded.
+    stopping = forwarded_at is not None or flag.reason is not None
+    return _outcome(run, params, code, lines, flag, stopping, killed is not None, cancelled, near_limit,
+                    stopped_codes={EXIT_STOPPED, -stop_sig, 128 + stop_sig, -signal.SIGKILL, 128 + signal.SIGKILL})
+
+
+def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], flag: Any, stopping: bool,
+             killed: bool, cancelled: bool, near_limit: Any, stopped_codes: set[int]) -> dict[str, float]:
+    step = current_step(run)
+    last = lines[-1] if lines else "(no output on stderr)"
+    if code == 0:
+        progress, metrics = run.progress(), run.metrics()
+        final = {k: float(v) for k, v in metrics.items()
+                 if k not in ("step", "t") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if isinstance(progress.get("loss"), (int, float)):
+            final["train_loss"] = float(progress["loss"])
+        run.event(Event.FINISHED, step=step, metrics=final)
+        return final
+    if cancelled:
+        raise RunFailed(f"cancelled (SIGTERM) at step {step}")
+    if code == EXIT_STOPPED or (stopping and code in stopped_codes):
+        reason = flag.reason or "the script exited 3"
+        if killed:
+            reason += "; killed after the wait (it did not exit 3 in time)"
+        stop = Stopped(step, reason)
+        if not params.get("resumable") and near_limit is not None and near_limit(stop):
+            hint = ("not resumable (resumable = false): a resubmit starts it again; give it a longer --time. "
+                    f"last output: {' | '.join(lines[-3:]) or '(none)'}")
+            run.event(Event.TIMEOUT, step=step, detail=reason, hint=hint, stderr_tail=lines, exit_code=code)
+            return run.metrics()
+        raise stop
+    what = f"killed by signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() \
+        else f"exited with code {code}"
+    message = f"command {what}: {last}"
+    run.event(Event.FAILED, step=step, error=message, exit_code=code, stderr_tail=lines,
+              traceback="\n".join(lines))
+    raise RunFailed(message)
