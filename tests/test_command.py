@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from jobkit.cli import cli
 from jobkit.observe.runstate import summarize
-from jobkit.plan import command, sweep
+from jobkit.command import params as command
+from jobkit.plan import sweep
 from jobkit.run import runner
 from jobkit.store import RunDir
 
@@ -122,7 +123,7 @@ def test_a_parameter_cannot_inject_shell_syntax(tmp_path):
 
 
 def command_run_mod():
-    from jobkit.run import command_run
+    from jobkit.command import supervise as command_run
 
     return command_run
 

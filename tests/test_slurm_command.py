@@ -14,7 +14,7 @@ import torch
 from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
 
 from jobkit.observe.runstate import summarize
-from jobkit.run import command_run
+from jobkit.command import supervise as command_run
 from jobkit.store import RunDir
 
 pytestmark = pytest.mark.slurm
