@@ -100,7 +100,7 @@ def read_partitions(timeout: float = 10) -> list[Partition]:
 
 
 ASSOC_FORMAT = "Cluster,Account,User,Partition,QOS,DefaultQOS,MaxWall,MaxJobs,MaxSubmit,MaxTRES"
-QOS_FORMAT = "Name,Priority,MaxWall,MaxTRES,MaxTRESPU,MaxJobsPU,MaxSubmitPU,Flags"
+QOS_FORMAT = "Name,Priority,MaxWall,MaxTRES,MaxTRESPU,MaxJobsPU,MaxSubmitPU,Flags,Preempt,PreemptMode"
 
 
 def _user() -> str:
@@ -136,22 +136,73 @@ def read_facts(timeout: float = 10, accounting: bool = True) -> ClusterFacts:
         config = scontrol(["show", "config"], timeout)
     except ClusterError:
         config = None
-    assoc = qos = None
+    assoc = qos = user = queue = None
     note = None
     if accounting:
         try:
             assoc = _sacctmgr(["show", "assoc", f"user={_user()}", f"format={ASSOC_FORMAT}"], timeout)
             qos = _sacctmgr(["show", "qos", f"format={QOS_FORMAT}"], timeout)
+            user = _sacctmgr(["show", "user", _user(), "format=DefaultAccount"], timeout)
         except ClusterError as exc:
-            assoc = qos = None
+            assoc = qos = user = None
             note = (f"no accounting ({exc}): accounts and QoS are not checked; "
                     "choosing from the partitions' limits alone")
-    facts = facts_from_text(parts, nodes, qos, assoc, config)
+    if qos and any(line.split("|")[6:7] not in ([""], []) for line in qos.splitlines()):
+        queue = _queued_qos(timeout)  # MaxSubmitPU counts the jobs already queued: only asked when one is set
+    facts = facts_from_text(parts, nodes, qos, assoc, config, user_text=user, queue_text=queue, user=_user())
     if not facts.partitions:
         raise ClusterError("Slurm reports no partitions (`scontrol show partition -o` printed none)")
     if note:
         facts.notes.append(note)
     return facts
+
+
+def _queued_qos(timeout: float) -> str | None:
+    """`squeue -h -u USER -o %q`: one line per queued or running job of the user, its QoS."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-u", _user(), "-o", "%q"], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class SlurmJudgement:
+    """What `sbatch --test-only` answered: when and where Slurm would start the job, or why not."""
+
+    ok: bool
+    start: str = ""  # ISO time, e.g. 2026-12-04T21:50:00
+    partition: str = ""
+    message: str = ""  # Slurm's line (the refusal when not ok)
+
+
+def sbatch_test_only(script: str, array: int | None = None, timeout: float = 30) -> SlurmJudgement:
+    """`sbatch --test-only` on a batch script (its #SBATCH lines are the real submission's options):
+    Slurm validates every limit and says when it expects the job to start; nothing is queued."""
+    argv = ["sbatch", "--test-only", *([f"--array=0-{array - 1}"] if array and array > 1 else [])]
+    check_conf()
+    try:
+        proc = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise ClusterError("sbatch not found: is Slurm installed?") from None
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"sbatch --test-only did not answer in {timeout:g} s") from None
+    return parse_sbatch_test_only(proc.returncode, proc.stderr + proc.stdout)
+
+
+def parse_sbatch_test_only(rc: int, text: str) -> SlurmJudgement:
+    """`sbatch: Job 12 to start at 2026-12-04T21:50:00 using 1 processors on nodes n1 in partition test`,
+    or rc 1 with `sbatch: error: ... allocation failure: <reason>`."""
+    import re
+
+    m = re.search(r"Job \d+ to start at (\S+) using .*? in partition (\S+)", text)
+    if rc == 0 and m:
+        return SlurmJudgement(True, m.group(1), m.group(2), last_line(m.group(0)))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    msg = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else f"rc {rc}")
+    msg = re.sub(r"^sbatch:\s*(error:\s*)?", "", msg)
+    return SlurmJudgement(rc == 0, message=msg)
 
 
 def last_line(text: str) -> str:
