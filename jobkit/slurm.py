@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from jobkit.plan.choose import ClusterError, Partition
 from jobkit.plan.clusterfacts import ClusterFacts, facts_from_text
-from jobkit.plan.slurmtext import parse_partitions
+from jobkit.plan.slurmtext import SlurmJudgement, parse_partitions, parse_sbatch_test_only
 
 
 def __getattr__(name: str) -> Any:
@@ -167,16 +167,6 @@ def _queued_qos(timeout: float) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-@dataclass(frozen=True)
-class SlurmJudgement:
-    """What `sbatch --test-only` answered: when and where Slurm would start the job, or why not."""
-
-    ok: bool
-    start: str = ""  # ISO time, e.g. 2026-12-04T21:50:00
-    partition: str = ""
-    message: str = ""  # Slurm's line (the refusal when not ok)
-
-
 def sbatch_test_only(script: str, array: int | None = None, timeout: float = 30) -> SlurmJudgement:
     """`sbatch --test-only` on a batch script (its #SBATCH lines are the real submission's options):
     Slurm validates every limit and says when it expects the job to start; nothing is queued."""
@@ -189,20 +179,6 @@ def sbatch_test_only(script: str, array: int | None = None, timeout: float = 30)
     except subprocess.TimeoutExpired:
         raise ClusterError(f"sbatch --test-only did not answer in {timeout:g} s") from None
     return parse_sbatch_test_only(proc.returncode, proc.stderr + proc.stdout)
-
-
-def parse_sbatch_test_only(rc: int, text: str) -> SlurmJudgement:
-    """`sbatch: Job 12 to start at 2026-12-04T21:50:00 using 1 processors on nodes n1 in partition test`,
-    or rc 1 with `sbatch: error: ... allocation failure: <reason>`."""
-    import re
-
-    m = re.search(r"Job \d+ to start at (\S+) using .*? in partition (\S+)", text)
-    if rc == 0 and m:
-        return SlurmJudgement(True, m.group(1), m.group(2), last_line(m.group(0)))
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    msg = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else f"rc {rc}")
-    msg = re.sub(r"^sbatch:\s*(error:\s*)?", "", msg)
-    return SlurmJudgement(rc == 0, message=msg)
 
 
 def last_line(text: str) -> str:
