@@ -85,8 +85,9 @@ def test_scavenger_layout_sends_runs_to_the_normal_partitions():
 
 def test_scavenger_only_with_consent_or_by_name():
     f = scavenger_site()
-    with pytest.raises(NoFit, match="scavenger: its jobs can be preempted"):
+    with pytest.raises(NoFit, match="scavenger: its jobs can be preempted") as e:
         place(f, gpus=1, time="2-12:00:00")  # only scavenger allows 2.5 days on a GPU
+    assert str(e.value).endswith("— set preemptible = true to accept preemption (scavenger would take it), or name one")
     assert place(f, gpus=1, time="2-12:00:00", preemptible=True).partition == "scavenger"
     assert place(f, gpus=1, partition="scavenger").partition == "scavenger"
     # consent does not make the preemptible one preferred among equal limits
@@ -255,3 +256,76 @@ def test_the_profile_schema_round_trips_the_new_keys(tmp_path: Path):
     clusterfacts.save_profile(f, tmp_path / "p.json")
     again = clusterfacts.load_profile(tmp_path / "p.json")
     assert again.to_json() == f.to_json() and again.preempt_type == "preempt/partition_prio"
+
+
+# ------------------------------------------------------------------------------------ Slurm as the judge
+
+def _fake_slurm(tmp_path: Path, monkeypatch, sbatch_body: str) -> Path:
+    """scontrol/sacctmgr/squeue answering as the GPU university, and an sbatch given `sbatch_body`."""
+    import os
+
+    import gpu_university as uni
+
+    bindir, texts = tmp_path / "bin", tmp_path / "t"
+    bindir.mkdir()
+    texts.mkdir()
+    for name, text in (("p", uni.PARTITIONS), ("n", uni.NODES), ("c", uni.CONFIG), ("q", uni.QOS), ("a", uni.ASSOC)):
+        (texts / name).write_text(text)
+    bins = {
+        "scontrol": f'case "$1 $2" in "ping "*) exit 0;; "show partition") cat {texts}/p;; "show node") cat {texts}/n;; '
+                    f'"show config") cat {texts}/c;; esac\n',
+        "sacctmgr": f'case "$3" in assoc) cat {texts}/a;; qos) cat {texts}/q;; user) echo physics;; esac\n',
+        "squeue": "exit 0\n",
+        "sbatch": f"cat > {tmp_path}/script.$$\necho \"$@\" >> {tmp_path}/sbatch.log\n{sbatch_body}",
+    }
+    for name, body in bins.items():
+        (bindir / name).write_text("#!/bin/sh\n" + body)
+        (bindir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    monkeypatch.setattr("jobkit.slurm.check_conf", lambda: None)
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('name = "judged"\n[defaults]\ngpus = 1\ntime = "01:00:00"\n'
+                     '[[run]]\nworkload = "toy"\npreset = "tiny"\nseed = [1, 2]\n')
+    return sweep
+
+
+def test_a_plan_slurm_refuses_stops_before_anything_is_written(tmp_path, monkeypatch):
+    from jobkit.plan import sweep as sweep_mod
+    from jobkit.submit.submit_runs import SubmitProblem, submit_runs
+
+    sweep = _fake_slurm(tmp_path, monkeypatch, 'echo "sbatch: error: Batch job submission failed: Invalid qos '
+                                               'specification" >&2\nexit 1\n')
+    specs = sweep_mod.load(sweep).specs
+    with pytest.raises(SubmitProblem) as e:
+        submit_runs(specs, tmp_path / "runs", "slurm", dry_run=False)
+    assert e.value.code == 2 and "\n" not in str(e.value)
+    assert str(e.value) == ("Slurm refuses 2 runs on partition gpu (sbatch --test-only): Batch job submission failed: "
+                            "Invalid qos specification; nothing was submitted")
+    assert not (tmp_path / "runs").exists()
+    calls = (tmp_path / "sbatch.log").read_text().splitlines()
+    assert calls == ["--test-only --array=0-1"]  # one call for the one array shape
+    script = next(tmp_path.glob("script.*")).read_text()
+    for line in ("--partition=gpu", "--account=physics", "--qos=normal", "--gpus-per-node=1", "--time=60"):
+        assert f"#SBATCH {line}\n" in script, line
+
+
+def test_explain_on_a_live_cluster_ranks_by_slurms_expected_start(tmp_path, monkeypatch):
+    from jobkit.plan import sweep as sweep_mod
+    from jobkit.submit.submit_runs import submit_runs
+
+    # with qos short both gpu-short and gpu have a 2 h limit; the rules alone pick gpu-short (PriorityTier 2),
+    # but Slurm says gpu-short starts tomorrow and gpu now
+    sweep = _fake_slurm(tmp_path, monkeypatch, 'p=$(grep -o "partition=[a-z-]*" ' + str(tmp_path) + '/script.$$ | cut -d= -f2)\n'
+                        'case "$p" in gpu-short) t=2026-12-05T09:00:00;; *) t=2026-12-04T22:00:00;; esac\n'
+                        'echo "sbatch: Job 7 to start at $t using 1 processors on nodes x in partition $p" >&2\n')
+    specs = [s.with_resources(parse_resources({"gpus": 1, "time": "01:00:00", "qos": "short"}))
+             for s in sweep_mod.load(sweep).specs]
+    out = submit_runs(specs, tmp_path / "runs", "slurm", dry_run=True, explain=True)
+    item = out.planned[0]
+    assert item.partition == "gpu" and item.starts["gpu-short"] == "2026-12-05T09:00:00"
+    assert "Slurm: start 2026-12-05T09:00:00" in {v.partition.name: v.reason for v in item.verdicts}["gpu-short"]
+    assert "Slurm expects it to start first" in item.partition_reason
+    rules_only = submit_runs(specs, tmp_path / "runs", "slurm", dry_run=True)
+    assert rules_only.planned[0].partition == "gpu-short"
+    assert not (tmp_path / "runs").exists()

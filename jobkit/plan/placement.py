@@ -257,6 +257,7 @@ def place(facts: ClusterFacts, res: Resources, *, never: Iterable[str] = (), gro
     verdicts: list[Verdict] = []
     fitting: list[_Judged] = []
     time_only: list[_Judged] = []
+    risky: list[str] = []  # would fit but for the risk of preemption
     for j in judged:
         if res.partition is not None and j.p.name != res.partition:
             verdicts.append(Verdict(j.p, False, "not named"))
@@ -269,6 +270,8 @@ def place(facts: ClusterFacts, res: Resources, *, never: Iterable[str] = (), gro
             verdicts.append(Verdict(j.p, False, "never_partitions in the site config: used only when named"))
             continue
         if not named and j.risk and not res.preemptible:
+            if j.time_ok(minutes) or res.chunk:
+                risky.append(j.p.name)
             verdicts.append(Verdict(j.p, False, f"{j.risk}: used only when named or with preemptible = true"))
             continue
         if j.time_ok(minutes):
@@ -303,7 +306,8 @@ def place(facts: ClusterFacts, res: Resources, *, never: Iterable[str] = (), gro
         alt = f"; fits: {', '.join(alts)}" if alts else ""
         raise NoFit(f"partition {res.partition!r} cannot take {_asked(res)}: {v.reason}{alt}{hint}", verdicts)
     reasons = "; ".join(f"{v.partition.name}: {v.reason}" for v in verdicts)
-    hint = (" — use --chunk to run in segments that fit, or ask less time" if time_only
+    hint = (f" — set preemptible = true to accept preemption ({', '.join(risky)} would take it), or name one"
+            if risky else " — use --chunk to run in segments that fit, or ask less time" if time_only
             else " — ask fewer resources")
     raise NoFit(f"no partition fits {_asked(res)} ({reasons}){hint}", verdicts)
 

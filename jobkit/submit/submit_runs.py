@@ -88,14 +88,14 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
         if live:
             _confirm(out.planned, root, out)
     else:
-        _plan(specs, root, out, check_only=True)  # NoFit and friends before anything is written
+        checked = _plan(specs, root, out, check_only=True)  # NoFit and friends before anything is written
+        if live:
+            _confirm(checked, root, out)  # Slurm's own verdict per array shape, before anything is written
         sweeps = sorted({s.sweep for s in specs})
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
                 out.planned = _plan(specs, root, out)  # under the lock: no duplicate jobs
                 out.outlook = local_outlook(node, out.planned) if node else None
-                if live:
-                    _confirm(out.planned, root, out)  # Slurm's own verdict, before anything is written
                 if any(p.submits for p in out.planned):
                     submit_mod.execute(out.planned, root, executor, site=site, max_array_size=out.max_array)
         except submit_mod.SubmitError as exc:
