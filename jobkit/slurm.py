@@ -140,9 +140,10 @@ def read_facts(timeout: float = 10, accounting: bool = True) -> ClusterFacts:
     note = None
     if accounting:
         try:
-            assoc = _sacctmgr(["show", "assoc", f"user={_user()}", f"format={ASSOC_FORMAT}"], timeout)
+            # the user's associations and DefaultAccount (last column) in one call
+            assoc = user = _sacctmgr(["show", "user", _user(), "withassoc", f"format={ASSOC_FORMAT},DefaultAccount"],
+                                     timeout)
             qos = _sacctmgr(["show", "qos", f"format={QOS_FORMAT}"], timeout)
-            user = _sacctmgr(["show", "user", _user(), "format=DefaultAccount"], timeout)
         except ClusterError as exc:
             assoc = qos = user = None
             note = (f"no accounting ({exc}): accounts and QoS are not checked; "

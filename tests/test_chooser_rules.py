@@ -247,7 +247,7 @@ def test_qos_preempt_columns_and_preempt_type_are_read():
     assert q["normal"].preempt == ("scav",) and q["normal"].preempt_mode == ""
     assert q["scav"].preempt_mode == "REQUEUE"
     assert clusterfacts.parse_preempt_type("PreemptMode = REQUEUE\nPreemptType = preempt/qos\n") == "preempt/qos"
-    assert clusterfacts.parse_default_account("physics\n") == "physics"
+    assert clusterfacts.parse_default_account("jobkit|physics|root||normal|normal||||physics\n") == "physics"
 
 
 def test_the_profile_schema_round_trips_the_new_keys(tmp_path: Path):
@@ -274,7 +274,7 @@ def _fake_slurm(tmp_path: Path, monkeypatch, sbatch_body: str) -> Path:
     bins = {
         "scontrol": f'case "$1 $2" in "ping "*) exit 0;; "show partition") cat {texts}/p;; "show node") cat {texts}/n;; '
                     f'"show config") cat {texts}/c;; esac\n',
-        "sacctmgr": f'case "$3" in assoc) cat {texts}/a;; qos) cat {texts}/q;; user) echo physics;; esac\n',
+        "sacctmgr": f'case "$3" in user) sed "s/$/|physics/" {texts}/a;; qos) cat {texts}/q;; esac\n',
         "squeue": "exit 0\n",
         "sbatch": f"cat > {tmp_path}/script.$$\necho \"$@\" >> {tmp_path}/sbatch.log\n{sbatch_body}",
     }

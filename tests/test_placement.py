@@ -344,8 +344,8 @@ def test_read_facts_with_and_without_accounting(tmp_path, monkeypatch):
     log = tmp_path / "calls"
     _fake_bin(bindir, "scontrol", f'echo scontrol >> {log}\ncase "$2" in partition) cat {texts}/p;; '
                                   f'node) cat {texts}/n;; config) cat {texts}/c;; esac\n')
-    _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\ncase "$3" in assoc) cat {texts}/a;; qos) cat {texts}/q;; '
-                                  'user) echo physics;; esac\n')
+    _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\ncase "$3" in user) sed "s/$/|physics/" {texts}/a;; '
+                                  f'qos) cat {texts}/q;; esac\n')
     _fake_bin(bindir, "squeue", f'echo squeue >> {log}\nprintf "long\\nlong\\nnormal\\n"\n')
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("SLURM_CONF", raising=False)
@@ -354,7 +354,7 @@ def test_read_facts_with_and_without_accounting(tmp_path, monkeypatch):
     mine = {"user": "", "default_account": None}
     assert f.accounting and {**f.to_json(), **mine} == {**uni.facts().to_json(), **mine} and not f.notes
     assert f.default_account == "physics" and f.queued_jobs == {"long": 2, "normal": 1}  # QoS long has MaxSubmitPU
-    assert log.read_text().split().count("sacctmgr") == 3 and log.read_text().split().count("squeue") == 1
+    assert log.read_text().split().count("sacctmgr") == 2 and log.read_text().split().count("squeue") == 1
     log.write_text("")
     _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\necho "sacctmgr: error: Problem talking to the database" >&2\nexit 1\n')
     f = slurm.read_facts()

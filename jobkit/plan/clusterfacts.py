@@ -316,10 +316,10 @@ def parse_preempt_type(text: str) -> str:
 
 
 def parse_default_account(text: str | None) -> str | None:
-    """`sacctmgr -nP show user NAME format=DefaultAccount`: the first non-empty line."""
+    """`sacctmgr -nP show user NAME withassoc format=...,DefaultAccount`: the last column of the first line."""
     for line in (text or "").splitlines():
         if line.strip():
-            return line.strip().split("|")[0] or None
+            return line.strip().split("|")[-1] or None
     return None
 
 
