@@ -44,7 +44,7 @@ class NodeType:
     gpus: tuple[tuple[str, int], ...] = ()  # (type or "", count) from Gres, e.g. (("a100", 4),)
     features: tuple[str, ...] = ()
     partitions: tuple[str, ...] = ()
-    state: str = "IDLE"
+    state: str = "IDLE"  # Slurm's State with its flags (IDLE+DRAIN, DOWN*): jobkit.plan.nodefit.usable reads it
 
     def gpu_count(self, kind: str | None = None) -> int:
         return sum(n for t, n in self.gpus if kind is None or t == kind)
@@ -98,7 +98,7 @@ class ClusterFacts:
     default_account: str | None = None  # sacctmgr show user format=DefaultAccount (None: none / unknown)
     partition_routing: str = ""  # "time": the site assigns the partition from the wall time (job_submit)
     site: dict[str, Any] = field(default_factory=dict)  # a profile's provenance: {"urls": [...], "read": date}
-    queued_jobs: dict[str, int] = field(default_factory=dict)  # live only: the user's queued jobs per QoS (squeue)
+    queued_jobs: dict[str, int] = field(default_factory=dict)  # live only (never in a profile): queued jobs per QoS
 
     def access_of(self, name: str) -> PartitionAccess:
         return self.access.get(name, PartitionAccess())

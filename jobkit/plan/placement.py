@@ -116,7 +116,9 @@ def check_request(facts: ClusterFacts, res: Resources) -> None:
             raise NoFit(f"qos {res.qos!r} is not granted to {who}; granted: {', '.join(sorted(granted))}")
     if facts.node_types:
         if res.gpu_type is not None and res.gpu_type not in gpu_types(facts):
-            types = ", ".join(facts.gpu_types()) or "none (untyped GPUs only: ask gpus = N)"
+            feats = sorted(set(gpu_types(facts)) - set(facts.gpu_types()))
+            types = ", ".join(facts.gpu_types()) or "none in GRES (untyped GPUs: ask gpus = N)"
+            types += f"; features of GPU nodes: {', '.join(feats)}" if feats else ""
             raise NoFit(f"gpus {res.gpus_text!r}: no node has GPU type {res.gpu_type!r}; GPU types: {types}")
         if res.constraint is not None and not any(any(t <= set(n.features) for t in constraint_terms(res.constraint))
                                                   for n in facts.node_types):
