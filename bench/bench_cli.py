@@ -6,7 +6,8 @@
 
 Prints figures, asserts nothing. Targets: submit <= 10 s with one sbatch per resource shape;
 status <= 1.5 s with one Slurm call; planning 1000 runs against the GPU university profile
-(tests/data/gpu-university.json) <= 1 s in-process; 1-2 sacctmgr calls per command.
+(tests/data/gpu-university.json) <= 1 s in-process; planning 10,000 runs against the largest cluster
+profile (tests/clusters/, tests/data/) < 1 s in-process; 1-2 sacctmgr calls per command.
 
 Slurm calls are counted by wrapping: a temporary folder first on PATH holds `sbatch`, `sacct`,
 `squeue`, `scontrol`, `scancel` and `sacctmgr` shims that append one line to a counter file and exec the real
@@ -251,6 +252,49 @@ def bench_profile(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         submit_mod.plan(sweep.specs, root, "slurm", None, summaries={}, facts=facts)
         prof.disable()
         profile_top(prof, "plan against the profile")
+
+
+def largest_profile() -> Path:
+    """The profile with the most nodes among tests/clusters/*.json (the corpus) and tests/data/*.json."""
+    tests = PROFILE.parents[1]
+    best_path, best_nodes = PROFILE, -1
+    for path in sorted([*tests.glob("clusters/*.json"), *tests.glob("data/*.json")]):
+        try:
+            facts = clusterfacts.load_profile(path)
+        except ValueError:
+            continue
+        nodes = sum(len(t.names) for t in facts.node_types) or sum(p.nodes for p in facts.partitions)
+        if nodes > best_nodes:
+            best_path, best_nodes = path, nodes
+    return best_path
+
+
+def bench_plan_10k(work: Path, root: Path, repeats: int, runs: int = 10_000) -> None:
+    """Planning `runs` runs in-process against the largest profile (target < 1 s): four resource shapes
+    (CPU 30 min, 1 GPU 2 h, 4 GPUs 2 days, CPU 3 days chunked), so the chooser runs per shape and the
+    rest is per-run bookkeeping."""
+    path = largest_profile()
+    facts = clusterfacts.load_profile(path)
+    sweep_file = work / "plan10k.toml"
+    n = runs // 4
+    shapes = ['time = "00:30:00"\ngpus = 0', 'time = "02:00:00"\ngpus = 1', 'time = "2-00:00:00"\ngpus = 4',
+              'time = "3-00:00:00"\ngpus = 0\nchunk = true']
+    sweep_file.write_text('name = "plan10k"\n[defaults]\ncpus = 1\nmem = "4G"\n' + "".join(
+        f'[[run]]\nworkload = "toy"\nsteps = 1\neval_every = 0\n{shape}\n'
+        f'seed = [{", ".join(str(i) for i in range(k * n, (k + 1) * n))}]\n' for k, shape in enumerate(shapes)))
+    specs = sweep_mod.load(sweep_file).specs
+    times, planned, error = [], [], ""
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        try:
+            planned = submit_mod.plan(specs, root, "slurm", None, summaries={}, facts=facts)
+        except Exception as exc:  # noqa: BLE001 - a figure, not a test: say why a shape did not place
+            error = f" (refused: {str(exc)[:200]})"
+        times.append(time.perf_counter() - t0)
+    where = sorted({(p.partition, p.job_res.qos) for p in planned}, key=str)
+    print(f"\n## (p2) planning {len(specs)} runs in-process against the largest profile {path.name} "
+          f"({sum(len(t.names) for t in facts.node_types)} nodes, {len(facts.partitions)} partitions)")
+    print(f"   plan {best(times)}{error}; chosen {where}  [target < 1 s]")
 
 
 def bench_sacctmgr_calls(sweep_file: Path, root: Path, counter: SlurmCounter) -> None:
@@ -506,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         if slurm:
             bench_sacctmgr_calls(sweep_file, root, counter)
         bench_profile(sweep_file, root, counter, args.repeats, args.runs, args.profile)
+        bench_plan_10k(work, root, args.repeats)
         if not args.no_live and slurm:
             submitted = True
             submitted = bench_live(sweep_file, sweep, root, counter, args.runs, args.hold, args.profile)

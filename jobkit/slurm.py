@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from jobkit.plan.choose import ClusterError, Partition
 from jobkit.plan.clusterfacts import ClusterFacts, facts_from_text
-from jobkit.plan.slurmtext import parse_partitions
+from jobkit.plan.slurmtext import SlurmJudgement, parse_partitions, parse_sbatch_test_only
 from jobkit.state import State
 
 
@@ -117,7 +117,7 @@ def read_partitions(timeout: float = 10) -> list[Partition]:
 
 
 ASSOC_FORMAT = "Cluster,Account,User,Partition,QOS,DefaultQOS,MaxWall,MaxJobs,MaxSubmit,MaxTRES"
-QOS_FORMAT = "Name,Priority,MaxWall,MaxTRES,MaxTRESPU,MaxJobsPU,MaxSubmitPU,Flags"
+QOS_FORMAT = "Name,Priority,MaxWall,MaxTRES,MaxTRESPU,MaxJobsPU,MaxSubmitPU,Flags,Preempt,PreemptMode"
 
 
 def _user() -> str:
@@ -153,22 +153,50 @@ def read_facts(timeout: float = 10, accounting: bool = True) -> ClusterFacts:
         config = scontrol(["show", "config"], timeout)
     except ClusterError:
         config = None
-    assoc = qos = None
+    assoc = qos = user = queue = None
     note = None
     if accounting:
         try:
-            assoc = _sacctmgr(["show", "assoc", f"user={_user()}", f"format={ASSOC_FORMAT}"], timeout)
+            # the user's associations and DefaultAccount (last column) in one call
+            assoc = user = _sacctmgr(["show", "user", _user(), "withassoc", f"format={ASSOC_FORMAT},DefaultAccount"],
+                                     timeout)
             qos = _sacctmgr(["show", "qos", f"format={QOS_FORMAT}"], timeout)
         except ClusterError as exc:
-            assoc = qos = None
+            assoc = qos = user = None
             note = (f"no accounting ({exc}): accounts and QoS are not checked; "
                     "choosing from the partitions' limits alone")
-    facts = facts_from_text(parts, nodes, qos, assoc, config)
+    if qos and any(line.split("|")[6:7] not in ([""], []) for line in qos.splitlines()):
+        queue = _queued_qos(timeout)  # MaxSubmitPU counts the jobs already queued: only asked when one is set
+    facts = facts_from_text(parts, nodes, qos, assoc, config, user_text=user, queue_text=queue, user=_user())
     if not facts.partitions:
         raise ClusterError("Slurm reports no partitions (`scontrol show partition -o` printed none)")
     if note:
         facts.notes.append(note)
     return facts
+
+
+def _queued_qos(timeout: float) -> str | None:
+    """`squeue -h -u USER -o %q`: one line per queued or running job of the user, its QoS."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-u", _user(), "-o", "%q"], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def sbatch_test_only(script: str, array: int | None = None, timeout: float = 30) -> SlurmJudgement:
+    """`sbatch --test-only` on a batch script (its #SBATCH lines are the real submission's options):
+    Slurm validates every limit and says when it expects the job to start; nothing is queued."""
+    argv = ["sbatch", "--test-only", *([f"--array=0-{array - 1}"] if array and array > 1 else [])]
+    check_conf()
+    try:
+        proc = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise ClusterError("sbatch not found: is Slurm installed?") from None
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"sbatch --test-only did not answer in {timeout:g} s") from None
+    return parse_sbatch_test_only(proc.returncode, proc.stderr + proc.stdout)
 
 
 def last_line(text: str) -> str:

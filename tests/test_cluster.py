@@ -44,6 +44,7 @@ UNI = "\n".join([
 ])
 
 P = {p.name: p for p in parse_partitions(LOCAL)}
+LOCAL_LOW = "\n".join(LOCAL.splitlines()[:2])  # test and submit without `preempt` above them: never preempted
 
 
 def res(**kw) -> Resources:
@@ -124,20 +125,29 @@ def test_gres_forms():
 # ------------------------------------------------------------------------------------------- choosing
 
 def test_short_run_goes_to_test():
-    c = choose(LOCAL, time_min=5)
+    """The local layout: test and submit (PreemptMode REQUEUE) lie below `preempt` (PriorityTier 10), so
+    their jobs can be preempted: a run goes there only with preemptible = true (these runs resume)."""
+    c = choose(LOCAL, time_min=5, preemptible=True)
     assert c.partition.name == "test" and c.segments == 1 and c.time_min == 5
     assert "shortest MaxTime" in c.reason
     v = {x.partition.name: x for x in c.verdicts}
-    assert v["test"].fits and v["submit"].fits and not v["preempt"].fits
-    assert "preempts other partitions" in v["preempt"].reason
+    assert v["test"].fits and v["submit"].fits and v["preempt"].fits
+
+
+def test_a_run_that_must_not_be_preempted_avoids_the_preemptible_partitions():
+    c = choose(LOCAL, time_min=5)
+    assert c.partition.name == "preempt"  # the high tier: an ordinary, safe choice
+    v = {x.partition.name: x for x in c.verdicts}
+    assert not v["test"].fits and "its jobs can be preempted (PreemptMode=REQUEUE" in v["test"].reason
+    assert "preemptible = true" in v["submit"].reason
 
 
 def test_long_run_goes_to_submit_not_test():
-    c = choose(LOCAL, time_min=30)
+    c = choose(LOCAL, time_min=30, preemptible=True)
     assert c.partition.name == "submit"
     v = {x.partition.name: x for x in c.verdicts}
     assert not v["test"].fits and v["test"].reason == "MaxTime 00:10:00 < 00:30:00 asked"
-    assert "the only partition" in c.reason
+    assert "shortest MaxTime" in c.reason
 
 
 def test_preempt_partition_only_when_named():
@@ -148,32 +158,32 @@ def test_preempt_partition_only_when_named():
 
 def test_too_long_without_chunk_names_every_limit():
     with pytest.raises(NoFit) as e:
-        choose(LOCAL, time_min=3 * 1440)
+        choose(LOCAL_LOW, time_min=3 * 1440)
     msg = str(e.value)
     assert "\n" not in msg
     assert "test: MaxTime 00:10:00 < 3-00:00:00 asked" in msg
     assert "submit: MaxTime 2-00:00:00 < 3-00:00:00 asked" in msg
-    assert "preempt" in msg and "--chunk" in msg
-    assert len(e.value.verdicts) == 3 and isinstance(e.value, ClusterError)
+    assert "--chunk" in msg
+    assert len(e.value.verdicts) == 2 and isinstance(e.value, ClusterError)
 
 
 def test_too_long_with_chunk_uses_longest_maxtime():
-    c = choose(LOCAL, time_min=5 * 1440, chunk=True)
+    c = choose(LOCAL_LOW, time_min=5 * 1440, chunk=True)
     assert c.partition.name == "submit" and c.time_min == 2 * 1440 and c.segments == 3
     assert "chunked into 3 segments" in c.reason
 
 
 def test_total_time_is_split_into_segments_of_time():
-    c = choose(LOCAL, time_min=10, total_time_min=45)
+    c = choose(LOCAL_LOW, time_min=10, total_time_min=45)
     assert c.partition.name == "test" and c.time_min == 10 and c.segments == 5
-    c = choose(LOCAL, time_min=24 * 60, total_time_min=5 * 1440, chunk=True)
+    c = choose(LOCAL_LOW, time_min=24 * 60, total_time_min=5 * 1440, chunk=True)
     assert c.partition.name == "submit" and c.segments == 5
     # total not above time: one job
-    assert choose(LOCAL, time_min=10, total_time_min=10).segments == 1
+    assert choose(LOCAL_LOW, time_min=10, total_time_min=10).segments == 1
 
 
 def test_total_time_with_too_long_time_chunks_on_longest():
-    c = choose(LOCAL, time_min=3 * 1440, total_time_min=10 * 1440, chunk=True)
+    c = choose(LOCAL_LOW, time_min=3 * 1440, total_time_min=10 * 1440, chunk=True)
     assert c.partition.name == "submit" and c.time_min == 2 * 1440 and c.segments == 5
 
 
@@ -221,11 +231,14 @@ def test_default_partition_wins_a_full_tie():
     assert choose(text, time_min=60).partition.name == "b"
 
 
-def test_a_preempting_partition_is_skipped_even_if_shortest():
+def test_a_preempting_partition_is_an_ordinary_choice_and_the_preemptible_one_needs_consent():
     text = "\n".join([line("low", max_time="2-00:00:00", preempt="REQUEUE"),
                       line("high", max_time="01:00:00", tier=10, preempt="OFF")])
-    c = choose(text, time_min=30)
-    assert c.partition.name == "low"
+    assert choose(text, time_min=30).partition.name == "high"
+    with pytest.raises(NoFit, match="low: its jobs can be preempted"):
+        choose(text, time_min=180)
+    assert choose(text, time_min=180, preemptible=True).partition.name == "low"
+    assert choose(text, time_min=180, partition="low").partition.name == "low"
 
 
 def test_allow_groups():
@@ -237,7 +250,7 @@ def test_allow_groups():
 
 def test_named_partition_checks():
     with pytest.raises(NoFit) as e:
-        choose(LOCAL, time_min=30, partition="test")
+        choose(LOCAL, time_min=30, partition="test", preemptible=True)
     msg = str(e.value)
     assert "partition 'test' cannot take 00:30:00" in msg and "MaxTime 00:10:00 < 00:30:00 asked" in msg
     assert "fits: submit (MaxTime 2-00:00:00)" in msg and "--chunk" in msg
@@ -323,11 +336,14 @@ def test_live_partitions(slurm_cluster):
     assert t.max_cpus_per_node >= 1 and t.mem_per_node_mb and t.gpus_per_node == 0
     # sizes and times alone (placement adds the QoS rules: `express` admits only QoS short)
     sized = [p for p in parts.values() if p.allow_qos == "ALL" and p.allow_accounts == "ALL"]
-    assert choose_partition(sized, Resources(time_min=5)).partition.name == "test"
-    assert choose_partition(sized, Resources(time_min=60)).partition.name == "cpu"  # 1 day < submit's 2
-    assert choose_partition(sized, Resources(time_min=2000)).partition.name == "submit"
+    # test, submit and cpu share n1 with `preempt` (PriorityTier 10): their jobs can be preempted, so only
+    # runs that allow it (preemptible = true) go there; the rest go to `preempt`, where nothing preempts them
+    assert choose_partition(sized, Resources(time_min=5, preemptible=True)).partition.name == "test"
+    assert choose_partition(sized, Resources(time_min=60, preemptible=True)).partition.name == "cpu"  # 1 day < 2
+    assert choose_partition(sized, Resources(time_min=2000, preemptible=True)).partition.name == "submit"
     facts = slurm.read_facts()  # express (1 h) would be shorter, but it admits QoS short only
-    assert placement.place(facts, Resources(time_min=60)).choice.partition.name == "cpu"
+    assert placement.place(facts, Resources(time_min=60, preemptible=True)).choice.partition.name == "cpu"
+    assert placement.place(facts, Resources(time_min=60)).choice.partition.name == "preempt"
 
 
 def test_missing_conf_is_reported_at_once(monkeypatch, tmp_path):

@@ -87,7 +87,7 @@ def test_seed_plan_on_the_gpu_university_profile(tmp_path):
     assert len(runs) == 11
     plan = {(r["run_id"].split("-")[0], r["partition"], r["qos"], r["account"], r["time"], r["gpus"], r["segments"])
             for r in runs}
-    assert plan == {("charlm", "gpu", "normal", None, "04:00:00", 1, 2), ("vae", "gpu", "normal", None, "04:00:00", 1, 6)}
+    assert plan == {("charlm", "gpu", "normal", "physics", "04:00:00", 1, 2), ("vae", "gpu", "normal", "physics", "04:00:00", 1, 6)}
     assert data["cluster"] == str(uni.PROFILE)
     assert sorted(a["runs"] for a in data["arrays"]) == [3, 8]
     reasons = {v["partition"]: v["reason"] for v in runs[0]["verdicts"]}
@@ -116,7 +116,7 @@ def test_cluster_profile_needs_dry_run(tmp_path):
 
 def test_default_qos_is_used_and_qos_only_partitions_need_it_asked(facts):
     p = place(facts)
-    assert (p.partition, p.qos, p.account) == ("gpu", "normal", None)
+    assert (p.partition, p.qos, p.account) == ("gpu", "normal", "physics")  # the only account, passed
     assert "your default QoS normal is not allowed" in verdicts(p)["gpu-short"]
 
 
@@ -147,7 +147,7 @@ def test_default_qos_too_short_picks_the_shortest_allowed_qos_that_fits(facts):
 
 def test_qos_gpu_limit(facts):
     f = replace(facts, associations=[replace(facts.associations[0], qos=("normal", "short", "long"))])
-    with pytest.raises(NoFit, match="at most 8 GPUs"):
+    with pytest.raises(NoFit, match=r"gpu-long: QoS long MaxTRESPU gres/gpu=8 < 12 GPUs asked"):
         place(f, qos="long", gpus=3, nodes=4, time="3-00:00:00", cpus=1)
 
 
@@ -344,13 +344,17 @@ def test_read_facts_with_and_without_accounting(tmp_path, monkeypatch):
     log = tmp_path / "calls"
     _fake_bin(bindir, "scontrol", f'echo scontrol >> {log}\ncase "$2" in partition) cat {texts}/p;; '
                                   f'node) cat {texts}/n;; config) cat {texts}/c;; esac\n')
-    _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\ncase "$3" in assoc) cat {texts}/a;; qos) cat {texts}/q;; esac\n')
+    _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\ncase "$3" in user) sed "s/$/|physics/" {texts}/a;; '
+                                  f'qos) cat {texts}/q;; esac\n')
+    _fake_bin(bindir, "squeue", f'echo squeue >> {log}\nprintf "long\\nlong\\nnormal\\n"\n')
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("SLURM_CONF", raising=False)
     monkeypatch.setattr("jobkit.slurm.check_conf", lambda: None)
     f = slurm.read_facts()
-    assert f.accounting and f.to_json() == uni.facts().to_json() and not f.notes
-    assert log.read_text().split().count("sacctmgr") == 2
+    mine = {"user": "", "default_account": None}
+    assert f.accounting and {**f.to_json(), **mine} == {**uni.facts().to_json(), **mine} and not f.notes
+    assert f.default_account == "physics" and f.queued_jobs == {"long": 2, "normal": 1}  # QoS long has MaxSubmitPU
+    assert log.read_text().split().count("sacctmgr") == 2 and log.read_text().split().count("squeue") == 1
     log.write_text("")
     _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\necho "sacctmgr: error: Problem talking to the database" >&2\nexit 1\n')
     f = slurm.read_facts()

@@ -44,6 +44,7 @@ lr = 3e-3
 steps = 420                 # ~130 s of 0.3 s steps: more than one 2-minute segment after any preemption
 sleep = 0.3
 resumable = true
+preemptible = true          # it resumes: it may go to test, which `preempt` preempts
 time = "00:02:00"
 total_time = "00:06:00"
 cpus = 1

@@ -49,6 +49,7 @@ def test_three_runs_go_in_as_one_array_complete_and_are_not_resubmitted(tmp_path
     sweep = write_sweep(tmp_path, """
 name = "arr"
 [defaults]
+preemptible = true  # test/submit lie under `preempt` (PriorityTier 10): these runs resume, so they may go there
 time = "00:05:00"
 cpus = 1
 mem = "500M"
@@ -78,11 +79,13 @@ hidden = [8, 16, 32]
 
 
 def test_time_over_every_partition_is_refused_naming_the_limits(tmp_path):
+    """`preempt` (UNLIMITED) is an ordinary choice since issue 21, so the unnamed 3-day run fits there;
+    a run that names a partition, or one that may be preempted and is kept off `preempt`, is refused."""
     root = tmp_path / "runs"
-    sweep = write_sweep(tmp_path, '[[run]]\nworkload = "toy"\ntime = "3-00:00:00"\n')
+    sweep = write_sweep(tmp_path, '[[run]]\nworkload = "toy"\ntime = "3-00:00:00"\npartition = "submit"\n')
     done = jobkit("submit", sweep, root=root, check=False)
     assert done.returncode == 2
-    assert "00:10:00" in done.stderr and "2-00:00:00" in done.stderr and "--chunk" in done.stderr
+    assert "MaxTime 2-00:00:00 < 3-00:00:00 asked" in done.stderr and "--chunk" in done.stderr
     assert done.stderr.count("\n") == 1 and not root.exists()
 
 
@@ -121,6 +124,7 @@ def test_timeout_on_test_then_resume_on_submit(tmp_path):
     sweep = write_sweep(tmp_path, """
 name = "tmo"
 [[run]]
+preemptible = true  # test/submit lie under `preempt` (PriorityTier 10): these runs resume, so they may go there
 workload = "toy"
 preset = "tiny"
 steps = 160
@@ -151,6 +155,7 @@ def test_real_preemption_ends_with_the_same_weights(tmp_path):
     sweep = write_sweep(tmp_path, """
 name = "pre"
 [[run]]
+preemptible = true  # test/submit lie under `preempt` (PriorityTier 10): these runs resume, so they may go there
 workload = "toy"
 preset = "tiny"
 steps = 150
@@ -182,6 +187,7 @@ def test_three_segments_of_a_one_minute_limit_and_scontrol_requeue(tmp_path):
     sweep = write_sweep(tmp_path, """
 name = "seg"
 [defaults]
+preemptible = true  # test/submit lie under `preempt` (PriorityTier 10): these runs resume, so they may go there
 workload = "toy"
 preset = "tiny"
 cpus = 1

@@ -175,4 +175,6 @@ def test_saved_profile_plans_like_the_live_cluster(tmp_path, facts):
     key = ("run_id", "partition", "qos", "account", "time", "segments", "gpus")
     assert [[r[k] for k in key] for r in live["runs"]] == [[r[k] for k in key] for r in json.loads(offline.stdout)["runs"]]
     assert [(r["gpus"], r["partition"], r["qos"]) for r in live["runs"]] == [
-        ("a100:1", "gpu", "normal"), ("a100:1", "gpu", "normal"), (0, "test", "short")]
+        ("a100:1", "gpu", "normal"), ("a100:1", "gpu", "normal"), (0, "preempt", "short")]
+    # test, submit and cpu share n1 with `preempt` (PriorityTier 10): a run that does not allow preemption
+    # goes to `preempt` itself (QoS short's 5 minutes bind everywhere; the higher tier wins the tie)

@@ -12,6 +12,7 @@ from jobkit import slurm
 from jobkit.cli.common import console, err_console, fail, json_option, print_json
 from jobkit.plan import choose as cluster_mod
 from jobkit.plan import clusterfacts
+from jobkit.plan.preemption import preemption_risk
 from jobkit.plan.slurmtime import format_time
 
 
@@ -64,7 +65,7 @@ def partitions(save: Path | None, profile: Path | None, as_json: bool) -> None:
                                                                                        if acc.qos else "")
         table.add_row(name, p.state, format_time(p.max_time_min), str(p.nodes), str(p.max_cpus_per_node), mem,
                       str(p.gpus_per_node), ", ".join(kinds) or "-", accounts, qos, str(p.priority_tier),
-                      p.preempt_mode)
+                      p.preempt_mode + (" (its jobs can be preempted)" if preemption_risk(facts, p, None) else ""))
     out = console()
     out.print(table)
     if facts.qos:
@@ -75,5 +76,7 @@ def partitions(save: Path | None, profile: Path | None, as_json: bool) -> None:
             f"{' (default ' + a.default_qos + ')' if a.default_qos else ''}" for a in facts.associations))
     if facts.max_array_size:
         out.print(f"MaxArraySize {facts.max_array_size}")
+    out.print(f"PreemptType {facts.preempt_type}" + (f"; your default account {facts.default_account}"
+                                                    if facts.default_account else ""))
     if save is not None:
         out.print(f"saved the cluster profile to {save}")

@@ -113,7 +113,7 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
         config_start: Path | None = None, source: str = "") -> None:
     try:
         sub = submit_runs(specs, root, executor_name, dry_run, profile=profile, config_start=config_start,
-                          source=source)
+                          source=source, explain=explain)
     except SubmitProblem as exc:
         fail(str(exc), code=exc.code)
     planned, executor = sub.planned, sub.executor

@@ -93,10 +93,12 @@ def _user_groups() -> set[str]:
     return names
 
 
-def _preempting(p: Partition, partitions: Iterable[Partition]) -> bool:
-    """True when `p` exists to preempt others: some partition with a lower PriorityTier can be preempted."""
-    return any(q.name != p.name and q.priority_tier < p.priority_tier and q.preempt_mode != "OFF"
-               for q in partitions)
+def _at_risk(p: Partition, partitions: Iterable[Partition]) -> bool:
+    """True when `p`'s own jobs can be preempted (preempt/partition_prio, nodes unknown so assumed shared):
+    its PreemptMode is not OFF and another partition has a higher PriorityTier. `jobkit.plan.preemption`
+    is the full rule (shared nodes, preempt/qos) used with cluster facts."""
+    return p.preempt_mode.upper() != "OFF" and any(q.name != p.name and q.priority_tier > p.priority_tier
+                                                   for q in partitions)
 
 
 def _asked(res: Resources) -> str:
@@ -152,9 +154,9 @@ def choose_partition(partitions: list[Partition], res: Resources, *,
     1. A partition is a candidate when it is UP, its nodes offer the run's cpus, memory (per node) and
        gpus, its AllowGroups admits the user (`groups`; default: the current user's groups), and its
        MaxTime admits `res.time_min`.
-    2. Partitions that exist to preempt others — a higher PriorityTier than some partition whose
-       PreemptMode is not OFF (e.g. `preempt` here) — are never chosen unless named
-       (`res.partition`): sending every run there would evict other people's jobs.
+    2. A partition whose own jobs can be preempted — PreemptMode not OFF and another partition with a
+       higher PriorityTier — is chosen only when named or with `res.preemptible`; partitions that
+       preempt others are ordinary choices.
     3. Among candidates, the one that should start soonest: the shortest MaxTime that fits (short
        queues get backfilled first), then the higher PriorityTier (scheduled first), then the
        cluster's default partition, then the name.
@@ -184,10 +186,10 @@ def choose_partition(partitions: list[Partition], res: Resources, *,
     time_only: list[Partition] = []  # fit everything but the time
     for p in partitions:
         problems = _resource_problems(p, res, groups)
-        if _preempting(p, partitions):
-            verdicts.append(Verdict(p, False, f"preempts other partitions (PriorityTier {p.priority_tier}): "
-                                              "used only when named"
-                                              + (f"; {'; '.join(problems)}" if problems else "")))
+        if _at_risk(p, partitions) and not res.preemptible:
+            verdicts.append(Verdict(p, False, f"its jobs can be preempted (PreemptMode={p.preempt_mode}, "
+                                              f"PriorityTier {p.priority_tier}): used only when named or with "
+                                              "preemptible = true" + (f"; {'; '.join(problems)}" if problems else "")))
             continue
         if problems:
             verdicts.append(Verdict(p, False, "; ".join(problems + ([_time_note(p, res.time_min)]
@@ -254,7 +256,7 @@ def _check_named(partitions: list[Partition], res: Resources, named: str, groups
         alternatives = []
         for q in partitions:
             if (q.name != named and not _resource_problems(q, res, groups) and _time_ok(q, res.time_min)
-                    and not _preempting(q, partitions)):
+                    and not (_at_risk(q, partitions) and not res.preemptible)):
                 alternatives.append(q)
         alt = (f"; fits: {', '.join(q.name + ' (MaxTime ' + q.max_time + ')' for q in sorted(alternatives, key=_rank))}"
                if alternatives else "")

@@ -44,7 +44,7 @@ class NodeType:
     gpus: tuple[tuple[str, int], ...] = ()  # (type or "", count) from Gres, e.g. (("a100", 4),)
     features: tuple[str, ...] = ()
     partitions: tuple[str, ...] = ()
-    state: str = "IDLE"
+    state: str = "IDLE"  # Slurm's State with its flags (IDLE+DRAIN, DOWN*): jobkit.plan.nodefit.usable reads it
 
     def gpu_count(self, kind: str | None = None) -> int:
         return sum(n for t, n in self.gpus if kind is None or t == kind)
@@ -98,6 +98,7 @@ class ClusterFacts:
     default_account: str | None = None  # sacctmgr show user format=DefaultAccount (None: none / unknown)
     partition_routing: str = ""  # "time": the site assigns the partition from the wall time (job_submit)
     site: dict[str, Any] = field(default_factory=dict)  # a profile's provenance: {"urls": [...], "read": date}
+    queued_jobs: dict[str, int] = field(default_factory=dict)  # live only (never in a profile): queued jobs per QoS
 
     def access_of(self, name: str) -> PartitionAccess:
         return self.access.get(name, PartitionAccess())
@@ -257,22 +258,26 @@ def parse_nodes(text: str) -> list[NodeType]:
         feats = f.get("AvailableFeatures") or f.get("Features") or ""
         features = tuple(sorted(x for x in feats.split(",") if x and x != "(null)"))
         parts = tuple(x for x in (f.get("Partitions") or "").split(",") if x and x != "(null)")
-        state = (f.get("State") or "UNKNOWN").split("+")[0]
+        state = f.get("State") or "UNKNOWN"  # flags kept: IDLE+DRAIN is not usable
         groups.setdefault((cpus, mem, gpus, features, parts, state), []).append(name)
     return [NodeType(names=tuple(names), cpus=k[0], mem_mb=k[1], gpus=k[2], features=k[3], partitions=k[4],
                      state=k[5]) for k, names in groups.items()]
 
 
 def parse_qos(text: str) -> dict[str, Qos]:
-    """`sacctmgr -nP show qos format=Name,Priority,MaxWall,MaxTRES,MaxTRESPU,MaxJobsPU,MaxSubmitPU,Flags`."""
+    """`sacctmgr -nP show qos format=Name,Priority,MaxWall,MaxTRES,MaxTRESPU,MaxJobsPU,MaxSubmitPU,Flags[,Preempt,
+    PreemptMode]` (PreemptMode `cluster` = the cluster's: kept as "")."""
     out = {}
     for line in text.splitlines():
         cols = line.split("|")
         if len(cols) < 8 or not cols[0]:
             continue
         name, _prio, wall, tres, tres_pu, jobs_pu, submit_pu, flags = cols[:8]
+        preempt = tuple(x for x in cols[8].split(",") if x) if len(cols) > 8 else ()
+        mode = cols[9].strip().upper() if len(cols) > 9 and cols[9].strip().lower() != "cluster" else ""
         out[name] = Qos(name=name, max_wall_min=_time(wall) if wall else None, max_tres=tres, max_tres_pu=tres_pu,
-                        max_jobs_pu=_limit(jobs_pu), max_submit_pu=_limit(submit_pu), flags=flags)
+                        max_jobs_pu=_limit(jobs_pu), max_submit_pu=_limit(submit_pu), flags=flags,
+                        preempt=preempt, preempt_mode=mode)
     return out
 
 
@@ -301,9 +306,36 @@ def parse_max_array_size(text: str) -> int | None:
     return None
 
 
+def parse_preempt_type(text: str) -> str:
+    """`scontrol show config`: `PreemptType = preempt/partition_prio` (absent: preempt/none)."""
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "PreemptType":
+            return value.strip() or "preempt/none"
+    return "preempt/none"
+
+
+def parse_default_account(text: str | None) -> str | None:
+    """`sacctmgr -nP show user NAME withassoc format=...,DefaultAccount`: the last column of the first line."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip().split("|")[-1] or None
+    return None
+
+
+def parse_queued(text: str | None) -> dict[str, int]:
+    """`squeue -h -u USER -o %q`: how many of the user's jobs (pending or running) each QoS holds."""
+    out: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        if line.strip():
+            out[line.strip()] = out.get(line.strip(), 0) + 1
+    return out
+
+
 def facts_from_text(partitions_text: str, nodes_text: str | None = None, qos_text: str | None = None,
                     assoc_text: str | None = None, config_text: str | None = None,
-                    source: str = "slurm") -> ClusterFacts:
+                    source: str = "slurm", user_text: str | None = None, queue_text: str | None = None,
+                    user: str = "") -> ClusterFacts:
     """All the facts from Slurm's own output; qos/assoc None = accounting not available."""
     accounting = qos_text is not None and assoc_text is not None
     return ClusterFacts(
@@ -314,4 +346,6 @@ def facts_from_text(partitions_text: str, nodes_text: str | None = None, qos_tex
         associations=parse_associations(assoc_text) if assoc_text else [],
         accounting=accounting,
         max_array_size=parse_max_array_size(config_text) if config_text else None,
-        source=source)
+        source=source,
+        preempt_type=parse_preempt_type(config_text) if config_text else "preempt/none",
+        default_account=parse_default_account(user_text), queued_jobs=parse_queued(queue_text), user=user)

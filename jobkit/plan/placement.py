@@ -1,36 +1,43 @@
-"""Where a run goes on a real cluster: partition, account and QoS, from facts read once (no subprocess).
+"""Where a run goes on a real cluster: partition, account and QoS, by Slurm's own rules (no subprocess).
 
-`cluster.choose_partition` knows sizes, MaxTime and preemption. This module adds what a university
-cluster adds, then hands the partitions that remain to it with their *effective* time limits:
-
-1. Account. The run's `account` (sweep, `--set`, else the site config's). With accounting, it must be
-   one the user has an association with; without one given, the user's only account, or per partition
-   the first of the user's accounts that may use it. A partition's AllowAccounts/DenyAccounts and the
-   associations' Partition field decide whether the account may use it.
-2. QoS. The QoS the user's association grants, limited by the partition's AllowQos/DenyQos. With
-   `qos` given it must be one of them. Without: the association's default QoS when the partition
-   allows it and its MaxWall admits the time; when the default QoS cannot admit the time, the allowed
-   QoS with the shortest MaxWall that does; a partition that does not allow the default QoS (e.g. one
-   open only to QoS `short`) is used only when that QoS is asked for — as Slurm itself would do.
-3. Effective limit = min(partition MaxTime, QoS MaxWall, partition QoS MaxWall, association MaxWall);
-   chunked runs are cut into segments of it.
-4. Nodes: typed GPUs (`a100:1`) need a node of the partition whose GRES has that many of that type;
-   `constraint` needs a node whose features satisfy it; `exclude`d nodes do not count; `nodes` must not
-   exceed the partition's MaxNodes.
-5. `never` (the site config's never_partitions) are not chosen unless named.
-Requests no partition could ever satisfy (unknown account, QoS, GPU type or feature; too many nodes)
-raise NoFit at once with one line naming what the cluster offers.
+Per partition, in this order (the first failing rule is the verdict's reason, with numbers):
+1. Account: the run's `account` (sweep, `--set`, site config), else the user's DefaultAccount
+   (sacctmgr), else the only account; several and no default is refused (name one). It is passed
+   explicitly (`--account`), so the plan is what Slurm will do. AllowAccounts/DenyAccounts and the
+   associations' Partition field decide whether it may use the partition. AllowGroups is checked
+   against the local user's groups on a live cluster only (a profile's `user` is someone else).
+2. Nodes (`nodefit`): at least `nodes` usable nodes each with the GPUs (type as GRES or as node
+   feature), `cpus × tasks_per_node`, memory and features asked; MaxNodes.
+3. QoS and wall limit (`limits`): among granted and allowed QoS; the limit is the smallest of partition
+   MaxTime, QoS MaxWall, partition QoS MaxWall and association MaxWall, named when it refuses; a job's
+   GPUs against the QoS's MaxTRES/MaxTRESPU gres/gpu.
+4. Preemption (`preemption`): a partition whose own jobs can be preempted is chosen only when named
+   or when the run sets `preemptible = true`; partitions that preempt others are ordinary choices.
+   `never_partitions` (site config) are chosen only when named.
+Ranking among partitions that fit (first difference decides; preemptible ones take part only when
+named or with `preemptible = true`):
+  a. a CPU-only run: partitions with CPU nodes before partitions whose nodes all carry GPUs;
+  b. Slurm's expected start (`starts`, from `sbatch --test-only` on a live cluster), earliest first;
+  c. the shortest limit that admits the time (short queues are backfilled first);  d. a partition
+  whose jobs are not preempted;  e. higher PriorityTier;  f. the default partition;  g. the name.
+A run too long for every partition: with `chunk`, segments of the longest limit (safe, on-purpose first);
+without, NoFit naming each partition's binding limit. Sites that route by wall time
+(`partition_routing = "time"`) get the predicted partition without `--partition`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Iterable, Mapping
 
-from jobkit.plan.choose import Choice, NoFit, Partition, Verdict, _preempting, _user_groups, choose_partition
-from jobkit.plan.clusterfacts import Association, ClusterFacts, NodeType
+from jobkit.plan import limits as lim
+from jobkit.plan.choose import Choice, NoFit, Partition, Verdict, _asked, _user_groups
+from jobkit.plan.clusterfacts import Association, ClusterFacts
+from jobkit.plan.limits import check_submit_limits  # noqa: F401  (the sweep-level check, with place())
+from jobkit.plan.nodefit import Fit, feature_constraint, gpu_types, node_fit
+from jobkit.plan.preemption import preemption_risk
 from jobkit.plan.slurmtime import format_time
-from jobkit.plan.slurmvalues import constraint_terms, expand_nodes
+from jobkit.plan.slurmvalues import constraint_terms
 from jobkit.plan.spec import Resources
 
 
@@ -39,6 +46,10 @@ class Placement:
     choice: Choice
     account: str | None  # what --account gets (None: not passed)
     qos: str | None  # what --qos gets (None: not passed)
+    pass_partition: bool = True  # False: the site assigns the partition from the time (not passed)
+    constraint: str | None = None  # the run's constraint, plus the GPU type when it is a node feature
+    gpu_feature: bool = False  # the GPU type is asked as a feature: untyped --gpus-per-node + constraint
+    candidates: tuple[tuple[str, str | None], ...] = ()  # (partition, QoS) that fit, best first (--test-only)
 
     @property
     def partition(self) -> str | None:
@@ -46,14 +57,17 @@ class Placement:
 
 
 @dataclass(frozen=True)
-class _Access:
-    ok: bool
-    problems: tuple[str, ...]
+class _Judged:
+    p: Partition
+    problems: tuple[str, ...]  # anything but time: the run cannot go here
     account: str | None = None
     qos: str | None = None
-    limit_min: int | None = None  # effective time limit
-    note: str = ""  # e.g. "QoS short (MaxWall 00:05:00)"
-    capped: bool = False  # the limit is below the partition's MaxTime
+    limit: lim.Limit | None = None
+    fit: Fit | None = None
+    risk: str | None = None  # why its jobs can be preempted
+
+    def time_ok(self, minutes: int) -> bool:
+        return self.limit is None or self.limit.admits(minutes)
 
 
 def _listed(text: str) -> set[str]:
@@ -68,9 +82,19 @@ def _allows(allow: str, deny: str, name: str | None) -> bool:
     return name is not None and name in _listed(allow)
 
 
-def _minimum(*values: int | None) -> int | None:
-    real = [v for v in values if v is not None]
-    return min(real) if real else None
+def resolve_account(facts: ClusterFacts, res: Resources) -> str | None:
+    """The account the run is charged to: named, else DefaultAccount, else the only one; None: not known."""
+    if res.account is not None:
+        return res.account
+    if facts.default_account:
+        return facts.default_account
+    if not facts.accounting:
+        return None
+    accounts = facts.accounts()
+    if len(accounts) == 1:
+        return accounts[0]
+    raise NoFit(f"you have several accounts ({', '.join(accounts)}) and no default account: name one with "
+                f"account = \"{accounts[0]}\" in the sweep, --set account=..., or in jobkit.toml")
 
 
 def check_request(facts: ClusterFacts, res: Resources) -> None:
@@ -86,15 +110,18 @@ def check_request(facts: ClusterFacts, res: Resources) -> None:
     if res.qos is not None and facts.qos and res.qos not in facts.qos:
         raise NoFit(f"qos {res.qos!r} does not exist; QoS on this cluster: {', '.join(sorted(facts.qos))}")
     if res.qos is not None and facts.accounting:
-        granted = _granted(facts, res.account)
-        if granted is not None and res.qos not in granted:
+        granted = {q for a in facts.associations if res.account is None or a.account == res.account for q in a.qos}
+        if granted and res.qos not in granted:
             who = f"account {res.account}" if res.account else "your accounts"
             raise NoFit(f"qos {res.qos!r} is not granted to {who}; granted: {', '.join(sorted(granted))}")
     if facts.node_types:
-        if res.gpu_type is not None and res.gpu_type not in facts.gpu_types():
-            types = ", ".join(facts.gpu_types()) or "none (untyped GPUs only: ask gpus = N)"
+        if res.gpu_type is not None and res.gpu_type not in gpu_types(facts):
+            feats = sorted(set(gpu_types(facts)) - set(facts.gpu_types()))
+            types = ", ".join(facts.gpu_types()) or "none in GRES (untyped GPUs: ask gpus = N)"
+            types += f"; features of GPU nodes: {', '.join(feats)}" if feats else ""
             raise NoFit(f"gpus {res.gpus_text!r}: no node has GPU type {res.gpu_type!r}; GPU types: {types}")
-        if res.constraint is not None and not any(_features_ok(t, res.constraint) for t in facts.node_types):
+        if res.constraint is not None and not any(any(t <= set(n.features) for t in constraint_terms(res.constraint))
+                                                  for n in facts.node_types):
             raise NoFit(f"constraint {res.constraint!r}: no node offers it; node features: "
                         f"{', '.join(facts.features()) or 'none'}")
     if res.nodes > 1:
@@ -105,20 +132,8 @@ def check_request(facts: ClusterFacts, res: Resources) -> None:
 
 
 def _max_nodes(facts: ClusterFacts, p: Partition) -> int:
-    cap = facts.access_of(p.name).max_nodes
+    cap = facts.access_of(p.name).max_nodes or p.max_nodes
     return min(cap, p.nodes) if cap else p.nodes
-
-
-def _granted(facts: ClusterFacts, account: str | None) -> set[str] | None:
-    """QoS the user's associations (of `account`, or all) grant; None when unknown."""
-    assocs = [a for a in facts.associations if account is None or a.account == account]
-    granted = {q for a in assocs for q in a.qos}
-    return granted or None
-
-
-def _features_ok(node: NodeType, expr: str) -> bool:
-    have = set(node.features)
-    return any(term <= have for term in constraint_terms(expr))
 
 
 def _association(facts: ClusterFacts, account: str, partition: str) -> Association | None:
@@ -134,199 +149,207 @@ def _association(facts: ClusterFacts, account: str, partition: str) -> Associati
     return best
 
 
-def _node_problems(facts: ClusterFacts, p: Partition, res: Resources) -> list[str]:
-    """Typed GPUs, features, exclusions and node count, checked against the partition's node types."""
-    problems = []
-    cap = _max_nodes(facts, p)
-    if res.nodes > cap:
-        problems.append(f"MaxNodes {cap} < {res.nodes} nodes asked")
-    types = facts.nodes_of(p.name)
-    if not types or not (res.gpu_type or res.constraint or res.exclude):
-        return problems
-    excluded = set(expand_nodes(res.exclude)) if res.exclude else set()
-    usable = [t for t in types if set(t.names) - excluded]
-    if not usable:
-        return problems + [f"every node excluded ({res.exclude})"]
-    if res.gpu_type:
-        kinds = sorted({k or "untyped" for t in usable for k, _ in t.gpus})
-        with_type = [t for t in usable if t.gpu_count(res.gpu_type) >= res.gpus]
-        if not with_type:
-            have = max((t.gpu_count(res.gpu_type) for t in usable), default=0)
-            problems.append(f"no node with {res.gpus} {res.gpu_type} GPUs (GPU types here: "
-                            f"{', '.join(kinds) or 'none'}" + (f"; at most {have} {res.gpu_type}" if have else "")
-                            + ")")
-            return problems
-        usable = with_type
-    if res.constraint and not any(_features_ok(t, res.constraint) for t in usable):
-        feats = sorted({f for t in usable for f in t.features})
-        problems.append(f"no node with features {res.constraint} (features here: {', '.join(feats) or 'none'})")
-    return problems
-
-
-def _qos_wall(facts: ClusterFacts, name: str | None) -> int | None:
-    q = facts.qos.get(name) if name else None
-    return q.max_wall_min if q else None
-
-
-def _fits(limit: int | None, minutes: int) -> bool:
-    return limit is None or minutes <= limit
-
-
-def _access(facts: ClusterFacts, p: Partition, res: Resources, accounts: list[str | None]) -> _Access:
-    """May the run's account and some QoS use `p`, and with which effective time limit."""
+def _judge(facts: ClusterFacts, p: Partition, res: Resources, account: str | None,
+           groups: set[str] | None) -> _Judged:
     acc = facts.access_of(p.name)
-    problems = _node_problems(facts, p, res)
-    # Account
-    usable_accounts = [a for a in accounts if _allows(acc.allow_accounts, acc.deny_accounts, a)
-                       and (not facts.accounting or (a is not None and _association(facts, a, p.name)))]
-    if not usable_accounts:
-        shown = res.account or (", ".join(a for a in accounts if a) or "none given")
-        if acc.allow_accounts.upper() != "ALL" or acc.deny_accounts:
-            rule = (f"AllowAccounts={acc.allow_accounts}" if acc.allow_accounts.upper() != "ALL"
-                    else f"DenyAccounts={acc.deny_accounts}")
-            problems.append(f"{rule}: not for account {shown}")
-        else:
-            problems.append(f"no association of account {shown} with this partition")
-        return _Access(False, tuple(problems))
-    account = usable_accounts[0]
+    problems: list[str] = []
+    if not p.up:
+        problems.append(f"State={p.state}")
+    if groups is not None and p.allow_groups.upper() != "ALL" and not _listed(p.allow_groups) & groups:
+        problems.append(f"AllowGroups={p.allow_groups} (you are in none)")
+    # 1. account
     assoc = _association(facts, account, p.name) if (facts.accounting and account) else None
-    # QoS
-    part_qos_wall = _qos_wall(facts, acc.qos)
-    base_limit = _minimum(p.max_time_min, part_qos_wall, assoc.max_wall_min if assoc else None)
+    if not _allows(acc.allow_accounts, acc.deny_accounts, account):
+        rule = (f"AllowAccounts={acc.allow_accounts}" if acc.allow_accounts.upper() != "ALL"
+                else f"DenyAccounts={acc.deny_accounts}")
+        problems.append(f"{rule}: not for account {account or '(none given)'}")
+    elif facts.accounting and assoc is None:
+        problems.append(f"no association of account {account} with this partition")
+    # 2. nodes
+    fit = node_fit(facts, p, res)
+    if res.nodes > _max_nodes(facts, p):
+        problems.append(f"MaxNodes {_max_nodes(facts, p)} < {res.nodes} nodes asked")
+    elif not fit.ok:
+        problems.append(fit.reason)
+    if problems:
+        return _Judged(p, tuple(problems), account, fit=fit)
+    # 3. QoS and the limit
+    qos, why = _qos(facts, p, res, assoc)
+    if why:
+        return _Judged(p, (why,), account, qos, fit=fit)
+    limit = lim.binding_limit(facts, p, qos, assoc)
+    for name in {qos, acc.qos} - {None}:
+        cap = lim.gpu_limit(facts, name)
+        if cap is not None and res.gpus * res.nodes > cap[0]:
+            return _Judged(p, (f"{cap[1]} < {res.gpus * res.nodes} GPUs asked",), account, qos, limit, fit)
+    return _Judged(p, (), account, qos, limit, fit, preemption_risk(facts, p, qos))
+
+
+def _qos(facts: ClusterFacts, p: Partition, res: Resources, assoc: Association | None) -> tuple[str | None, str]:
+    """(QoS for --qos, problem or "")."""
+    acc = facts.access_of(p.name)
     if facts.accounting and assoc is not None:
         granted = set(assoc.qos) or set(facts.qos) or {"normal"}
-        default = assoc.default_qos or None
-    else:  # no accounting: whatever QoS exists (Slurm's default when none is asked)
-        granted = set(facts.qos)
-        default = None
+        default = assoc.default_qos or (next(iter(assoc.qos)) if len(assoc.qos) == 1 else None)
+    else:
+        granted, default = set(facts.qos), None
     allowed = {q for q in granted if _allows(acc.allow_qos, acc.deny_qos, q)}
     restricted = acc.allow_qos.upper() != "ALL" or bool(acc.deny_qos)
-    qos: str | None
+    rule = f"AllowQos={acc.allow_qos}" if acc.allow_qos.upper() != "ALL" else f"DenyQos={acc.deny_qos}"
     if res.qos is not None:
-        if granted and res.qos not in allowed or (not granted and not _allows(acc.allow_qos, acc.deny_qos, res.qos)):
-            rule = f"AllowQos={acc.allow_qos}" if acc.allow_qos.upper() != "ALL" else f"DenyQos={acc.deny_qos}"
-            why = rule if restricted else f"QoS {res.qos} not granted to account {account}"
-            problems.append(f"{why}: QoS {res.qos} not allowed")
-        qos = res.qos
-    elif not granted:  # nothing known about QoS: Slurm's default applies
-        if restricted:
-            problems.append(f"AllowQos={acc.allow_qos}: only for that QoS (set qos)")
-        qos = None
-    else:
-        qos = _pick_qos(facts, allowed, default, base_limit, res)
-        if qos is None:
-            if not allowed:
-                problems.append(f"AllowQos={acc.allow_qos}: none of your QoS ({', '.join(sorted(granted))}) "
-                                "is allowed here")
-            elif default and default not in allowed:
-                problems.append(f"AllowQos={acc.allow_qos}: your default QoS {default} is not allowed here "
-                                f"(set qos = \"{sorted(allowed)[0]}\" to use it)")
-            else:
-                problems.append(f"none of your QoS is allowed here (AllowQos={acc.allow_qos}; yours: "
-                                f"{', '.join(sorted(granted))})")
-    if problems:
-        return _Access(False, tuple(problems), account, qos)
-    q = facts.qos.get(qos) if qos else None
-    if q is not None and q.max_gpus() is not None and res.gpus * res.nodes > q.max_gpus():
-        return _Access(False, (f"QoS {qos} allows at most {q.max_gpus()} GPUs per job",), account, qos)
-    limit = _minimum(base_limit, _qos_wall(facts, qos))
-    notes = []
-    if qos:
-        wall = _qos_wall(facts, qos)
-        notes.append(f"QoS {qos}" + (f" (MaxWall {format_time(wall)})" if wall is not None else ""))
-    if acc.qos and part_qos_wall is not None:
-        notes.append(f"partition QoS {acc.qos} (MaxWall {format_time(part_qos_wall)})")
-    capped = limit is not None and (p.max_time_min is None or limit < p.max_time_min)
-    return _Access(True, (), account, qos, limit, ", ".join(notes), capped)
-
-
-def _pick_qos(facts: ClusterFacts, allowed: set[str], default: str | None, base_limit: int | None,
-              res: Resources) -> str | None:
-    """The default QoS when allowed here and admitting the time; else the shortest-MaxWall allowed one that
-    admits it; when none does (a chunked run), the longest. None when the default QoS is not allowed here."""
-    minutes = res.time_min
-
-    def wall(q: str) -> float:
-        w = _qos_wall(facts, q)
-        return math.inf if w is None else w
-
-    if default and default in allowed and _fits(_minimum(base_limit, _qos_wall(facts, default)), minutes):
-        return default
-    if default and default not in allowed and wall(default) >= minutes:
-        return None  # a partition reserved for another QoS: only when that QoS is asked for
-    fitting = [q for q in allowed if _fits(_minimum(base_limit, _qos_wall(facts, q)), minutes)]
-    if fitting:
-        return min(fitting, key=lambda q: (wall(q), q))
+        ok = res.qos in allowed if granted else _allows(acc.allow_qos, acc.deny_qos, res.qos)
+        if not ok:
+            return res.qos, (f"{rule}: QoS {res.qos} not allowed" if restricted
+                             else f"QoS {res.qos} not granted to account {assoc.account if assoc else '?'}")
+        return res.qos, ""
+    if not granted:
+        return None, (f"{rule}: only for that QoS (set qos)" if restricted else "")
+    qos = lim.pick_qos(facts, allowed, default, lambda q: lim.binding_limit(facts, p, q, assoc), res.time_min)
+    if qos is not None:
+        return qos, ""
     if not allowed:
-        return None
-    return max(allowed, key=lambda q: (wall(q), q))
+        return None, f"{rule}: none of your QoS ({', '.join(sorted(granted))}) is allowed here"
+    return None, (f"{rule}: your default QoS {default} is not allowed here "
+                  f"(set qos = \"{sorted(allowed)[0]}\" to use it)")
 
 
-def place(facts: ClusterFacts, res: Resources, *, never: Iterable[str] = (),
-          groups: set[str] | None = None) -> Placement:
-    """Partition, account and QoS for a run of `res`; raises NoFit (one line) when nothing can take it."""
+def _rank(j: _Judged, res: Resources, starts: Mapping[str, str]) -> tuple:
+    limit = math.inf if j.limit is None or j.limit.minutes is None else j.limit.minutes
+    return (_off_purpose(j, res), starts.get(j.p.name, "~"), limit, j.risk is not None, -j.p.priority_tier,
+            not j.p.is_default, j.p.name)
+
+
+def _off_purpose(j: _Judged, res: Resources) -> bool:
+    return res.gpus == 0 and j.fit is not None and j.fit.gpu_only
+
+
+def _fit_text(j: _Judged, minutes: int, starts: Mapping[str, str]) -> str:
+    parts = [j.fit.reason] if j.fit is not None and j.fit.known else []
+    if j.qos:
+        parts.append(f"QoS {j.qos}")
+    if j.limit is not None:
+        sign = ">=" if j.limit.admits(minutes) else "<"
+        src = "" if j.limit.source.endswith(f"{j.p.name} MaxTime") else f" ({j.limit.source})"
+        parts.append(f"limit {j.limit.text}{src} {sign} {format_time(minutes)} asked")
+    if j.p.name in starts:
+        parts.append(f"Slurm: start {starts[j.p.name]}")
+    return "; ".join(parts)
+
+
+def place(facts: ClusterFacts, res: Resources, *, never: Iterable[str] = (), groups: set[str] | None = None,
+          starts: Mapping[str, str] | None = None) -> Placement:
+    """Partition, account and QoS for a run of `res`; raises NoFit (one line) when nothing can take it.
+
+    `groups`: the user's groups for AllowGroups (None: the local user's on a live cluster, unchecked
+    with a profile). `starts`: partition -> Slurm's expected start (ISO text), from `sbatch --test-only`."""
     check_request(facts, res)
-    if groups is None:
+    starts = starts or {}
+    if groups is None and facts.source == "slurm":
         groups = _user_groups()
-    never = set(never)
-    if res.account is not None:
-        accounts: list[str | None] = [res.account]
-    elif facts.accounting:
-        accounts = list(facts.accounts())
-    else:
-        accounts = [None]
-    refused: list[Verdict] = []
-    open_: list[Partition] = []
-    info: dict[str, _Access] = {}
-    for p in facts.partitions:
-        named = res.partition == p.name
-        if res.partition is not None and not named:
-            continue
-        if not named and p.name in never:
-            refused.append(Verdict(p, False, "never_partitions in the site config: used only when named"))
-            continue
-        if not named and _preempting(p, facts.partitions):
-            refused.append(Verdict(p, False, f"preempts other partitions (PriorityTier {p.priority_tier}): "
-                                             "used only when named"))
-            continue
-        a = _access(facts, p, res, accounts)
-        info[p.name] = a
-        if not a.ok:
-            refused.append(Verdict(p, False, "; ".join(a.problems)))
-            continue
-        open_.append(replace(p, max_time_min=a.limit_min) if a.limit_min != p.max_time_min else p)
-    if res.partition is not None and res.partition not in {p.name for p in facts.partitions}:
+    account = resolve_account(facts, res)
+    by_name = {p.name: p for p in facts.partitions}
+    if res.partition is not None and res.partition not in by_name:
         raise NoFit(f"partition {res.partition!r} does not exist (partitions: "
                     f"{', '.join(f'{q.name} MaxTime {q.max_time}' for q in facts.partitions)})", [])
-    if not open_:
-        reasons = "; ".join(f"{v.partition.name}: {v.reason}" for v in refused)
-        raise NoFit(f"no partition may take this run ({reasons})", refused)
-    try:
-        choice = choose_partition(open_, res, groups=groups)
-    except NoFit as exc:
-        verdicts = _annotate(exc.verdicts, info) + refused
-        msg = str(exc)
-        if refused:
-            msg = msg.replace(" — ", f"; refused: {'; '.join(f'{v.partition.name}: {v.reason}' for v in refused)} — ", 1)
-        raise NoFit(msg, verdicts) from None
-    chosen = info.get(choice.partition.name) if choice.partition else None
-    reason = choice.reason + (f"; {chosen.note}" if chosen and chosen.note else "")
-    verdicts = _annotate(choice.verdicts, info) + refused
-    order = {p.name: i for i, p in enumerate(facts.partitions)}
-    verdicts.sort(key=lambda v: order.get(v.partition.name, 0))
-    choice = replace(choice, reason=reason, verdicts=verdicts)
-    # --account only when asked (sweep, --set or site config): otherwise Slurm's default account applies.
-    return Placement(choice, res.account, chosen.qos if chosen else res.qos)
-
-
-def _annotate(verdicts: list[Verdict], info: dict[str, _Access]) -> list[Verdict]:
-    """Say which QoS/account a fitting verdict assumed (its MaxTime is then the effective limit)."""
-    out = []
-    for v in verdicts:
-        a = info.get(v.partition.name)
-        if a is not None and a.ok and a.note and (v.fits or v.reason.startswith("MaxTime")):
-            reason = v.reason.replace("MaxTime", "limit", 1) if a.capped else v.reason
-            out.append(Verdict(v.partition, v.fits, f"{a.note}: {reason}"))
+    if not facts.partitions:
+        raise NoFit("Slurm reports no partitions", [])
+    never = set(never)
+    judged = [_judge(facts, p, res, account, groups) for p in facts.partitions]
+    minutes, total = res.time_min, max(res.time_min, res.total_time_min or 0)
+    verdicts: list[Verdict] = []
+    fitting: list[_Judged] = []
+    time_only: list[_Judged] = []
+    risky: list[str] = []  # would fit but for the risk of preemption
+    for j in judged:
+        if res.partition is not None and j.p.name != res.partition:
+            verdicts.append(Verdict(j.p, False, "not named"))
+            continue
+        named = res.partition == j.p.name
+        if j.problems:
+            verdicts.append(Verdict(j.p, False, "; ".join(j.problems)))
+            continue
+        if not named and j.p.name in never:
+            verdicts.append(Verdict(j.p, False, "never_partitions in the site config: used only when named"))
+            continue
+        if not named and j.risk and not res.preemptible:
+            if j.time_ok(minutes) or res.chunk:
+                risky.append(j.p.name)
+            verdicts.append(Verdict(j.p, False, f"{j.risk}: used only when named or with preemptible = true"))
+            continue
+        if j.time_ok(minutes):
+            fitting.append(j)
+            verdicts.append(Verdict(j.p, True, _fit_text(j, minutes, starts)))
         else:
-            out.append(v)
-    return out
+            time_only.append(j)
+            verdicts.append(Verdict(j.p, False, lim.time_refusal(j.limit, j.p, minutes)))
+    if fitting:
+        ranked = sorted(fitting, key=lambda j: _rank(j, res, starts))
+        best = ranked[0]
+        why = _why(best, ranked, res, starts)
+        segments = math.ceil(total / minutes)
+        if segments > 1:
+            why += f"; {format_time(total)} in {segments} segments of {format_time(minutes)}"
+        return _placement(facts, res, best, Choice(best.p, why, verdicts, segments, minutes),
+                          tuple((j.p.name, j.qos) for j in ranked))
+    if time_only and res.chunk:
+        best = min(time_only, key=lambda j: (j.risk is not None, _off_purpose(j, res),
+                                             -(j.limit.minutes or 0), -j.p.priority_tier, j.p.name))
+        seg = best.limit.minutes or minutes
+        segments = math.ceil(total / seg)
+        why = (f"{best.p.name}: no partition allows {format_time(minutes)}; chunked into {segments} segments "
+               f"of {format_time(seg)} ({best.limit.source}, the longest)")
+        return _placement(facts, res, best, Choice(best.p, why, verdicts, segments, seg),
+                          ((best.p.name, best.qos),))
+    if res.partition is not None:
+        v = next(v for v in verdicts if v.partition.name == res.partition)
+        hint = " — use --chunk to run in segments, or another partition" if time_only else ""
+        alts = [j.p.name for j in judged if not j.problems and j.time_ok(minutes) and j.p.name != res.partition
+                and not (j.risk and not res.preemptible) and j.p.name not in never]
+        alt = f"; fits: {', '.join(alts)}" if alts else ""
+        raise NoFit(f"partition {res.partition!r} cannot take {_asked(res)}: {v.reason}{alt}{hint}", verdicts)
+    reasons = "; ".join(f"{v.partition.name}: {v.reason}" for v in verdicts)
+    hint = (f" — set preemptible = true to accept preemption ({', '.join(risky)} would take it), or name one"
+            if risky else " — use --chunk to run in segments that fit, or ask less time" if time_only
+            else " — ask fewer resources")
+    raise NoFit(f"no partition fits {_asked(res)} ({reasons}){hint}", verdicts)
+
+
+def _placement(facts: ClusterFacts, res: Resources, best: _Judged, choice: Choice,
+               candidates: tuple[str, ...]) -> Placement:
+    feature = bool(best.fit and best.fit.gpu_feature and res.gpu_type)
+    constraint = feature_constraint(res.constraint, res.gpu_type) if feature else res.constraint
+    routed = facts.partition_routing == "time" and res.partition is None
+    return Placement(choice, best.account, best.qos if best.qos else res.qos, not routed, constraint, feature,
+                     candidates)
+
+
+def _why(best: _Judged, ranked: list[_Judged], res: Resources, starts: Mapping[str, str]) -> str:
+    note = (f"; QoS {best.qos}" if best.qos else "") + (
+        f"; limit {best.limit.text} ({best.limit.source})" if best.limit is not None else "")
+    if len(ranked) == 1:
+        return f"{best.p.name}: the only partition that fits {_asked(res)}{note}"
+    runner = ranked[1]
+    a, b = _rank(best, res, starts), _rank(runner, res, starts)
+    if a[0] != b[0]:
+        basis = f"has CPU nodes for a CPU-only run ({runner.p.name}'s nodes all carry GPUs)"
+    elif a[1] != b[1]:
+        basis = f"Slurm expects it to start first ({starts.get(best.p.name)})"
+    elif a[2] != b[2]:
+        basis = f"shortest limit that fits ({best.limit.text} >= {format_time(res.time_min)} asked)"
+    elif a[3] != b[3]:
+        basis = f"its jobs are not preempted ({runner.p.name}'s can be)"
+    elif a[4] != b[4]:
+        basis = f"higher PriorityTier ({best.p.priority_tier})"
+    elif a[5] != b[5]:
+        basis = "the default partition among equals"
+    else:
+        basis = "first by name among equals"
+    return f"{best.p.name}: {basis}{note}"
+
+
+def with_placement(res: Resources, where: Placement, time_min: int) -> Resources:
+    """What one job asks once placed: the time, partition, account, QoS; a GPU type given as a node
+    feature becomes an untyped count plus a constraint."""
+    out = replace(res, time_min=time_min, partition=where.partition, account=where.account, qos=where.qos,
+                  constraint=where.constraint)
+    return replace(out, gpu_type=None) if where.gpu_feature else out

@@ -169,3 +169,23 @@ def parse_partitions(text: str, nodes_text: str | None = None) -> list[Partition
     return out
 
 
+@dataclass(frozen=True)
+class SlurmJudgement:
+    """What `sbatch --test-only` answered: when and where Slurm would start the job, or why not."""
+
+    ok: bool
+    start: str = ""  # ISO time, e.g. 2026-12-04T21:50:00
+    partition: str = ""
+    message: str = ""  # Slurm's line (the refusal when not ok)
+
+
+def parse_sbatch_test_only(rc: int, text: str) -> SlurmJudgement:
+    """`sbatch: Job 12 to start at 2026-12-04T21:50:00 using 1 processors on nodes n1 in partition test`,
+    or rc 1 with `sbatch: error: ... allocation failure: <reason>`."""
+    m = re.search(r"Job \d+ to start at (\S+) using .*? in partition (\S+)", text)
+    if rc == 0 and m:
+        return SlurmJudgement(True, m.group(1), m.group(2), m.group(0).strip())
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    msg = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else f"rc {rc}")
+    msg = re.sub(r"^sbatch:\s*(error:\s*)?", "", msg)
+    return SlurmJudgement(rc == 0, message=msg)

@@ -19,7 +19,7 @@ from jobkit.plan.slurmtime import format_time, parse_mem, parse_time
 # what a run asks for and how it is handled (`check_data`: check its data at submit); never hashed
 RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk",
                  "account", "qos", "constraint", "nodes", "exclude", "sbatch", "tasks_per_node",
-                 "check_data")
+                 "check_data", "preemptible")
 # Workload fields (validated with the workload's params) that say how a run is run, not what it
 # computes: recorded in the spec beside the resources, changeable by `resume --set`, never hashed.
 SETTING_KEYS = ("checkpoint_every", "checkpoint_minutes", "eval_every", "sample_every", "log_every",
@@ -48,6 +48,7 @@ class Resources:
     exclude: str | None = None  # node list never to run on
     sbatch: tuple[tuple[str, str], ...] = ()  # allow-listed extra sbatch options (slurmvalues.SBATCH_OPTIONS)
     check_data: bool = True  # check the data at submit (false: it exists only on compute nodes)
+    preemptible: bool = False  # may go to a partition whose jobs can be preempted (it resumes; gains a queue)
 
     def shape(self) -> tuple:
         """Runs with equal shapes share one job array (one sbatch call)."""
@@ -89,6 +90,7 @@ class Resources:
             "exclude": self.exclude,
             "sbatch": dict(self.sbatch),
             "check_data": self.check_data,
+            "preemptible": self.preemptible,
         }
 
     @classmethod
@@ -152,7 +154,7 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
                 if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value)):
                     raise ValueError(f"expected a partition name (letters, digits, . _ -), got {value!r}")
                 changes["partition"] = value or None
-            elif key in ("chunk", "check_data"):
+            elif key in ("chunk", "check_data", "preemptible"):
                 if not isinstance(value, bool):
                     raise ValueError(f"expected true or false, got {value!r}")
                 changes[key] = value

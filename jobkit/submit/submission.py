@@ -55,10 +55,18 @@ class PlannedRun:
     warning: str | None = None
     job_id: str | None = None
     job_res: Resources | None = None  # what one job asks for (a segment's time when chunked)
+    routed: bool = False  # the site assigns the partition from the time: --partition is not passed
+    candidates: tuple[tuple[str, str | None], ...] = ()  # (partition, QoS) that fit, best first (placement)
+    starts: dict[str, str] = field(default_factory=dict)  # partition -> Slurm's expected start (--test-only)
 
     def __post_init__(self) -> None:
         if self.job_res is None:
             self.job_res = self.spec.resources
+
+    @property
+    def sbatch_partition(self) -> str | None:
+        """What --partition gets: none when the site routes by time and the user named none."""
+        return None if self.routed else self.partition
 
     @property
     def submits(self) -> bool:
@@ -71,6 +79,7 @@ class PlannedRun:
                 "gpus": self.job_res.gpus_text if self.job_res.gpu_type else self.job_res.gpus,
                 "constraint": self.job_res.constraint, "nodes": self.job_res.nodes,
                 "segments": self.segments, "time": self.job_res.time, "warning": self.warning,
+                **({"routed": True} if self.routed else {}), **({"starts": self.starts} if self.starts else {}),
                 "job_id": self.job_id, "path": str(self.run_dir),
                 "verdicts": [{"partition": v.partition.name, "fits": v.fits, "reason": v.reason}
                              for v in self.verdicts]}
@@ -109,14 +118,15 @@ def with_site_defaults(res: Resources, site: SiteConfig | None) -> Resources:
 def plan(specs: Sequence[JobSpec], root: Path, executor: str,
          partitions: list[cluster_mod.Partition] | None,
          summaries: dict[str, RunSummary] | None = None, *,
-         facts: ClusterFacts | None = None, site: SiteConfig | None = None) -> list[PlannedRun]:
+         facts: ClusterFacts | None = None, site: SiteConfig | None = None,
+         starts: dict[Resources, dict[str, str]] | None = None) -> list[PlannedRun]:
     """Decide, per spec, what submitting would do. Raises cluster.NoFit before anything is written.
 
     With `facts` (read once per command, or a saved profile) the choice also knows accounts, QoS,
     typed GPUs and node features (`placement.place`); `partitions` alone is the older, size-only choice."""
     summaries = summaries if summaries is not None else _existing_summaries(specs, root)
     placed: dict[Resources, placement_mod.Placement] = {}  # one choice per resource shape
-    groups = cluster_mod._user_groups() if facts is not None else None
+    groups = None  # placement checks AllowGroups against the local user on a live cluster only
     planned = []
     for spec in specs:
         run_dir = Path(root) / spec.sweep / spec.run_id
@@ -128,13 +138,14 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
             res = with_site_defaults(spec.resources, site)
             if res not in placed:
                 placed[res] = placement_mod.place(facts, res, never=site.never_partitions if site else (),
-                                                  groups=groups)
+                                                  groups=groups, starts=(starts or {}).get(res))
             where = placed[res]
             choice = where.choice
             item.partition = choice.partition.name if choice.partition else None
             item.partition_reason, item.verdicts, item.segments = choice.reason, choice.verdicts, choice.segments
-            item.job_res = replace(res, time_min=choice.time_min, partition=item.partition,
-                                   account=where.account, qos=where.qos)
+            item.job_res = placement_mod.with_placement(res, where, choice.time_min)
+            item.routed = not where.pass_partition
+            item.candidates = where.candidates
         elif executor == "slurm" and partitions is not None:
             choice = cluster_mod.choose_partition(partitions, spec.resources)
             item.partition = choice.partition.name if choice.partition else None
@@ -145,6 +156,12 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
         if item.submits and current is not None:
             item.warning = _signal_warning(current, item.job_res)
         planned.append(item)
+    if executor == "slurm" and facts is not None:
+        jobs: dict[str, int] = {}
+        for item in planned:
+            if item.submits and item.job_res.qos:
+                jobs[item.job_res.qos] = jobs.get(item.job_res.qos, 0) + 1
+        placement_mod.check_submit_limits(facts, jobs)
     return planned
 
 
@@ -216,7 +233,7 @@ def sbatch_script(item: PlannedRun, root: Path, site: SiteConfig | None = None) 
     """The batch script this run's job would be sent with (`--dry-run --show-script`): rendered from
     the same parameters `execute` gives the executor, so the two cannot drift apart."""
     python = site.python if site is not None and site.python else shlex.quote(sys.executable)
-    return slurm.render_script(slurm_parameters(item.job_res, item.partition, item.spec.sweep, site),
+    return slurm.render_script(slurm_parameters(item.job_res, item.sbatch_partition, item.spec.sweep, site),
                                slurm.job_folder(Path(root) / item.spec.sweep), python)
 
 
@@ -257,13 +274,14 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
             sweep = items[0].spec.sweep
             folder = slurm.job_folder(Path(root).resolve() / sweep)
             partition = items[0].partition
+            sbatch_partition = items[0].sbatch_partition
             python = None
             if local:  # FIFO key: this submission's time, then the run's place in it
                 python = localqueue.wrapper_command(pool, node, Request.of(items[0].job_res), f"{t0:020d}-{n:05d}",
                                                     items[0].job_res.time_min * 60, str(items[0].run_dir.resolve()))
             res = items[0].job_res
             if executor == "slurm":
-                ex = slurm.slurm_executor(folder, slurm_parameters(res, partition, sweep, site),
+                ex = slurm.slurm_executor(folder, slurm_parameters(res, sbatch_partition, sweep, site),
                                           python=site.python if site is not None else None)
             else:  # `python` puts jobkit.submit.localqueue in front of each task: it waits for its share, then runs
                 ex = slurm.local_executor(folder, timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,

@@ -48,8 +48,13 @@ class Submission:
 
 
 def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_run: bool,
-                profile: Path | None = None, config_start: Path | None = None, source: str = "") -> Submission:
-    """Check, plan and (unless `dry_run`) submit `specs`. Raises SubmitProblem before anything is written."""
+                profile: Path | None = None, config_start: Path | None = None, source: str = "",
+                explain: bool = False) -> Submission:
+    """Check, plan and (unless `dry_run`) submit `specs`. Raises SubmitProblem before anything is written.
+
+    On a live cluster Slurm judges the plan: one `sbatch --test-only` per array shape before anything
+    is written (a refusal is one line), and with `explain` one per partition that fits, whose expected
+    start times rank the partitions that fit equally (see jobkit.plan.placement)."""
     specs = list(specs)
     # a plan against another cluster's saved profile: its data is there, not here
     data_warnings = _check_data(specs, source or str(root)) if profile is None else []
@@ -74,10 +79,17 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
             localqueue.open_pool(localqueue.pool_dir())
         except OSError as exc:
             raise SubmitProblem(f"local queue folder: {exc}; set JOBKIT_LOCAL_POOL to another folder") from None
+    live = executor == "slurm" and facts is not None and facts.source == "slurm"
     if dry_run:
         out.planned = _plan(specs, root, out)
+        if live and explain:
+            out.planned = _plan(specs, root, out, starts=_starts(out.planned, root, site))
+        if live:
+            _confirm(out.planned, root, out)
     else:
-        _plan(specs, root, out, check_only=True)  # NoFit and friends before anything is written
+        checked = _plan(specs, root, out, check_only=True)  # NoFit and friends before anything is written
+        if live:
+            _confirm(checked, root, out)  # Slurm's own verdict per array shape, before anything is written
         sweeps = sorted({s.sweep for s in specs})
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
@@ -149,13 +161,55 @@ def _facts(executor: str, profile: Path | None) -> clusterfacts.ClusterFacts | N
         raise SubmitProblem(str(exc)) from None
 
 
-def _plan(specs: list[JobSpec], root: Path, sub: Submission, check_only: bool = False) -> list[submit_mod.PlannedRun]:
+def _plan(specs: list[JobSpec], root: Path, sub: Submission, check_only: bool = False,
+          starts: dict | None = None) -> list[submit_mod.PlannedRun]:
     """The plan; `check_only` skips reading the runs' state (partitions and input checks only)."""
     try:
-        return submit_mod.plan(specs, root, sub.executor, None, summaries={} if check_only else None,
-                               facts=sub.facts, site=sub.site)
+        planned = submit_mod.plan(specs, root, sub.executor, None, summaries={} if check_only else None,
+                                  facts=sub.facts, site=sub.site, starts=starts)
     except cluster_mod.NoFit as exc:
         raise SubmitProblem(str(exc)) from None
+    for item in planned:
+        key = submit_mod.with_site_defaults(item.spec.resources, sub.site)
+        item.starts = dict((starts or {}).get(key, {}))
+    return planned
+
+
+def _starts(planned: list[submit_mod.PlannedRun], root: Path, site: siteconfig.SiteConfig) -> dict:
+    """Per resource shape: partition -> Slurm's expected start, one `sbatch --test-only` per partition
+    that fits (with the QoS placement chose there); a partition Slurm refuses gets no time."""
+    out: dict = {}
+    for item in planned:
+        key = submit_mod.with_site_defaults(item.spec.resources, site)
+        if key in out or not item.submits:
+            continue
+        out[key] = {}
+        for name, qos in item.candidates:
+            trial = replace(item, partition=name, routed=False, job_res=replace(item.job_res, partition=name, qos=qos))
+            try:
+                verdict = slurm.sbatch_test_only(submit_mod.sbatch_script(trial, root, site))
+            except cluster_mod.ClusterError:
+                return {}
+            if verdict.ok:
+                out[key][name] = verdict.start
+    return out
+
+
+def _confirm(planned: list[submit_mod.PlannedRun], root: Path, sub: Submission) -> None:
+    """One `sbatch --test-only` per array (the real submission's options): a refusal stops everything."""
+    for items in submit_mod.arrays(planned, sub.max_array):
+        first = items[0]
+        try:
+            verdict = slurm.sbatch_test_only(submit_mod.sbatch_script(first, root, sub.site), array=len(items))
+        except cluster_mod.ClusterError as exc:
+            raise SubmitProblem(str(exc)) from None
+        if not verdict.ok:
+            where = f"partition {first.partition}" if first.partition else "the routed partition"
+            raise SubmitProblem(f"Slurm refuses {len(items)} run{'s' if len(items) != 1 else ''} on {where} "
+                                f"(sbatch --test-only): {verdict.message}; nothing was submitted")
+        if verdict.start:
+            for item in items:
+                item.starts.setdefault(verdict.partition or first.partition or "", verdict.start)
 
 
 def resumed_spec(spec: JobSpec, changes: dict, settings: dict, chunk: bool) -> JobSpec:

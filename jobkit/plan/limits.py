@@ -1,0 +1,106 @@
+"""The limits that bind a job, named with their value and source, and the QoS chosen to satisfy them.
+
+- Wall limit = the smallest of the partition's MaxTime, the job QoS's MaxWall, the partition QoS's
+  MaxWall and the association's MaxWall; `Limit.source` says which binds, so a refusal blames the
+  QoS when the QoS is the cause ("QoS normal MaxWall 1-00:00:00 < 3-00:00:00 asked (partition gpu
+  allows 2-00:00:00)").
+- QoS: among those the association grants and the partition allows: the default QoS when its limit
+  admits the time; else the granted QoS with the shortest MaxWall that does (a longer QoS when the
+  run needs it and the user has it); none admitting it: the longest (a chunked run's segments).
+- Per user: a job's GPUs against the QoS's MaxTRES and MaxTRESPU `gres/gpu`; a sweep's job count
+  against MaxSubmitPU, counting the user's jobs already queued under that QoS (read live only).
+Pure: no subprocess.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from jobkit.plan.choose import NoFit, Partition
+from jobkit.plan.clusterfacts import Association, ClusterFacts
+from jobkit.plan.slurmtext import _int, parse_tres
+from jobkit.plan.slurmtime import format_time
+
+
+@dataclass(frozen=True)
+class Limit:
+    minutes: int | None  # None: unlimited
+    source: str  # "partition gpu MaxTime", "QoS normal MaxWall", "association physics MaxWall", ...
+
+    def admits(self, minutes: int) -> bool:
+        return self.minutes is None or minutes <= self.minutes
+
+    @property
+    def text(self) -> str:
+        return format_time(self.minutes)
+
+
+def qos_wall(facts: ClusterFacts, name: str | None) -> int | None:
+    q = facts.qos.get(name) if name else None
+    return q.max_wall_min if q else None
+
+
+def binding_limit(facts: ClusterFacts, p: Partition, qos: str | None, assoc: Association | None) -> Limit:
+    """The smallest wall limit on a job of `p` under `qos`, and where it comes from (ties: the partition)."""
+    part_qos = facts.access_of(p.name).qos
+    candidates = [Limit(p.max_time_min, f"partition {p.name} MaxTime")]
+    if qos:
+        candidates.append(Limit(qos_wall(facts, qos), f"QoS {qos} MaxWall"))
+    if part_qos and part_qos != qos:
+        candidates.append(Limit(qos_wall(facts, part_qos), f"partition QoS {part_qos} MaxWall"))
+    if assoc is not None:
+        candidates.append(Limit(assoc.max_wall_min, f"association {assoc.account} MaxWall"))
+    real = [c for c in candidates if c.minutes is not None]
+    return min(real, key=lambda c: c.minutes) if real else candidates[0]
+
+
+def time_refusal(limit: Limit, p: Partition, minutes: int) -> str:
+    """`MaxTime 1-00:00:00 < 3-00:00:00 asked`, or the QoS/association that binds below the partition."""
+    asked = f"{limit.text} < {format_time(minutes)} asked"
+    if limit.source.startswith("partition ") and limit.source.endswith(" MaxTime"):
+        return f"MaxTime {asked}"
+    return f"{limit.source} {asked} (partition {p.name} allows {p.max_time})"
+
+
+def pick_qos(facts: ClusterFacts, allowed: set[str], default: str | None, limit_of, minutes: int) -> str | None:
+    """The QoS a job of `minutes` gets among `allowed` (`limit_of(q)` -> Limit); None: the partition is
+    reserved to a QoS other than the user's default (used only when that QoS is asked for)."""
+    def wall(q: str) -> float:
+        w = qos_wall(facts, q)
+        return math.inf if w is None else w
+
+    if default and default in allowed and limit_of(default).admits(minutes):
+        return default
+    if default and default not in allowed and wall(default) >= minutes:
+        return None
+    fitting = [q for q in allowed if limit_of(q).admits(minutes)]
+    if fitting:
+        return min(fitting, key=lambda q: (wall(q), q))
+    return max(allowed, key=lambda q: (wall(q), q)) if allowed else None
+
+
+def gpu_limit(facts: ClusterFacts, qos: str | None) -> tuple[int, str] | None:
+    """The smallest of QoS `qos`'s MaxTRES (per job) and MaxTRESPU (per user) gres/gpu, and its name."""
+    q = facts.qos.get(qos) if qos else None
+    if q is None:
+        return None
+    found = []
+    for text, what in ((q.max_tres, "MaxTRES"), (q.max_tres_pu, "MaxTRESPU")):
+        tres = parse_tres(text)
+        if "gres/gpu" in tres:
+            found.append((_int(tres["gres/gpu"]), f"QoS {q.name} {what} gres/gpu={tres['gres/gpu']}"))
+    return min(found) if found else None
+
+
+def check_submit_limits(facts: ClusterFacts, jobs_by_qos: dict[str, int]) -> None:
+    """Raise NoFit when the jobs to submit under a QoS, plus the user's jobs already queued under it,
+    exceed its MaxSubmitPU (Slurm would refuse the sbatch; an array counts one job per task)."""
+    for name, count in sorted(jobs_by_qos.items()):
+        q = facts.qos.get(name)
+        if q is None or q.max_submit_pu is None:
+            continue
+        queued = facts.queued_jobs.get(name, 0)
+        if count + queued > q.max_submit_pu:
+            already = f" + {queued} of yours already queued" if queued else ""
+            raise NoFit(f"QoS {name} MaxSubmitPU {q.max_submit_pu}: {count} jobs to submit{already} > "
+                        f"{q.max_submit_pu} — submit fewer runs at a time (--only) or wait for queued ones to end")
