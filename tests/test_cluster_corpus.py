@@ -94,11 +94,15 @@ def test_every_table_covers_the_fixed_shapes():
 def test_the_corpus_covers_every_kind():
     facts = [load_profile(p) for p in PROFILES]
 
-    def preemptible_partition(f) -> bool:
-        return any(p.preempt_mode != "OFF" for p in f.partitions) and f.preempt_type == "preempt/partition_prio"
+    def scavenger(f) -> bool:  # a low-tier preemptible partition over every node
+        every = {n for t in f.node_types for n in t.names}
+        low = min(p.priority_tier for p in f.partitions)
+        return f.preempt_type == "preempt/partition_prio" and any(
+            p.preempt_mode != "OFF" and p.priority_tier == low and set(f.access_of(p.name).node_names) == every
+            for p in f.partitions)
 
     kinds = {
-        "scavenger (low tier, PreemptMode REQUEUE)": any(preemptible_partition(f) for f in facts),
+        "scavenger (low tier, PreemptMode REQUEUE, every node)": any(scavenger(f) for f in facts),
         "owners preempt a shared partition by QoS": any(
             f.preempt_type == "preempt/qos" and any(q.preempt for q in f.qos.values())
             and any(a.qos for a in f.access.values()) for f in facts),
