@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from jobkit import slurm
+from jobkit import slurm, store
 from jobkit.observe.runstate import RunSummary
 from jobkit.observe.status import collect_status
 from jobkit.plan import choose as cluster_mod
@@ -114,6 +114,7 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
 
     With `facts` (read once per command, or a saved profile) the choice also knows accounts, QoS,
     typed GPUs and node features (`placement.place`); `partitions` alone is the older, size-only choice."""
+    specs = keep_folder_names(specs, root)  # a run's folder is found by its signature, never renamed
     summaries = summaries if summaries is not None else _existing_summaries(specs, root)
     placed: dict[Resources, placement_mod.Placement] = {}  # one choice per resource shape
     groups = cluster_mod._user_groups() if facts is not None else None
@@ -146,6 +147,21 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
             item.warning = _signal_warning(current, item.job_res)
         planned.append(item)
     return planned
+
+
+def keep_folder_names(specs: Sequence[JobSpec], root: Path) -> list[JobSpec]:
+    """Each spec named as the existing folder of its signature (`<any name>-<signature>`), if one exists:
+    adding, removing or reordering runs of a sweep changes their readable names, never a folder or id."""
+    by_sweep: dict[str, dict[str, Path]] = {}
+    out = []
+    for spec in specs:
+        if spec.sweep not in by_sweep:
+            prefer = {s.signature: s.run_id for s in specs if s.sweep == spec.sweep}
+            by_sweep[spec.sweep] = store.folders_by_signature(Path(root) / spec.sweep, prefer)
+        folder = by_sweep[spec.sweep].get(spec.signature)
+        parts = store.split_run_id(folder.name) if folder is not None else None
+        out.append(replace(spec, name=parts[0]) if parts and folder.name != spec.run_id else spec)
+    return out
 
 
 def _existing_summaries(specs: Sequence[JobSpec], root: Path) -> dict[str, RunSummary]:

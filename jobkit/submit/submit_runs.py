@@ -90,9 +90,10 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
             raise SubmitProblem(f"submission refused, nothing was submitted: {exc}", EXIT_FAILED) from None
     if dry_run and node is not None:
         out.outlook = local_outlook(node, out.planned)
+    signature_of = {s.run_id: s.signature for s in specs}  # planned ids keep their folders' names
     for p in out.planned:
         p.warning = "; ".join(w for rid, w in [(p.spec.run_id, p.warning)] + data_warnings
-                              if rid == p.spec.run_id and w) or None
+                              if (rid == p.spec.run_id or signature_of.get(rid) == p.spec.signature) and w) or None
     return out
 
 
