@@ -1,6 +1,7 @@
 """One writer per run folder: the lease refuses a second writer, survives a kill -9, and is taken over."""
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -165,3 +166,14 @@ def test_two_runners_started_together_one_trains_one_refuses_50_times(tmp_path):
         assert Event.FAILED not in kinds
         testing.assert_same(run.load_checkpoint()[0]["workload"], expected["workload"])
         assert lease.read(run.path) is None
+
+
+def test_status_shows_the_holder(tmp_path):
+    run = make_run(tmp_path)
+    with lease.Lease.take(run.path, job_id="31337"):
+        shown = CliRunner().invoke(cli, ["status", "--root", str(tmp_path), "--json"])
+        assert json.loads(shown.output)["runs"][0]["lease"]["job_id"] == "31337"
+        table = CliRunner().invoke(cli, ["status", "--root", str(tmp_path)])
+        assert "trained by job 31337 on" in table.output
+    shown = CliRunner().invoke(cli, ["status", "--root", str(tmp_path), "--json"])
+    assert json.loads(shown.output)["runs"][0]["lease"] is None

@@ -19,7 +19,7 @@ from jobkit.plan import datacheck
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry, siteconfig
 from jobkit.plan.spec import JobSpec, ResourceError, Resources, parse_resources
-from jobkit.submit import localqueue
+from jobkit.submit import intents, localqueue
 from jobkit.submit import submission as submit_mod
 from jobkit.submit.localnode import Node, Request, schedule
 
@@ -77,12 +77,14 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
             raise SubmitProblem(f"local queue folder: {exc}; set JOBKIT_LOCAL_POOL to another folder") from None
     if dry_run:
         out.planned = _plan(specs, root, out)
+        _adopt(out, write=False)
     else:
         _plan(specs, root, out, check_only=True)  # NoFit and friends before anything is written
         sweeps = sorted({s.sweep for s in specs})
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
                 out.planned = _plan(specs, root, out)  # under the lock: no duplicate jobs
+                _adopt(out, write=True)  # jobs a dead submitter sent, found by their token
                 out.outlook = local_outlook(node, out.planned) if node else None
                 if any(p.submits for p in out.planned):
                     submit_mod.execute(out.planned, root, executor, site=site, max_array_size=out.max_array)
@@ -95,6 +97,15 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
         p.warning = "; ".join(w for rid, w in [(p.spec.run_id, p.warning)] + data_warnings
                               if (rid == p.spec.run_id or signature_of.get(rid) == p.spec.signature) and w) or None
     return out
+
+
+def _adopt(sub: Submission, write: bool) -> None:
+    """Adopt the jobs of intents without a receipt (jobkit.submit.intents); if the scheduler cannot be
+    asked, submit nothing rather than maybe twice."""
+    error = intents.adopt(sub.planned, sub.executor, write=write)
+    if error:
+        raise SubmitProblem(f"an earlier submit of these runs died before recording its jobs, and the "
+                            f"scheduler cannot be asked for them now ({error}); try again", EXIT_FAILED)
 
 
 def resolve_executor(name: str) -> str:
