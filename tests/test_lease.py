@@ -177,3 +177,13 @@ def test_status_shows_the_holder(tmp_path):
         assert "trained by job 31337 on" in table.output
     shown = CliRunner().invoke(cli, ["status", "--root", str(tmp_path), "--json"])
     assert json.loads(shown.output)["runs"][0]["lease"] is None
+
+
+def test_a_rank_refuses_beside_another_jobs_rank_0(tmp_path):
+    run = make_run(tmp_path)
+    with lease.Lease.take(run.path, job_id="10", rank=0):
+        with lease.Lease.take(run.path, job_id="10", rank=1):
+            pass
+        with pytest.raises(lease.LeaseHeld, match="job 10"):
+            lease.Lease.take(run.path, job_id="11", rank=1)
+        assert lease.read(run.path, 1) is None

@@ -13,7 +13,8 @@ Two layers, because run folders live on file systems that keep locks more or les
 
 A second writer refuses (`LeaseHeld`, one line naming the holder) before it writes anything. Each
 rank of a multi-process run holds its own lease (`lease.json` for rank 0, `lease-rank<N>.json` for
-the others), so a second job of the same run is refused by every one of its ranks. A requeued job
+the others), so a second job of the same run is refused by every one of its ranks; a rank > 0 of a
+job also checks that rank 0's lease is its own job's. A requeued job
 that finds the lease of its own job id (the previous attempt's allocation still tearing down) waits
 for it, up to the timeout, instead of refusing.
 """
@@ -181,7 +182,24 @@ class Lease:
                               + ("its process is gone" if old.host == host and not _alive(old.pid)
                                  else f"no heartbeat for {old.age(now):.0f}s (timeout {limit:g}s)"))
         lease._thread.start()
+        if rank > 0 and job_id:
+            lease._same_job_as_rank0(job_id)
         return lease
+
+    def _same_job_as_rank0(self, job_id: str, wait_s: float = 30.0) -> None:
+        """A rank > 0 trains only beside its own job's rank 0: if rank 0's lease names another live
+        writer, this rank refuses too (rather than wait for a rank 0 that will never come)."""
+        end = time.time() + wait_s
+        while True:
+            main = read(self.run.path, 0)
+            if main is not None and main.job_id == job_id:
+                return
+            if main is not None and main.age() <= self.limit_s:
+                self.release()
+                raise LeaseHeld(self.run.path, main)
+            if time.time() > end:
+                return  # no rank 0 yet: the collectives' timeout decides
+            time.sleep(0.1)
 
     def _write(self) -> None:
         atomic.write_json(paths(self.run.path, self.rank)[1], self.holder.to_json())
