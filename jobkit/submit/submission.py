@@ -283,8 +283,9 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
             folder = slurm.job_folder(Path(root).resolve() / sweep)
             partition = items[0].partition
             python = None
-            if local:  # FIFO key: this submission's time, then the run's place in it
-                python = localqueue.wrapper_command(pool, node, Request.of(items[0].job_res), f"{t0:020d}-{n:05d}-{token}",
+            if local:  # FIFO key: this submission's time, then the run's place in it; then its token
+                key = f"{t0:020d}-{n:05d}-{token}"
+                python = localqueue.wrapper_command(pool, node, Request.of(items[0].job_res), key,
                                                     items[0].job_res.time_min * 60, str(items[0].run_dir.resolve()))
             res = items[0].job_res
             if executor == "slurm":
@@ -307,8 +308,8 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
                 item.job_id = str(job.job_id)
                 run = RunDir(item.run_dir)
                 where = {"host": socket.gethostname()} if executor == "local" else {}
-                run.event(Event.SUBMITTED, sync=False, job_id=item.job_id, partition=partition, executor=executor,
-                          time=item.job_res.time, segments=item.segments,
+                run.event(Event.SUBMITTED, sync=False, job_id=item.job_id, token=token, partition=partition,
+                          executor=executor, time=item.job_res.time, segments=item.segments,
                           resume=item.action == "resume", array_size=len(items), **where)
                 _link_logs(run, folder.parent, item.job_id)
             _drop_template_folder(folder)
