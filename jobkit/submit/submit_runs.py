@@ -103,7 +103,7 @@ def _adopt(sub: Submission, write: bool) -> None:
     """Adopt the jobs of intents without a receipt (jobkit.submit.intents); if the scheduler cannot be
     asked, submit nothing rather than maybe twice."""
     error = intents.adopt(sub.planned, sub.executor, write=write)
-    if error:
+    if error and write:  # a dry run (maybe against a saved profile) plans as if none were found
         raise SubmitProblem(f"an earlier submit of these runs died before recording its jobs, and the "
                             f"scheduler cannot be asked for them now ({error}); try again", EXIT_FAILED)
 
