@@ -103,3 +103,58 @@ def test_slurm_submitter_killed_after_sbatch_then_submit_again_runs_each_once(tm
     assert all(p["action"] == "queued" for p in planned.values())
     job_ids = {next(e["job_id"] for e in r.events() if e["event"] == Event.SUBMITTED) for r in runs}
     assert len({j.split("_")[0] for j in job_ids}) == 1 and len(job_ids) == 2
+
+
+def _planned_with_intent(tmp_path: Path, executor: str, runs: int = 2):
+    from jobkit.plan import sweep as sweep_mod
+    from jobkit.submit import submission
+    data = {"name": "x", "run": [{"workload": "toy", "preset": "tiny", "hidden": [8, 16][:runs]}]}
+    specs = sweep_mod.from_dict(data).specs
+    folders = [RunDir.create(tmp_path, s) for s in specs]
+    token = intents.new_token()
+    intents.record(folders, token, executor)
+    return folders, token, submission.plan(specs, tmp_path, executor, None)
+
+
+def test_slurm_jobs_carrying_the_token_are_adopted_one_query_for_all(tmp_path, monkeypatch):
+    folders, token, planned = _planned_with_intent(tmp_path, "slurm")
+    asked = []
+
+    def squeue(comments):
+        asked.append(sorted(comments))
+        return {intents.comment(token): ["77_1", "77_0"], "jobkit:other": ["5"]}, None
+
+    monkeypatch.setattr("jobkit.slurm.jobs_by_comment", squeue)
+    assert intents.adopt(planned, "slurm") is None
+    assert asked == [[intents.comment(token)]]
+    assert [(p.action, p.job_id) for p in planned] == [("queued", "77_0"), ("queued", "77_1")]
+    for run, job in zip(folders, ("77_0", "77_1")):
+        receipt = run.events()[-1]
+        assert receipt["event"] == Event.SUBMITTED and receipt["job_id"] == job and receipt["adopted"]
+        assert intents.unreceipted(run) is None
+
+
+def test_a_scheduler_that_cannot_be_asked_submits_nothing(tmp_path, monkeypatch):
+    folders, _, planned = _planned_with_intent(tmp_path, "slurm", runs=1)
+    monkeypatch.setattr("jobkit.slurm.jobs_by_comment", lambda comments: ({}, "squeue: timed out"))
+    assert intents.adopt(planned, "slurm") == "squeue: timed out"
+    assert Event.SUBMITTED not in _kinds(folders[0])
+
+
+def test_a_local_controller_carrying_the_token_is_adopted(tmp_path):
+    """The local executor's job is its submitit controller: found by the queue key in its environment."""
+    folders, token, planned = _planned_with_intent(tmp_path, "local", runs=1)
+    command = f"python -m jobkit.submit.localqueue --pool /p --key 0001-00000-{token} --run r -- python -u"
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "submitit.local._local"],
+                            env={**os.environ, "SUBMITIT_LOCAL_COMMAND": command})
+    end = time.time() + 10  # /proc shows the new command line a moment after Popen returns
+    while not Path(f"/proc/{fake.pid}/cmdline").read_bytes() and time.time() < end:
+        time.sleep(0.01)
+    try:
+        assert intents.adopt(planned, "local") is None
+        assert planned[0].action == "queued" and planned[0].job_id == str(fake.pid)
+        receipt = folders[0].events()[-1]
+        assert receipt["adopted"] and receipt["host"] and receipt["job_id"] == str(fake.pid)
+    finally:
+        fake.kill()
+        fake.wait()
