@@ -44,7 +44,7 @@ from torch import nn
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry
 from jobkit.plan.spec import JobSpec, Resources
-from jobkit.run import rng, runner
+from jobkit.run import lease, rng, runner
 from jobkit.store import RunDir
 
 if "JOBKIT_DATA" not in os.environ and Path("/work/shared/data").is_dir():
@@ -114,9 +114,18 @@ def bare_loop(workload: str, overrides: dict, cpus: int, work: Path) -> tuple[fl
     return (t_end - t1) / (n - 1), clock.inside / clock.calls, t_end - t_start
 
 
-def runner_loop(workload: str, overrides: dict, cpus: int, work: Path) -> tuple[float, float, float, RunDir]:
-    """Same figures through `runner.run` (timed by its `on_step` hook, called after every step)."""
+def runner_loop(workload: str, overrides: dict, cpus: int, work: Path,
+                held: float | None = None) -> tuple[float, float, float, RunDir]:
+    """Same figures through `runner.run` (timed by its `on_step` hook, called after every step);
+    `held`: under a lease of that timeout, as jobs and `jobkit run` train (heartbeat every timeout/5)."""
     run = make_run(work, workload, overrides, cpus)
+    if held is not None:
+        with lease.Lease.take(run.path, job_id="bench", limit_s=held):
+            return runner_loop_of(run, workload, overrides)
+    return runner_loop_of(run, workload, overrides)
+
+
+def runner_loop_of(run: RunDir, workload: str, overrides: dict) -> tuple[float, float, float, RunDir]:
     marks: dict[int, float] = {}
     total_steps = int(overrides["steps"])
 
@@ -180,6 +189,32 @@ def overhead(label: str, workload: str, overrides: dict, cpus: int, repeats: int
         profile_runner(workload, overrides, cpus, scratch / "profile")
     return {"label": label, "bare_ms": b * 1e3, "runner_ms": x * 1e3, "pct": pct, "paired": paired,
             "outside_us": outside[best] * 1e6, "self_pct": self_pct}
+
+
+def lease_cost(label: str, workload: str, overrides: dict, cpus: int, repeats: int, scratch: Path,
+               beat_timeout_s: float) -> None:
+    """The lease's cost on a step: the runner with and without it, interleaved, best of `repeats`;
+    the lease's timeout is short (`beat_timeout_s`) so that its heartbeat thread beats often."""
+    steps = int(overrides["steps"])
+    print(f"\n## lease on {label}: {steps} steps, heartbeat every {beat_timeout_s / 5:g} s, best of {repeats}")
+    runner_loop(workload, dict(overrides, steps=min(steps, 30)), cpus, scratch / "warm")
+    free, held = [], []
+    for r in range(repeats):
+        free.append(runner_loop(workload, overrides, cpus, scratch / f"free-{r}")[0])
+        held.append(runner_loop(workload, overrides, cpus, scratch / f"held-{r}", held=beat_timeout_s)[0])
+        print(f"   repeat {r + 1}: without {free[-1] * 1e3:.4f} ms/step, with the lease {held[-1] * 1e3:.4f} ms/step "
+              f"({(held[-1] / free[-1] - 1) * 100:+.2f} %)")
+    takes = []
+    run = make_run(scratch / "take", workload, dict(overrides, steps=1), cpus)
+    for _ in range(20):
+        t0 = time.perf_counter()
+        lease.Lease.take(run.path, limit_s=beat_timeout_s).release()
+        takes.append(time.perf_counter() - t0)
+    pct = (min(held) / min(free) - 1) * 100
+    paired = statistics.median((h / f - 1) * 100 for f, h in zip(free, held))
+    print(f"   per step       : {pct:+.2f} % best vs best, {paired:+.2f} % median of the paired repeats   "
+          f"target < 1 %: {'OK' if pct < 1.0 else 'OVER TARGET'}")
+    print(f"   take + release : {statistics.median(takes) * 1e3:.2f} ms (median of 20; once per job)")
 
 
 RUNNER_SIDE = [  # (label, file fragment, function): the runner's own work per step, by cause
@@ -302,6 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-toy", action="store_true")
     ap.add_argument("--skip-charlm", action="store_true")
     ap.add_argument("--skip-checkpoint", action="store_true")
+    ap.add_argument("--skip-lease", action="store_true", help="skip the lease's cost on a charlm tiny step")
+    ap.add_argument("--lease-beat-timeout", type=float, default=1.0,
+                    help="lease timeout for the lease figure (heartbeat every timeout/5; default 1 s: often)")
     ap.add_argument("--ckpt-width", type=int, default=1000, help="Linear width (default 1000)")
     ap.add_argument("--ckpt-layers", type=int, default=10, help="Linear layers (default 10: 10.01M params)")
     ap.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temp folder, removed)")
@@ -328,6 +366,15 @@ def main(argv: list[str] | None = None) -> None:
                                         {"preset": "tiny", "model": args.charlm_model, "data": "tinyshakespeare",
                                          "steps": args.charlm_steps, **cadence},
                                         args.cpus, args.repeats, scratch / "charlm", args.profile))
+        if not args.skip_lease:
+            why = charlm_available()
+            if why:
+                print(f"\n## lease: skipped ({why})")
+            else:
+                lease_cost(f"charlm tiny ({args.charlm_model})", "charlm",
+                           {"preset": "tiny", "model": args.charlm_model, "data": "tinyshakespeare",
+                            "steps": args.charlm_steps, **cadence}, args.cpus, args.repeats, scratch / "lease",
+                           args.lease_beat_timeout)
         if not args.skip_checkpoint:
             checkpoint_bench(args.repeats, scratch, args.ckpt_width, args.ckpt_layers)
     finally:

@@ -258,6 +258,24 @@ def query_states(job_ids: Sequence[str]) -> SlurmView:
     return _squeue(view)
 
 
+def jobs_by_comment(comments: Sequence[str]) -> tuple[dict[str, list[str]], str | None]:
+    """{comment: job ids (array tasks as `123_4`)} of this user's queued and running jobs carrying one
+    of `comments`, with one squeue call; and squeue's error line, if it failed."""
+    wanted = set(comments)
+    try:
+        out = _run(["squeue", "-h", "-r", "-u", _user(), "-o", "%i|%k"])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {}, f"squeue: {exc}"
+    if out.returncode != 0:
+        return {}, last_line(out.stderr) or "squeue failed"
+    found: dict[str, list[str]] = {}
+    for line in out.stdout.splitlines():
+        job_id, _, text = line.strip().partition("|")
+        if text in wanted:
+            found.setdefault(text, []).append(job_id)
+    return found, None
+
+
 def accounting_enabled() -> bool:
     """Whether slurm.conf names an accounting storage (read from the file: no Slurm call)."""
     conf = conf_path()

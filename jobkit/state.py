@@ -63,6 +63,9 @@ class Event(StrEnum):
     CONVERGED = "converged"  # a plateau stop decided; `finished` follows
     WARNING = "warning"
     CHECKPOINT_REJECTED = "checkpoint_rejected"  # failed its size/sha256/load check; the previous one is used
+    LEASE_TAKEN_OVER = "lease_taken_over"  # a writer took the lease of one gone silent (jobkit/run/lease.py)
+    SUBMIT_INTENT = "submit_intent"  # about to sbatch, with the token the job carries; `submitted` is the receipt
+    SUBMIT_ABORTED = "submit_aborted"  # the submission of an intent was taken back (all or nothing)
 
 
 # The state a run is in when this event is its latest lifecycle event.

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +250,9 @@ def _read_json(path: Path) -> Any:
 
 
 def find_runs(root: Path, selectors: list[str] | tuple[str, ...] = ()) -> list[RunDir]:
-    """Run folders under `root` chosen by sweep names, run ids, run paths or id prefixes.
+    """Run folders under `root` chosen by sweep names, run ids, run paths, id prefixes, signatures
+    (the 8 hex digits ending an id) or readable names (the id without them): the one resolver of
+    `status`, `resume`, `cancel`, `logs` and `collect`.
 
     No selectors: every run under root. Raises LookupError naming a selector that matches nothing.
     """
@@ -263,12 +267,47 @@ def find_runs(root: Path, selectors: list[str] | tuple[str, ...] = ()) -> list[R
         if (as_path / "spec.json").is_file():
             matches = [RunDir(as_path.resolve())]
         else:
-            matches = [r for r in all_runs
-                       if r.path.parent.name == sel or r.run_id == sel or r.run_id.startswith(sel)
-                       or f"{r.path.parent.name}/{r.run_id}" == sel]
+            matches = [r for r in all_runs if r.path.parent.name == sel or r.run_id == sel
+                       or r.run_id.startswith(sel) or f"{r.path.parent.name}/{r.run_id}" == sel
+                       or _names(r.run_id, sel)]
         if not matches:
             raise LookupError(f"no run or sweep named {sel!r} under {root} (see `jobkit status --root {root}`)")
         for r in matches:
             chosen[r.path.resolve()] = r
     return list(chosen.values())
 
+
+
+_SIGNATURE = re.compile(r"^(?P<name>.+)-(?P<sig>[0-9a-f]{8})$")
+
+
+def split_run_id(run_id: str) -> tuple[str, str] | None:
+    """(readable name, signature) of a run folder's name `<name>-<signature>`, or None."""
+    found = _SIGNATURE.match(run_id)
+    return (found["name"], found["sig"]) if found else None
+
+
+def _names(run_id: str, selector: str) -> bool:
+    """Whether `selector` is this run's signature or its readable name."""
+    parts = split_run_id(run_id)
+    return parts is not None and selector in parts
+
+
+def folders_by_signature(sweep_dir: Path, prefer: dict[str, str] | None = None) -> dict[str, Path]:
+    """A sweep's run folders by signature, whatever their readable names: a run's identity.
+
+    The name is for people and follows the sweep (it depends on which keys differ across its runs);
+    the folder never moves. Two folders of one signature (made before identity was the signature):
+    the one named as `prefer[signature]`, else the first by name.
+    """
+    found: dict[str, list[Path]] = {}
+    try:
+        entries = sorted(os.scandir(sweep_dir), key=lambda e: e.name)
+    except OSError:
+        return {}
+    for entry in entries:
+        parts = split_run_id(entry.name)
+        if parts and entry.is_dir() and (Path(entry.path) / "spec.json").is_file():
+            found.setdefault(parts[1], []).append(Path(entry.path))
+    prefer = prefer or {}
+    return {sig: next((p for p in paths if p.name == prefer.get(sig)), paths[0]) for sig, paths in found.items()}

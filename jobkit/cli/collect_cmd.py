@@ -7,6 +7,7 @@ import click
 
 from jobkit.cli.common import UserError, console, json_option, locate_sweep, print_json, root_option
 from jobkit.cli.complete import sweeps_only
+from jobkit.store import find_runs
 
 
 @click.command("collect")
@@ -23,7 +24,8 @@ def collect(sweep: str, root: Path | None, out: Path | None, as_json: bool) -> N
     best and final metrics, time, segments, requeues), every run's train and validation loss on one
     plot per workload (read from the TensorBoard files), text samples side by side with the true
     continuation, and each workload's images compared as it describes them (β-VAE grids per β with MIG). A sweep that is still running gives a report of what
-    exists plus a list of what is missing. SWEEP may also be the sweep's folder.
+    exists plus a list of what is missing. SWEEP may also be the sweep's folder, or one of its runs
+    (signature, id or name).
 
     \b
     Examples:
@@ -35,6 +37,12 @@ def collect(sweep: str, root: Path | None, out: Path | None, as_json: bool) -> N
     from jobkit.collect import collect as collect_sweep
 
     root, sweep = locate_sweep(sweep, root)
+    if not (root / sweep).is_dir():  # a run's signature, id or name: its sweep
+        try:
+            sweeps = {r.path.parent.name for r in find_runs(root, [sweep])}
+        except LookupError:
+            sweeps = set()
+        sweep = sweeps.pop() if len(sweeps) == 1 else sweep
     try:
         report = collect_sweep(root, sweep, out)
     except CollectError as exc:

@@ -12,6 +12,7 @@ from jobkit.cli.complete import sweeps_and_runs
 from jobkit.observe import status_table as status_view
 from jobkit.observe import status_watch
 from jobkit.observe.status import StatusReport, collect_status
+from jobkit.run import lease
 from jobkit.state import FAILED
 
 STATE_STYLE = status_view.STATE_STYLE
@@ -28,6 +29,21 @@ def show_status(report: StatusReport, out: Console) -> None:
     status_view.show(report.summaries, out, report.slurm.source, report.slurm.error)
 
 
+def _lease_json(path: str) -> dict | None:
+    """Who trains the run now (its lease, if the heartbeat is fresh): host, pid, job id, attempt, times."""
+    holder = lease.live_holder(Path(path))
+    return holder.to_json() if holder is not None else None
+
+
+def show_holders(report: StatusReport, out: Console, most: int = 10) -> None:
+    """One line per run whose lease is held: who trains it (the writer jobkit would refuse a second)."""
+    held = [(s.run_id, h) for s in report.summaries if (h := lease.live_holder(Path(s.path))) is not None]
+    for run_id, holder in held[:most]:
+        out.print(f"[dim]{run_id}: trained by {holder.describe()} (heartbeat {holder.age():.0f}s ago)[/]")
+    if len(held) > most:
+        out.print(f"[dim]… and {len(held) - most} more runs being trained (`--json` names every holder)[/]")
+
+
 @click.command("status")
 @click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...", shell_complete=sweeps_and_runs)
 @click.option("--watch", is_flag=True, help="Redraw the table in place every --interval seconds; stops by itself "
@@ -42,7 +58,8 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float, as_json: bo
 
     Asks the scheduler once for all runs (sacct; squeue when accounting is off). On a terminal the
     table fits its width (long values shortened in the middle; `--json` has them in full); piped or
-    logged, it is one aligned line per run. Exits 1 when a shown run has failed.
+    logged, it is one aligned line per run. Under it, who trains each run being trained (its lease:
+    job, host, since when; `lease` in `--json`). Exits 1 when a shown run has failed.
 
     \b
     Examples:
@@ -61,9 +78,11 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float, as_json: bo
     elif as_json:
         report = collect_status(runs)
         print_json({"root": str(root), "scheduler": report.slurm.source, "slurm_calls": report.slurm.calls,
-                    "scheduler_error": report.slurm.error, "runs": [s.to_json() for s in report.summaries]})
+                    "scheduler_error": report.slurm.error,
+                    "runs": [{**s.to_json(), "lease": _lease_json(s.path)} for s in report.summaries]})
     else:
         report = collect_status(runs)
         show_status(report, console())
+        show_holders(report, console())
     if any(s.state in FAILED for s in report.summaries):
         raise SystemExit(EXIT_FAILED)

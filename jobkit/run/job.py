@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobkit import slurm
-from jobkit.run import distributed, launch, runner
+from jobkit.run import distributed, launch, lease, runner
 from jobkit.state import Event
 from jobkit.store import RunDir
 
@@ -48,6 +48,11 @@ class TrainJob(slurm.Checkpointable):
         chunked = spec.resources.chunk or bool(
             spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
         chunked = chunked or launch.continues_at_limit(spec)
+        try:  # one writer per run: a live lease means another job trains it; leave the folder untouched
+            held = lease.Lease.take(run.path, job_id=env.job_id, rank=topology.rank)
+        except lease.LeaseHeld as exc:  # not a failure of the run (see README): this job just ends
+            print(f"jobkit: {exc}; this job ends without touching the run", file=sys.stderr, flush=True)
+            return {}
         try:
             return launch.run(run, host, near_limit=lambda s: _classify(s, host, False) == "timeout")
         except runner.Stopped as stop:
@@ -63,8 +68,11 @@ class TrainJob(slurm.Checkpointable):
                           hint="resume with a longer --time, another --partition, or --chunk")
                 return run.metrics()
             run.event(Event.REQUEUED, step=stop.step, reason=reason, job_id=env.job_id, detail=stop.reason)
+            held.release()  # before requeueing: the next attempt must not wait for this one's lease
             problem = slurm.requeue(env)  # exits the process when the job is requeued
             raise runner.RunFailed(f"stopped at step {stop.step} but could not requeue: {problem}") from None
+        finally:
+            held.release()
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """A signal outside the training loop (submitit's handler): the run's state is already on

@@ -124,6 +124,30 @@ def entries(pool: Path, skip: Path | None = None) -> list[Entry]:
     return out
 
 
+def controllers_by_token(tokens: set[str] | Sequence[str]) -> dict[str, int]:
+    """{token: pid of the submitit controller} of this user's local jobs whose queue key ends with a
+    token (`--key <time>-<n>-<token>` in the command the controller runs): one pass over /proc. A
+    controller is the local job (its pid is the job id), waiting or running."""
+    wanted, found = set(tokens), {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if proc.stat().st_uid != os.getuid() or b"submitit.local._local" not in (proc / "cmdline").read_bytes():
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for var in environ:
+            if var.startswith(b"SUBMITIT_LOCAL_COMMAND="):
+                words = var.decode(errors="replace").split()
+                key = words[words.index("--key") + 1] if "--key" in words[:-1] else ""
+                token = key.rsplit("-", 1)[-1]
+                if token in wanted:
+                    found[token] = int(proc.name)
+    return found
+
+
 def busy(pool: Path) -> tuple[Request, int]:
     """What running local jobs hold now, and how many jobs wait (for `--dry-run --explain`)."""
     if not pool.is_dir():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from jobkit import slurm
+from jobkit import slurm, store
 from jobkit.observe.runstate import RunSummary
 from jobkit.observe.status import collect_status
 from jobkit.plan import choose as cluster_mod
@@ -31,7 +31,7 @@ from jobkit.plan.siteconfig import SiteConfig
 from jobkit.plan.spec import JobSpec, Resources
 from jobkit.state import QUEUED, Event, State
 from jobkit.store import RunDir
-from jobkit.submit import localqueue
+from jobkit.submit import intents, localqueue
 from jobkit.submit.localnode import Node, Request
 
 JOB_NAME_PREFIX = "jobkit-"
@@ -124,6 +124,7 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
 
     With `facts` (read once per command, or a saved profile) the choice also knows accounts, QoS,
     typed GPUs and node features (`placement.place`); `partitions` alone is the older, size-only choice."""
+    specs = keep_folder_names(specs, root)  # a run's folder is found by its signature, never renamed
     summaries = summaries if summaries is not None else _existing_summaries(specs, root)
     placed: dict[Resources, placement_mod.Placement] = {}  # one choice per resource shape
     groups = None  # placement checks AllowGroups against the local user on a live cluster only
@@ -163,6 +164,21 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
                 jobs[item.job_res.qos] = jobs.get(item.job_res.qos, 0) + 1
         placement_mod.check_submit_limits(facts, jobs)
     return planned
+
+
+def keep_folder_names(specs: Sequence[JobSpec], root: Path) -> list[JobSpec]:
+    """Each spec named as the existing folder of its signature (`<any name>-<signature>`), if one exists:
+    adding, removing or reordering runs of a sweep changes their readable names, never a folder or id."""
+    by_sweep: dict[str, dict[str, Path]] = {}
+    out = []
+    for spec in specs:
+        if spec.sweep not in by_sweep:
+            prefer = {s.signature: s.run_id for s in specs if s.sweep == spec.sweep}
+            by_sweep[spec.sweep] = store.folders_by_signature(Path(root) / spec.sweep, prefer)
+        folder = by_sweep[spec.sweep].get(spec.signature)
+        parts = store.split_run_id(folder.name) if folder is not None else None
+        out.append(replace(spec, name=parts[0]) if parts and folder.name != spec.run_id else spec)
+    return out
 
 
 def _existing_summaries(specs: Sequence[JobSpec], root: Path) -> dict[str, RunSummary]:
@@ -208,12 +224,14 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
 
 
 def slurm_parameters(res: Resources, partition: str | None, sweep: str,
-                     site: SiteConfig | None = None) -> dict[str, Any]:
+                     site: SiteConfig | None = None, token: str | None = None) -> dict[str, Any]:
     """submitit's SlurmExecutor parameters for one job of `res`: every value was validated when parsed
     (spec/slurmvalues), so none needs quoting in the #SBATCH lines; `setup` lines are the site's own."""
     params: dict[str, Any] = dict(time=res.time_min, cpus_per_task=res.cpus, mem=f"{res.mem_mb}M",
                                   signal_delay_s=signal_delay_for(res), job_name=f"{JOB_NAME_PREFIX}{sweep}",
                                   additional_parameters={"open-mode": "append", **dict(res.sbatch)})
+    if token:  # the submission's token travels with the job: a dead submitter's jobs are found by it
+        params["additional_parameters"]["comment"] = intents.comment(token)
     if res.gpus:
         params["gpus_per_node"] = res.gpus_text if res.gpu_type else res.gpus
     if partition:
@@ -233,7 +251,8 @@ def sbatch_script(item: PlannedRun, root: Path, site: SiteConfig | None = None) 
     """The batch script this run's job would be sent with (`--dry-run --show-script`): rendered from
     the same parameters `execute` gives the executor, so the two cannot drift apart."""
     python = site.python if site is not None and site.python else shlex.quote(sys.executable)
-    return slurm.render_script(slurm_parameters(item.job_res, item.sbatch_partition, item.spec.sweep, site),
+    return slurm.render_script(slurm_parameters(item.job_res, item.sbatch_partition, item.spec.sweep, site,
+                                                token=intents.TOKEN_PLACEHOLDER),
                                slurm.job_folder(Path(root) / item.spec.sweep), python)
 
 
@@ -261,6 +280,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
     local = executor == "local"  # locally one job per run: each waits for its own share of the machine
     node, pool, t0 = (Node.detect(), localqueue.pool_dir(), time.time_ns()) if local else (None, None, 0)
     created: list[Path] = []
+    recorded: list[PlannedRun] = []  # existing folders holding this call's intents
     sent: list[Any] = []
     try:
         for item in todo:
@@ -269,19 +289,25 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
                 RunDir.create(Path(root), item.spec, sync=False)
             else:  # resources may have changed; identity cannot
                 RunDir(item.run_dir).write_spec(item.spec, sync=False)
-        os.sync()  # one flush for every spec, before any job can start (not an fsync per file)
-        for n, items in enumerate(arrays(todo, max_array_size if executor == "slurm" else 1)):
+        batches = arrays(todo, max_array_size if executor == "slurm" else 1)
+        tokens = [intents.new_token() for _ in batches]
+        for items, token in zip(batches, tokens):  # exactly once: the intent before sbatch (intents.py)
+            intents.record([RunDir(item.run_dir) for item in items], token, executor)
+            recorded.extend(item for item in items if item.action != "new")
+        os.sync()  # one flush for every spec and intent, before any job can start (not an fsync per file)
+        for n, (items, token) in enumerate(zip(batches, tokens)):
             sweep = items[0].spec.sweep
             folder = slurm.job_folder(Path(root).resolve() / sweep)
             partition = items[0].partition
             sbatch_partition = items[0].sbatch_partition
             python = None
-            if local:  # FIFO key: this submission's time, then the run's place in it
-                python = localqueue.wrapper_command(pool, node, Request.of(items[0].job_res), f"{t0:020d}-{n:05d}",
+            if local:  # FIFO key: this submission's time, then the run's place in it; then its token
+                key = f"{t0:020d}-{n:05d}-{token}"
+                python = localqueue.wrapper_command(pool, node, Request.of(items[0].job_res), key,
                                                     items[0].job_res.time_min * 60, str(items[0].run_dir.resolve()))
             res = items[0].job_res
             if executor == "slurm":
-                ex = slurm.slurm_executor(folder, slurm_parameters(res, sbatch_partition, sweep, site),
+                ex = slurm.slurm_executor(folder, slurm_parameters(res, sbatch_partition, sweep, site, token=token),
                                           python=site.python if site is not None else None)
             else:  # `python` puts jobkit.submit.localqueue in front of each task: it waits for its share, then runs
                 ex = slurm.local_executor(folder, timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,
@@ -295,18 +321,21 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
             except slurm.SubmissionRefused as exc:  # sbatch refused: say why in one line
                 raise SubmitError(str(exc)) from None
             sent.extend(jobs)
+            intents.die_here_for_tests()
             for item, job in zip(items, jobs):
                 item.job_id = str(job.job_id)
                 run = RunDir(item.run_dir)
                 where = {"host": socket.gethostname()} if executor == "local" else {}
-                run.event(Event.SUBMITTED, sync=False, job_id=item.job_id, partition=partition, executor=executor,
-                          time=item.job_res.time, segments=item.segments,
+                run.event(Event.SUBMITTED, sync=False, job_id=item.job_id, token=token, partition=partition,
+                          executor=executor, time=item.job_res.time, segments=item.segments,
                           resume=item.action == "resume", array_size=len(items), **where)
                 _link_logs(run, folder.parent, item.job_id)
             _drop_template_folder(folder)
         os.sync()
     except BaseException:
         slurm.cancel_submitted(sent)
+        for item in recorded:  # every job of this call is cancelled: its intents are void
+            RunDir(item.run_dir).event(Event.SUBMIT_ABORTED)
         for path in created:
             shutil.rmtree(path, ignore_errors=True)
         raise

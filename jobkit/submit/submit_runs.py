@@ -18,7 +18,7 @@ from jobkit.plan import datacheck
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry, siteconfig
 from jobkit.plan.spec import JobSpec, ResourceError, Resources, parse_resources
-from jobkit.submit import localqueue
+from jobkit.submit import intents, localqueue
 from jobkit.submit import submission as submit_mod
 from jobkit.submit.localnode import Node, Request, schedule
 
@@ -86,6 +86,7 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
             out.planned = _plan(specs, root, out, starts=_starts(out.planned, root, site))
         if live:
             _confirm(out.planned, root, out)
+        _adopt(out, write=False)
     else:
         checked = _plan(specs, root, out, check_only=True)  # NoFit and friends before anything is written
         if live:
@@ -94,6 +95,7 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
                 out.planned = _plan(specs, root, out)  # under the lock: no duplicate jobs
+                _adopt(out, write=True)  # jobs a dead submitter sent, found by their token
                 out.outlook = local_outlook(node, out.planned) if node else None
                 if any(p.submits for p in out.planned):
                     submit_mod.execute(out.planned, root, executor, site=site, max_array_size=out.max_array)
@@ -101,10 +103,20 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
             raise SubmitProblem(f"submission refused, nothing was submitted: {exc}", EXIT_FAILED) from None
     if dry_run and node is not None:
         out.outlook = local_outlook(node, out.planned)
+    signature_of = {s.run_id: s.signature for s in specs}  # planned ids keep their folders' names
     for p in out.planned:
         p.warning = "; ".join(w for rid, w in [(p.spec.run_id, p.warning)] + data_warnings
-                              if rid == p.spec.run_id and w) or None
+                              if (rid == p.spec.run_id or signature_of.get(rid) == p.spec.signature) and w) or None
     return out
+
+
+def _adopt(sub: Submission, write: bool) -> None:
+    """Adopt the jobs of intents without a receipt (jobkit.submit.intents); if the scheduler cannot be
+    asked, submit nothing rather than maybe twice."""
+    error = intents.adopt(sub.planned, sub.executor, write=write)
+    if error and write:  # a dry run (maybe against a saved profile) plans as if none were found
+        raise SubmitProblem(f"an earlier submit of these runs died before recording its jobs, and the "
+                            f"scheduler cannot be asked for them now ({error}); try again", EXIT_FAILED)
 
 
 def resolve_executor(name: str) -> str:
