@@ -16,11 +16,12 @@ Per partition, in this order (the first failing rule is the verdict's reason, wi
    `never_partitions` (site config) are chosen only when named.
 Ranking among partitions that fit (first difference decides; preemptible ones take part only when
 named or with `preemptible = true`):
-  a. a CPU-only run: partitions with CPU nodes before partitions whose nodes all carry GPUs;
+  a. a CPU-only run: partitions without GPU nodes, then partitions mixing CPU and GPU nodes, then
+     (only when nothing else fits) partitions whose nodes all carry GPUs;
   b. Slurm's expected start (`starts`, from `sbatch --test-only` on a live cluster), earliest first;
   c. the shortest limit that admits the time (short queues are backfilled first);  d. a partition
   whose jobs are not preempted;  e. higher PriorityTier;  f. the default partition;  g. the name.
-A run too long for every partition: with `chunk`, segments of the longest limit (safe, on-purpose first);
+A run too long for every partition: with `chunk`, segments of the longest limit, ranked by the same rules;
 without, NoFit naming each partition's binding limit. Sites that route by wall time
 (`partition_routing = "time"`) get the predicted partition without `--partition`.
 """
@@ -65,6 +66,7 @@ class _Judged:
     limit: lim.Limit | None = None
     fit: Fit | None = None
     risk: str | None = None  # why its jobs can be preempted
+    purpose: int = 0  # a CPU-only run: 0 no GPU nodes, 1 mixed, 2 all GPU nodes (`_purpose`)
 
     def time_ok(self, minutes: int) -> bool:
         return self.limit is None or self.limit.admits(minutes)
@@ -182,7 +184,7 @@ def _judge(facts: ClusterFacts, p: Partition, res: Resources, account: str | Non
         cap = lim.gpu_limit(facts, name)
         if cap is not None and res.gpus * res.nodes > cap[0]:
             return _Judged(p, (f"{cap[1]} < {res.gpus * res.nodes} GPUs asked",), account, qos, limit, fit)
-    return _Judged(p, (), account, qos, limit, fit, preemption_risk(facts, p, qos))
+    return _Judged(p, (), account, qos, limit, fit, preemption_risk(facts, p, qos), _purpose(facts, fit, res))
 
 
 def _qos(facts: ClusterFacts, p: Partition, res: Resources, assoc: Association | None) -> tuple[str | None, str]:
@@ -213,14 +215,23 @@ def _qos(facts: ClusterFacts, p: Partition, res: Resources, assoc: Association |
                   f"(set qos = \"{sorted(allowed)[0]}\" to use it)")
 
 
-def _rank(j: _Judged, res: Resources, starts: Mapping[str, str]) -> tuple:
+def _rank(j: _Judged, res: Resources, starts: Mapping[str, str], longest: bool = False) -> tuple:
+    """The ranking key (smaller first). `longest`: a chunked run, whose segment is the limit, wants the
+    longest limit instead of the shortest; every other rule is the same."""
     limit = math.inf if j.limit is None or j.limit.minutes is None else j.limit.minutes
-    return (_off_purpose(j, res), starts.get(j.p.name, "~"), limit, j.risk is not None, -j.p.priority_tier,
-            not j.p.is_default, j.p.name)
+    return (j.purpose, starts.get(j.p.name, "~"), -limit if longest else limit, j.risk is not None,
+            -j.p.priority_tier, not j.p.is_default, j.p.name)
 
 
-def _off_purpose(j: _Judged, res: Resources) -> bool:
-    return res.gpus == 0 and j.fit is not None and j.fit.gpu_only
+def _purpose(facts: ClusterFacts, fit: Fit, res: Resources) -> int:
+    """A CPU-only run: 0 on a partition without GPU nodes, 1 on one mixing CPU and GPU nodes, 2 on one whose
+    nodes all carry GPUs (taken only when nothing else fits). A GPU run: 0 everywhere. Where the site
+    assigns the partition from the time, mixed partitions are its general ones (0)."""
+    if res.gpus:
+        return 0
+    if fit.gpu_only:
+        return 2
+    return 1 if fit.gpu_some and facts.partition_routing != "time" else 0
 
 
 def _fit_text(j: _Judged, minutes: int, starts: Mapping[str, str]) -> str:
@@ -292,8 +303,7 @@ def place(facts: ClusterFacts, res: Resources, *, never: Iterable[str] = (), gro
         return _placement(facts, res, best, Choice(best.p, why, verdicts, segments, minutes),
                           tuple((j.p.name, j.qos) for j in ranked))
     if time_only and res.chunk:
-        best = min(time_only, key=lambda j: (j.risk is not None, _off_purpose(j, res),
-                                             -(j.limit.minutes or 0), -j.p.priority_tier, j.p.name))
+        best = min(time_only, key=lambda j: _rank(j, res, starts, longest=True))
         seg = best.limit.minutes or minutes
         segments = math.ceil(total / seg)
         why = (f"{best.p.name}: no partition allows {format_time(minutes)}; chunked into {segments} segments "
@@ -331,7 +341,8 @@ def _why(best: _Judged, ranked: list[_Judged], res: Resources, starts: Mapping[s
     runner = ranked[1]
     a, b = _rank(best, res, starts), _rank(runner, res, starts)
     if a[0] != b[0]:
-        basis = f"has CPU nodes for a CPU-only run ({runner.p.name}'s nodes all carry GPUs)"
+        basis = (f"has CPU nodes for a CPU-only run ({runner.p.name}'s nodes all carry GPUs)" if b[0] == 2 else
+                 f"has no GPU nodes, for a CPU-only run ({runner.p.name} mixes CPU and GPU nodes)")
     elif a[1] != b[1]:
         basis = f"Slurm expects it to start first ({starts.get(best.p.name)})"
     elif a[2] != b[2]:
