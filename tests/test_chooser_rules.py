@@ -185,6 +185,47 @@ def test_cpu_runs_avoid_gpu_only_partitions_while_a_cpu_partition_fits():
     assert place(f, time="01:00:00", mem="300000M").partition == "gpu-short"  # no CPU node has the memory
 
 
+def test_cpu_runs_prefer_cpu_partitions_then_mixed_ones_and_chunk_by_the_same_rules():
+    f = scavenger_site(scavenger=False)
+    mixed = part("all", CPU + A100, DAY)  # shorter than cpu, but holds GPU nodes too
+    f.partitions.append(clusterfacts.ClusterFacts.from_json({"partitions": [mixed]}).partitions[0])
+    f.access["all"] = clusterfacts.PartitionAccess(node_names=tuple(CPU + A100))
+    p = place(f, time="01:00:00")
+    assert p.partition == "cpu" and "all mixes CPU and GPU nodes" in p.choice.reason
+    assert place(f, time="01:00:00", mem="300000M").partition == "all"  # mixed before all-GPU gpu-short
+    assert place(f, time="01:00:00", gpus=1).partition == "gpu-short"  # a GPU run: no purpose order
+    # chunked: the longest limit, then the same ranking (purpose, default partition) as unchunked
+    twin = part("bulk", CPU, 3 * DAY)
+    f.partitions.append(clusterfacts.ClusterFacts.from_json({"partitions": [twin]}).partitions[0])
+    p = place(f, time="4-00:00:00", chunk=True)
+    assert (p.partition, p.choice.segments) == ("cpu", 2)  # the default partition, not bulk by name
+
+
+def test_a_profiles_groups_are_checked_against_allow_groups(tmp_path: Path):
+    f = scavenger_site(scavenger=False)
+    f.partitions[0] = clusterfacts.Partition(**{**f.partitions[0].__dict__, "allow_groups": "physicists"})
+    f.groups = ["alice", "students"]
+    with pytest.raises(NoFit, match=r"cpu: AllowGroups=physicists \(you are in none\)"):
+        place(f, time="2-12:00:00")
+    f.groups.append("physicists")
+    assert place(f, time="2-12:00:00").partition == "cpu"
+    clusterfacts.save_profile(f, tmp_path / "p.json")
+    assert clusterfacts.load_profile(tmp_path / "p.json").groups == ["alice", "students", "physicists"]
+
+
+def test_default_account_refused_by_a_partition_names_the_account_that_may_use_it():
+    f = scavenger_site(scavenger=False)
+    f.associations.append(clusterfacts.Association("lab", "alice", qos=("normal",), default_qos="normal"))
+    with pytest.raises(NoFit) as e:
+        place(f, gpus="a100:1", time="5-00:00:00")  # only `lab` allows 5 days, and only account lab
+    msg = str(e.value)
+    assert "\n" not in msg and "lab does not allow your default account physics" in msg
+    assert 'your account lab may use it: set account = "lab"' in msg
+    assert place(f, gpus="a100:1", time="5-00:00:00", account="lab").account == "lab"
+    with pytest.raises(NoFit, match="MaxTime"):  # a CPU run is not pointed at another account's GPU nodes
+        place(f, time="5-00:00:00")
+
+
 # ------------------------------------------------------------------------------------ accounts, routing, ranking
 
 def test_account_is_the_default_or_the_only_one_and_several_without_default_is_refused():

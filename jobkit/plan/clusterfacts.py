@@ -99,6 +99,7 @@ class ClusterFacts:
     partition_routing: str = ""  # "time": the site assigns the partition from the wall time (job_submit)
     site: dict[str, Any] = field(default_factory=dict)  # a profile's provenance: {"urls": [...], "read": date}
     queued_jobs: dict[str, int] = field(default_factory=dict)  # live only (never in a profile): queued jobs per QoS
+    groups: list[str] | None = None  # a profile's `user`'s Unix groups, for AllowGroups (None: not checked)
 
     def access_of(self, name: str) -> PartitionAccess:
         return self.access.get(name, PartitionAccess())
@@ -136,6 +137,7 @@ class ClusterFacts:
             "user": self.user,
             "default_account": self.default_account,
             "partition_routing": self.partition_routing,
+            **({"groups": list(self.groups)} if self.groups is not None else {}),
             **({"source": self.site} if self.site else {}),
         }
 
@@ -165,6 +167,7 @@ class ClusterFacts:
                    preempt_type=data.get("preempt_type") or _infer_preempt_type(partitions),
                    user=data.get("user", ""), default_account=data.get("default_account"),
                    partition_routing=data.get("partition_routing", ""),
+                   groups=[str(g) for g in data["groups"]] if data.get("groups") is not None else None,
                    site=data["source"] if isinstance(data.get("source"), dict) else {})
 
 

@@ -255,16 +255,48 @@ def place(facts: ClusterFacts, res: Resources, *, never: Iterable[str] = (), gro
     with a profile). `starts`: partition -> Slurm's expected start (ISO text), from `sbatch --test-only`."""
     check_request(facts, res)
     starts = starts or {}
-    if groups is None and facts.source == "slurm":
+    if groups is None and facts.groups is not None:
+        groups = set(facts.groups)
+    elif groups is None and facts.source == "slurm":
         groups = _user_groups()
     account = resolve_account(facts, res)
+    try:
+        return _place(facts, res, account, set(never), groups, starts)
+    except NoFit as exc:
+        if res.account is None and account is not None and facts.accounting:
+            _refuse_with_other_account(facts, res, account, set(never), groups, starts, exc)
+        raise
+
+
+def _refuse_with_other_account(facts: ClusterFacts, res: Resources, account: str, never: set[str],
+                               groups: set[str] | None, starts: Mapping[str, str], exc: NoFit) -> None:
+    """Nothing takes the run under the default account: when another of the user's accounts would get it
+    a partition (on purpose), refuse naming both (Slurm would use the default account: name the other)."""
+    for other in facts.accounts():
+        if other == account:
+            continue
+        try:
+            where = _place(facts, res, other, never, groups, starts)
+        except NoFit:
+            continue
+        if _purpose(facts, node_fit(facts, where.choice.partition, res), res) == 2:
+            continue  # a CPU-only run is not sent to another account's GPU partitions
+        names = [name for name, _ in where.candidates] or [where.partition]
+        one = len(names) == 1
+        raise NoFit(f"no partition takes {_asked(res)}: "
+                    f"{', '.join(names)} {'does' if one else 'do'} not allow your default account {account}; "
+                    f"your account {other} may use {'it' if one else 'them'}: set account = \"{other}\" in the "
+                    f"sweep (or --set account={other})", exc.verdicts) from None
+
+
+def _place(facts: ClusterFacts, res: Resources, account: str | None, never: set[str], groups: set[str] | None,
+           starts: Mapping[str, str]) -> Placement:
     by_name = {p.name: p for p in facts.partitions}
     if res.partition is not None and res.partition not in by_name:
         raise NoFit(f"partition {res.partition!r} does not exist (partitions: "
                     f"{', '.join(f'{q.name} MaxTime {q.max_time}' for q in facts.partitions)})", [])
     if not facts.partitions:
         raise NoFit("Slurm reports no partitions", [])
-    never = set(never)
     judged = [_judge(facts, p, res, account, groups) for p in facts.partitions]
     minutes, total = res.time_min, max(res.time_min, res.total_time_min or 0)
     verdicts: list[Verdict] = []
