@@ -139,6 +139,52 @@ def test_gpus_per_job_and_submit_limits_per_user():
         placement.check_submit_limits(f, {"normal": 8})
 
 
+def test_association_limits_gpus_per_job_and_jobs_submitted():
+    text = ("c|physics|alice||normal|normal||10|20|gres/gpu=2|physics\n"
+            "c|lab|alice|gpu|normal|normal|1-00:00:00||||physics\n")
+    a, b = clusterfacts.parse_associations(text)
+    assert (a.max_jobs, a.max_submit, a.max_gpus(), a.max_wall_min) == (10, 20, 2, None)
+    assert (b.partition, b.max_submit, b.max_gpus(), b.max_wall_min) == ("gpu", None, None, DAY)
+    f = scavenger_site(scavenger=False)
+    f.associations[0] = clusterfacts.Association("physics", "alice", qos=("normal",), default_qos="normal",
+                                                 max_submit=5, max_tres="gres/gpu=2")
+    assert place(f, gpus=2, cpus=1).partition == "gpu-short"
+    with pytest.raises(NoFit, match=r"association physics MaxTRES gres/gpu=2 < 4 GPUs asked"):
+        place(f, gpus=4, cpus=1)
+    f.qos["normal"] = clusterfacts.Qos("normal", max_tres="gres/gpu=1")  # the tighter one is named
+    with pytest.raises(NoFit, match=r"QoS normal MaxTRES gres/gpu=1 < 2 GPUs asked"):
+        place(f, gpus=2, cpus=1)
+    f.queued_by_account = {"physics": 2}
+    placement.check_submit_limits(f, {}, {"physics": 3})
+    with pytest.raises(NoFit, match=r"association physics MaxSubmit 5: 4 jobs to submit \+ 2 of yours already "
+                                    r"queued > 5"):
+        placement.check_submit_limits(f, {}, {"physics": 4})
+    f.qos["normal"] = clusterfacts.Qos("normal", max_submit_pu=4)  # both exceeded: the tightest is named
+    with pytest.raises(NoFit, match=r"^QoS normal MaxSubmitPU 4: 6 jobs"):
+        placement.check_submit_limits(f, {"normal": 6}, {"physics": 6})
+
+
+def test_a_sweep_over_the_association_max_submit_is_refused_in_one_line(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from jobkit.cli import cli
+
+    f = scavenger_site(scavenger=False)
+    f.associations[0] = clusterfacts.Association("physics", "alice", qos=("normal",), default_qos="normal",
+                                                 max_submit=3)
+    clusterfacts.save_profile(f, tmp_path / "site.json")
+    sweep = tmp_path / "s.toml"
+    for runs, code in ((3, 0), (4, 2)):
+        sweep.write_text(f'name = "s"\n[defaults]\ntime = "01:00:00"\n[[run]]\nworkload = "toy"\n'
+                         f"seed = {list(range(runs))}\n")
+        result = CliRunner().invoke(cli, ["submit", str(sweep), "--dry-run", "--cluster", str(tmp_path / "site.json"),
+                                          "--root", str(tmp_path / "runs")])
+        assert result.exit_code == code, result.output
+    message = result.stderr.strip()
+    assert "\n" not in message and "association physics MaxSubmit 3: 4 jobs to submit > 3" in message
+    assert not (tmp_path / "runs").exists()
+
+
 # ------------------------------------------------------------------------------------ nodes
 
 def test_node_level_fit_needs_one_node_with_everything():

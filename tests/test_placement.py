@@ -346,7 +346,7 @@ def test_read_facts_with_and_without_accounting(tmp_path, monkeypatch):
                                   f'node) cat {texts}/n;; config) cat {texts}/c;; esac\n')
     _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\ncase "$3" in user) sed "s/$/|physics/" {texts}/a;; '
                                   f'qos) cat {texts}/q;; esac\n')
-    _fake_bin(bindir, "squeue", f'echo squeue >> {log}\nprintf "long\\nlong\\nnormal\\n"\n')
+    _fake_bin(bindir, "squeue", f'echo squeue >> {log}\nprintf "long|physics\\nlong|physics\\nnormal|bio\\n"\n')
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("SLURM_CONF", raising=False)
     monkeypatch.setattr("jobkit.slurm.check_conf", lambda: None)
@@ -354,6 +354,7 @@ def test_read_facts_with_and_without_accounting(tmp_path, monkeypatch):
     mine = {"user": "", "default_account": None}
     assert f.accounting and {**f.to_json(), **mine} == {**uni.facts().to_json(), **mine} and not f.notes
     assert f.default_account == "physics" and f.queued_jobs == {"long": 2, "normal": 1}  # QoS long has MaxSubmitPU
+    assert f.queued_by_account == {"physics": 2, "bio": 1}
     assert log.read_text().split().count("sacctmgr") == 2 and log.read_text().split().count("squeue") == 1
     log.write_text("")
     _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\necho "sacctmgr: error: Problem talking to the database" >&2\nexit 1\n')

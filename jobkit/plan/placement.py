@@ -10,7 +10,7 @@ Per partition, in this order (the first failing rule is the verdict's reason, wi
    feature), `cpus × tasks_per_node`, memory and features asked; MaxNodes.
 3. QoS and wall limit (`limits`): among granted and allowed QoS; the limit is the smallest of partition
    MaxTime, QoS MaxWall, partition QoS MaxWall and association MaxWall, named when it refuses; a job's
-   GPUs against the QoS's MaxTRES/MaxTRESPU gres/gpu.
+   GPUs against the tightest of the QoS's MaxTRES/MaxTRESPU and the association's MaxTRES gres/gpu.
 4. Preemption (`preemption`): a partition whose own jobs can be preempted is chosen only when named
    or when the run sets `preemptible = true`; partitions that preempt others are ordinary choices.
    `never_partitions` (site config) are chosen only when named.
@@ -180,10 +180,10 @@ def _judge(facts: ClusterFacts, p: Partition, res: Resources, account: str | Non
     if why:
         return _Judged(p, (why,), account, qos, fit=fit)
     limit = lim.binding_limit(facts, p, qos, assoc)
-    for name in {qos, acc.qos} - {None}:
-        cap = lim.gpu_limit(facts, name)
-        if cap is not None and res.gpus * res.nodes > cap[0]:
-            return _Judged(p, (f"{cap[1]} < {res.gpus * res.nodes} GPUs asked",), account, qos, limit, fit)
+    caps = [c for c in (lim.gpu_limit(facts, name) for name in {qos, acc.qos} - {None}) if c is not None]
+    caps += [c for c in [lim.gpu_limit(facts, None, assoc)] if c is not None]
+    if caps and res.gpus * res.nodes > min(caps)[0]:
+        return _Judged(p, (f"{min(caps)[1]} < {res.gpus * res.nodes} GPUs asked",), account, qos, limit, fit)
     return _Judged(p, (), account, qos, limit, fit, preemption_risk(facts, p, qos), _purpose(facts, fit, res))
 
 
