@@ -4,8 +4,10 @@ Per partition, in this order (the first failing rule is the verdict's reason, wi
 1. Account: the run's `account` (sweep, `--set`, site config), else the user's DefaultAccount
    (sacctmgr), else the only account; several and no default is refused (name one). It is passed
    explicitly (`--account`), so the plan is what Slurm will do. AllowAccounts/DenyAccounts and the
-   associations' Partition field decide whether it may use the partition. AllowGroups is checked
-   against the local user's groups on a live cluster only (a profile's `user` is someone else).
+   associations' Partition field decide whether it may use the partition; when nothing takes the run
+   under the default account but another of the user's would, the refusal names that account.
+   AllowGroups: against the local user's groups on a live cluster, a profile's `groups` when it lists
+   them (a profile's `user` is someone else), else unchecked.
 2. Nodes (`nodefit`): at least `nodes` usable nodes each with the GPUs (type as GRES or as node
    feature), `cpus × tasks_per_node`, memory and features asked; MaxNodes.
 3. QoS and wall limit (`limits`): among granted and allowed QoS; the limit is the smallest of partition
