@@ -272,14 +272,15 @@ def largest_profile() -> Path:
 def bench_plan_10k(work: Path, root: Path, repeats: int, runs: int = 10_000) -> None:
     """Planning `runs` runs in-process against the largest profile (target < 1 s): four resource shapes
     (CPU 30 min, 1 GPU 2 h, 4 GPUs 2 days, CPU 3 days chunked), so the chooser runs per shape and the
-    rest is per-run bookkeeping."""
+    rest is per-run bookkeeping. A profile with several accounts and no default gets the first named."""
     path = largest_profile()
     facts = clusterfacts.load_profile(path)
     sweep_file = work / "plan10k.toml"
     n = runs // 4
     shapes = ['time = "00:30:00"\ngpus = 0', 'time = "02:00:00"\ngpus = 1', 'time = "2-00:00:00"\ngpus = 4',
               'time = "3-00:00:00"\ngpus = 0\nchunk = true']
-    sweep_file.write_text('name = "plan10k"\n[defaults]\ncpus = 1\nmem = "4G"\n' + "".join(
+    account = "" if facts.default_account or not facts.accounts() else f'account = "{facts.accounts()[0]}"\n'
+    sweep_file.write_text(f'name = "plan10k"\n[defaults]\ncpus = 1\nmem = "4G"\n{account}' + "".join(
         f'[[run]]\nworkload = "toy"\nsteps = 1\neval_every = 0\n{shape}\n'
         f'seed = [{", ".join(str(i) for i in range(k * n, (k + 1) * n))}]\n' for k, shape in enumerate(shapes)))
     specs = sweep_mod.load(sweep_file).specs

@@ -165,8 +165,9 @@ def read_facts(timeout: float = 10, accounting: bool = True) -> ClusterFacts:
             assoc = qos = user = None
             note = (f"no accounting ({exc}): accounts and QoS are not checked; "
                     "choosing from the partitions' limits alone")
-    if qos and any(line.split("|")[6:7] not in ([""], []) for line in qos.splitlines()):
-        queue = _queued_qos(timeout)  # MaxSubmitPU counts the jobs already queued: only asked when one is set
+    if (qos and any(line.split("|")[6:7] not in ([""], []) for line in qos.splitlines())) or (
+            assoc and any(line.split("|")[8:9] not in ([""], []) for line in assoc.splitlines())):
+        queue = _queued(timeout)  # MaxSubmitPU / MaxSubmit count the jobs already queued: asked when one is set
     facts = facts_from_text(parts, nodes, qos, assoc, config, user_text=user, queue_text=queue, user=_user())
     if not facts.partitions:
         raise ClusterError("Slurm reports no partitions (`scontrol show partition -o` printed none)")
@@ -175,10 +176,10 @@ def read_facts(timeout: float = 10, accounting: bool = True) -> ClusterFacts:
     return facts
 
 
-def _queued_qos(timeout: float) -> str | None:
-    """`squeue -h -u USER -o %q`: one line per queued or running job of the user, its QoS."""
+def _queued(timeout: float) -> str | None:
+    """`squeue -h -u USER -o %q|%a`: one line per queued or running job of the user, its QoS and account."""
     try:
-        proc = subprocess.run(["squeue", "-h", "-u", _user(), "-o", "%q"], capture_output=True, text=True,
+        proc = subprocess.run(["squeue", "-h", "-u", _user(), "-o", "%q|%a"], capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -139,6 +139,52 @@ def test_gpus_per_job_and_submit_limits_per_user():
         placement.check_submit_limits(f, {"normal": 8})
 
 
+def test_association_limits_gpus_per_job_and_jobs_submitted():
+    text = ("c|physics|alice||normal|normal||10|20|gres/gpu=2|physics\n"
+            "c|lab|alice|gpu|normal|normal|1-00:00:00||||physics\n")
+    a, b = clusterfacts.parse_associations(text)
+    assert (a.max_jobs, a.max_submit, a.max_gpus(), a.max_wall_min) == (10, 20, 2, None)
+    assert (b.partition, b.max_submit, b.max_gpus(), b.max_wall_min) == ("gpu", None, None, DAY)
+    f = scavenger_site(scavenger=False)
+    f.associations[0] = clusterfacts.Association("physics", "alice", qos=("normal",), default_qos="normal",
+                                                 max_submit=5, max_tres="gres/gpu=2")
+    assert place(f, gpus=2, cpus=1).partition == "gpu-short"
+    with pytest.raises(NoFit, match=r"association physics MaxTRES gres/gpu=2 < 4 GPUs asked"):
+        place(f, gpus=4, cpus=1)
+    f.qos["normal"] = clusterfacts.Qos("normal", max_tres="gres/gpu=1")  # the tighter one is named
+    with pytest.raises(NoFit, match=r"QoS normal MaxTRES gres/gpu=1 < 2 GPUs asked"):
+        place(f, gpus=2, cpus=1)
+    f.queued_by_account = {"physics": 2}
+    placement.check_submit_limits(f, {}, {"physics": 3})
+    with pytest.raises(NoFit, match=r"association physics MaxSubmit 5: 4 jobs to submit \+ 2 of yours already "
+                                    r"queued > 5"):
+        placement.check_submit_limits(f, {}, {"physics": 4})
+    f.qos["normal"] = clusterfacts.Qos("normal", max_submit_pu=4)  # both exceeded: the tightest is named
+    with pytest.raises(NoFit, match=r"^QoS normal MaxSubmitPU 4: 6 jobs"):
+        placement.check_submit_limits(f, {"normal": 6}, {"physics": 6})
+
+
+def test_a_sweep_over_the_association_max_submit_is_refused_in_one_line(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from jobkit.cli import cli
+
+    f = scavenger_site(scavenger=False)
+    f.associations[0] = clusterfacts.Association("physics", "alice", qos=("normal",), default_qos="normal",
+                                                 max_submit=3)
+    clusterfacts.save_profile(f, tmp_path / "site.json")
+    sweep = tmp_path / "s.toml"
+    for runs, code in ((3, 0), (4, 2)):
+        sweep.write_text(f'name = "s"\n[defaults]\ntime = "01:00:00"\n[[run]]\nworkload = "toy"\n'
+                         f"seed = {list(range(runs))}\n")
+        result = CliRunner().invoke(cli, ["submit", str(sweep), "--dry-run", "--cluster", str(tmp_path / "site.json"),
+                                          "--root", str(tmp_path / "runs")])
+        assert result.exit_code == code, result.output
+    message = result.stderr.strip()
+    assert "\n" not in message and "association physics MaxSubmit 3: 4 jobs to submit > 3" in message
+    assert not (tmp_path / "runs").exists()
+
+
 # ------------------------------------------------------------------------------------ nodes
 
 def test_node_level_fit_needs_one_node_with_everything():
@@ -183,6 +229,47 @@ def test_cpu_runs_avoid_gpu_only_partitions_while_a_cpu_partition_fits():
     assert p.partition == "cpu" and "CPU nodes for a CPU-only run" in p.choice.reason
     assert place(f, time="01:00:00", cpus=64, mem="200G", partition=None).partition == "cpu"
     assert place(f, time="01:00:00", mem="300000M").partition == "gpu-short"  # no CPU node has the memory
+
+
+def test_cpu_runs_prefer_cpu_partitions_then_mixed_ones_and_chunk_by_the_same_rules():
+    f = scavenger_site(scavenger=False)
+    mixed = part("all", CPU + A100, DAY)  # shorter than cpu, but holds GPU nodes too
+    f.partitions.append(clusterfacts.ClusterFacts.from_json({"partitions": [mixed]}).partitions[0])
+    f.access["all"] = clusterfacts.PartitionAccess(node_names=tuple(CPU + A100))
+    p = place(f, time="01:00:00")
+    assert p.partition == "cpu" and "all mixes CPU and GPU nodes" in p.choice.reason
+    assert place(f, time="01:00:00", mem="300000M").partition == "all"  # mixed before all-GPU gpu-short
+    assert place(f, time="01:00:00", gpus=1).partition == "gpu-short"  # a GPU run: no purpose order
+    # chunked: the longest limit, then the same ranking (purpose, default partition) as unchunked
+    twin = part("bulk", CPU, 3 * DAY)
+    f.partitions.append(clusterfacts.ClusterFacts.from_json({"partitions": [twin]}).partitions[0])
+    p = place(f, time="4-00:00:00", chunk=True)
+    assert (p.partition, p.choice.segments) == ("cpu", 2)  # the default partition, not bulk by name
+
+
+def test_a_profiles_groups_are_checked_against_allow_groups(tmp_path: Path):
+    f = scavenger_site(scavenger=False)
+    f.partitions[0] = clusterfacts.Partition(**{**f.partitions[0].__dict__, "allow_groups": "physicists"})
+    f.groups = ["alice", "students"]
+    with pytest.raises(NoFit, match=r"cpu: AllowGroups=physicists \(you are in none\)"):
+        place(f, time="2-12:00:00")
+    f.groups.append("physicists")
+    assert place(f, time="2-12:00:00").partition == "cpu"
+    clusterfacts.save_profile(f, tmp_path / "p.json")
+    assert clusterfacts.load_profile(tmp_path / "p.json").groups == ["alice", "students", "physicists"]
+
+
+def test_default_account_refused_by_a_partition_names_the_account_that_may_use_it():
+    f = scavenger_site(scavenger=False)
+    f.associations.append(clusterfacts.Association("lab", "alice", qos=("normal",), default_qos="normal"))
+    with pytest.raises(NoFit) as e:
+        place(f, gpus="a100:1", time="5-00:00:00")  # only `lab` allows 5 days, and only account lab
+    msg = str(e.value)
+    assert "\n" not in msg and "lab does not allow your default account physics" in msg
+    assert 'your account lab may use it: set account = "lab"' in msg
+    assert place(f, gpus="a100:1", time="5-00:00:00", account="lab").account == "lab"
+    with pytest.raises(NoFit, match="MaxTime"):  # a CPU run is not pointed at another account's GPU nodes
+        place(f, time="5-00:00:00")
 
 
 # ------------------------------------------------------------------------------------ accounts, routing, ranking

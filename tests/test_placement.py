@@ -97,6 +97,26 @@ def test_seed_plan_on_the_gpu_university_profile(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("profile", ["mizzou-mill", "njit-wulver", "nmsu-discovery", "scu-wave", "tud-lichtenberg"])
+def test_seed_on_corpus_gpu_sites_goes_to_a_gpu_partition_not_preempted(tmp_path, profile):
+    """The issue's "Done when": seed.toml on a GPU university profile (mill's default partition
+    `requeue` is preemptible; wulver's `low` QoS is) lands where jobs are not preempted, with QoS and account."""
+    from jobkit.plan.preemption import preemption_risk
+
+    path = REPO / "tests" / "clusters" / f"{profile}.json"
+    out = invoke("submit", SEED, "--dry-run", "--json", "--cluster", path, "--root", tmp_path / "runs")
+    assert out.exit_code == 0, out.output
+    facts = clusterfacts.load_profile(path)
+    by_name = {q.name: q for q in facts.partitions}
+    for array in json.loads(out.output)["arrays"]:
+        p = by_name[array["partition"]]
+        assert array["account"] == facts.default_account and array["qos"] in facts.qos, array
+        assert preemption_risk(facts, p, array["qos"]) is None, array
+        assert any(t.gpu_count() for t in facts.nodes_of(p.name)), array
+    risky = [q for q in facts.partitions if preemption_risk(facts, q, None) or preemption_risk(facts, q, "low")]
+    assert profile not in ("mizzou-mill", "njit-wulver") or risky  # the sites where it matters have them
+
+
 def test_seed_explain_names_account_qos_and_gpu_reasons(tmp_path):
     out = invoke("submit", SEED, "--dry-run", "--explain", "--cluster", uni.PROFILE, "--root", tmp_path,
                  "--set", "gpus=a100:1", "--only", "charlm-lstm")
@@ -346,7 +366,7 @@ def test_read_facts_with_and_without_accounting(tmp_path, monkeypatch):
                                   f'node) cat {texts}/n;; config) cat {texts}/c;; esac\n')
     _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\ncase "$3" in user) sed "s/$/|physics/" {texts}/a;; '
                                   f'qos) cat {texts}/q;; esac\n')
-    _fake_bin(bindir, "squeue", f'echo squeue >> {log}\nprintf "long\\nlong\\nnormal\\n"\n')
+    _fake_bin(bindir, "squeue", f'echo squeue >> {log}\nprintf "long|physics\\nlong|physics\\nnormal|bio\\n"\n')
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("SLURM_CONF", raising=False)
     monkeypatch.setattr("jobkit.slurm.check_conf", lambda: None)
@@ -354,6 +374,7 @@ def test_read_facts_with_and_without_accounting(tmp_path, monkeypatch):
     mine = {"user": "", "default_account": None}
     assert f.accounting and {**f.to_json(), **mine} == {**uni.facts().to_json(), **mine} and not f.notes
     assert f.default_account == "physics" and f.queued_jobs == {"long": 2, "normal": 1}  # QoS long has MaxSubmitPU
+    assert f.queued_by_account == {"physics": 2, "bio": 1}
     assert log.read_text().split().count("sacctmgr") == 2 and log.read_text().split().count("squeue") == 1
     log.write_text("")
     _fake_bin(bindir, "sacctmgr", f'echo sacctmgr >> {log}\necho "sacctmgr: error: Problem talking to the database" >&2\nexit 1\n')

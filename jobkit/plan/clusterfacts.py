@@ -78,6 +78,13 @@ class Association:
     qos: tuple[str, ...] = ()
     default_qos: str = ""
     max_wall_min: int | None = None
+    max_jobs: int | None = None  # running at once (more pend; not a refusal)
+    max_submit: int | None = None  # queued or running at once: sbatch refuses beyond it
+    max_tres: str = ""  # per job, e.g. gres/gpu=2
+
+    def max_gpus(self) -> int | None:
+        tres = parse_tres(self.max_tres)
+        return _int(tres["gres/gpu"]) if "gres/gpu" in tres else None
 
 
 @dataclass
@@ -99,6 +106,8 @@ class ClusterFacts:
     partition_routing: str = ""  # "time": the site assigns the partition from the wall time (job_submit)
     site: dict[str, Any] = field(default_factory=dict)  # a profile's provenance: {"urls": [...], "read": date}
     queued_jobs: dict[str, int] = field(default_factory=dict)  # live only (never in a profile): queued jobs per QoS
+    queued_by_account: dict[str, int] = field(default_factory=dict)  # live only: the user's queued jobs per account
+    groups: list[str] | None = None  # a profile's `user`'s Unix groups, for AllowGroups (None: not checked)
 
     def access_of(self, name: str) -> PartitionAccess:
         return self.access.get(name, PartitionAccess())
@@ -136,6 +145,7 @@ class ClusterFacts:
             "user": self.user,
             "default_account": self.default_account,
             "partition_routing": self.partition_routing,
+            **({"groups": list(self.groups)} if self.groups is not None else {}),
             **({"source": self.site} if self.site else {}),
         }
 
@@ -157,7 +167,8 @@ class ClusterFacts:
         qos = {q["name"]: Qos(**{**q, "preempt": tuple(q.get("preempt", ()))}) for q in data.get("qos", [])}
         assocs = [Association(account=a["account"], user=a.get("user", ""), partition=a.get("partition", ""),
                               qos=tuple(a.get("qos", [])), default_qos=a.get("default_qos", ""),
-                              max_wall_min=a.get("max_wall_min"))
+                              max_wall_min=a.get("max_wall_min"), max_jobs=a.get("max_jobs"),
+                              max_submit=a.get("max_submit"), max_tres=a.get("max_tres", ""))
                   for a in data.get("associations", [])]
         return cls(partitions=partitions, access=access, node_types=node_types, qos=qos, associations=assocs,
                    accounting=bool(data.get("accounting", bool(assocs))),
@@ -165,6 +176,7 @@ class ClusterFacts:
                    preempt_type=data.get("preempt_type") or _infer_preempt_type(partitions),
                    user=data.get("user", ""), default_account=data.get("default_account"),
                    partition_routing=data.get("partition_routing", ""),
+                   groups=[str(g) for g in data["groups"]] if data.get("groups") is not None else None,
                    site=data["source"] if isinstance(data.get("source"), dict) else {})
 
 
@@ -282,7 +294,8 @@ def parse_qos(text: str) -> dict[str, Qos]:
 
 
 def parse_associations(text: str) -> list[Association]:
-    """`sacctmgr -nP show assoc user=U format=Cluster,Account,User,Partition,QOS,DefaultQOS,MaxWall,...`."""
+    """`sacctmgr -nP show user U withassoc format=Cluster,Account,User,Partition,QOS,DefaultQOS,MaxWall,
+    MaxJobs,MaxSubmit,MaxTRES[,DefaultAccount]` (the last three optional)."""
     out = []
     for line in text.splitlines():
         cols = line.split("|")
@@ -291,9 +304,11 @@ def parse_associations(text: str) -> list[Association]:
         _cluster, account, user, partition, qos, default_qos, wall = cols[:7]
         if not user:  # the account's own line, not the user's association
             continue
+        jobs, submit, tres = (cols[7:10] + ["", "", ""])[:3]
         out.append(Association(account=account, user=user, partition=partition,
                                qos=tuple(q for q in qos.split(",") if q), default_qos=default_qos,
-                               max_wall_min=_time(wall) if wall else None))
+                               max_wall_min=_time(wall) if wall else None, max_jobs=_limit(jobs),
+                               max_submit=_limit(submit), max_tres=tres))
     return out
 
 
@@ -323,12 +338,14 @@ def parse_default_account(text: str | None) -> str | None:
     return None
 
 
-def parse_queued(text: str | None) -> dict[str, int]:
-    """`squeue -h -u USER -o %q`: how many of the user's jobs (pending or running) each QoS holds."""
+def parse_queued(text: str | None, column: int = 0) -> dict[str, int]:
+    """`squeue -h -u USER -o %q|%a`: how many of the user's jobs (pending or running) each QoS (column 0)
+    or account (column 1) holds."""
     out: dict[str, int] = {}
     for line in (text or "").splitlines():
-        if line.strip():
-            out[line.strip()] = out.get(line.strip(), 0) + 1
+        cols = line.strip().split("|")
+        if line.strip() and len(cols) > column and cols[column]:
+            out[cols[column]] = out.get(cols[column], 0) + 1
     return out
 
 
@@ -348,4 +365,5 @@ def facts_from_text(partitions_text: str, nodes_text: str | None = None, qos_tex
         max_array_size=parse_max_array_size(config_text) if config_text else None,
         source=source,
         preempt_type=parse_preempt_type(config_text) if config_text else "preempt/none",
-        default_account=parse_default_account(user_text), queued_jobs=parse_queued(queue_text), user=user)
+        default_account=parse_default_account(user_text), queued_jobs=parse_queued(queue_text),
+        queued_by_account=parse_queued(queue_text, 1), user=user)

@@ -7,8 +7,10 @@
 - QoS: among those the association grants and the partition allows: the default QoS when its limit
   admits the time; else the granted QoS with the shortest MaxWall that does (a longer QoS when the
   run needs it and the user has it); none admitting it: the longest (a chunked run's segments).
-- Per user: a job's GPUs against the QoS's MaxTRES and MaxTRESPU `gres/gpu`; a sweep's job count
-  against MaxSubmitPU, counting the user's jobs already queued under that QoS (read live only).
+- Per user: a job's GPUs against the tightest of the QoS's MaxTRES and MaxTRESPU and the association's
+  MaxTRES `gres/gpu`; a sweep's job count against the QoS's MaxSubmitPU and the association's MaxSubmit,
+  counting the user's jobs already queued under that QoS or account (read live only). MaxJobs/MaxJobsPU
+  only hold extra jobs pending, so they refuse nothing.
 Pure: no subprocess.
 """
 from __future__ import annotations
@@ -79,28 +81,41 @@ def pick_qos(facts: ClusterFacts, allowed: set[str], default: str | None, limit_
     return max(allowed, key=lambda q: (wall(q), q)) if allowed else None
 
 
-def gpu_limit(facts: ClusterFacts, qos: str | None) -> tuple[int, str] | None:
-    """The smallest of QoS `qos`'s MaxTRES (per job) and MaxTRESPU (per user) gres/gpu, and its name."""
+def gpu_limit(facts: ClusterFacts, qos: str | None, assoc: Association | None = None) -> tuple[int, str] | None:
+    """The smallest of QoS `qos`'s MaxTRES (per job) and MaxTRESPU (per user) gres/gpu and the association's
+    MaxTRES (per job), and where it comes from."""
     q = facts.qos.get(qos) if qos else None
-    if q is None:
-        return None
     found = []
-    for text, what in ((q.max_tres, "MaxTRES"), (q.max_tres_pu, "MaxTRESPU")):
+    for text, what in ((q.max_tres, f"QoS {q.name} MaxTRES"), (q.max_tres_pu, f"QoS {q.name} MaxTRESPU")) if q else ():
         tres = parse_tres(text)
         if "gres/gpu" in tres:
-            found.append((_int(tres["gres/gpu"]), f"QoS {q.name} {what} gres/gpu={tres['gres/gpu']}"))
+            found.append((_int(tres["gres/gpu"]), f"{what} gres/gpu={tres['gres/gpu']}"))
+    if assoc is not None and assoc.max_gpus() is not None:
+        found.append((assoc.max_gpus(), f"association {assoc.account} MaxTRES gres/gpu={assoc.max_gpus()}"))
     return min(found) if found else None
 
 
-def check_submit_limits(facts: ClusterFacts, jobs_by_qos: dict[str, int]) -> None:
-    """Raise NoFit when the jobs to submit under a QoS, plus the user's jobs already queued under it,
-    exceed its MaxSubmitPU (Slurm would refuse the sbatch; an array counts one job per task)."""
+def check_submit_limits(facts: ClusterFacts, jobs_by_qos: dict[str, int],
+                        jobs_by_account: dict[str, int] | None = None) -> None:
+    """Raise NoFit when the jobs to submit under a QoS (account), plus the user's jobs already queued under
+    it, exceed its MaxSubmitPU (the association's MaxSubmit): Slurm would refuse the sbatch; an array
+    counts one job per task. Of several limits exceeded, the tightest is named."""
+    over = []  # (limit, message)
     for name, count in sorted(jobs_by_qos.items()):
         q = facts.qos.get(name)
-        if q is None or q.max_submit_pu is None:
-            continue
-        queued = facts.queued_jobs.get(name, 0)
-        if count + queued > q.max_submit_pu:
-            already = f" + {queued} of yours already queued" if queued else ""
-            raise NoFit(f"QoS {name} MaxSubmitPU {q.max_submit_pu}: {count} jobs to submit{already} > "
-                        f"{q.max_submit_pu} — submit fewer runs at a time (--only) or wait for queued ones to end")
+        if q is not None and q.max_submit_pu is not None:
+            over += _over(q.max_submit_pu, count, facts.queued_jobs.get(name, 0), f"QoS {name} MaxSubmitPU")
+    for account, count in sorted((jobs_by_account or {}).items()):
+        caps = [a.max_submit for a in facts.associations if a.account == account and a.max_submit is not None]
+        if caps:
+            over += _over(min(caps), count, facts.queued_by_account.get(account, 0), f"association {account} MaxSubmit")
+    if over:
+        raise NoFit(min(over)[1])
+
+
+def _over(limit: int, count: int, queued: int, what: str) -> list[tuple[int, str]]:
+    if count + queued <= limit:
+        return []
+    already = f" + {queued} of yours already queued" if queued else ""
+    return [(limit, f"{what} {limit}: {count} jobs to submit{already} > {limit} — submit fewer runs at a time "
+                    "(--only) or wait for queued ones to end")]

@@ -34,6 +34,7 @@ class Fit:
     nodes: tuple[str, ...] = ()  # the nodes that fit
     gpu_feature: bool = False  # the GPU type is matched by a node feature, not a GRES type
     gpu_only: bool = False  # every usable node of the partition has GPUs
+    gpu_some: bool = False  # some usable node of the partition has GPUs (mixed when not gpu_only)
     known: bool = True  # False: no node facts for this partition (judged from its sizes alone)
 
 
@@ -82,10 +83,11 @@ def node_fit(facts: ClusterFacts, p: Partition, res: Resources) -> Fit:
     pool = [(t, [n for n in t.names if n not in excluded]) for t in up]
     pool = [(t, names) for t, names in pool if names]
     gpu_only = bool(pool) and all(t.gpu_count() > 0 for t, _ in pool)
+    gpu_some = any(t.gpu_count() > 0 for t, _ in pool)
     total = sum(len(t.names) for t in types)
     if not pool:
         why = "every node is down or drained" if not up else f"every node excluded ({res.exclude})"
-        return Fit(False, why, gpu_only=gpu_only)
+        return Fit(False, why, gpu_only=gpu_only, gpu_some=gpu_some)
     cpus_needed = res.cpus * res.tasks
     fitting: list[str] = []
     via_feature = False
@@ -99,11 +101,12 @@ def node_fit(facts: ClusterFacts, p: Partition, res: Resources) -> Fit:
             via_feature = via_feature or feature
     if len(fitting) >= res.nodes and fitting:
         return Fit(True, f"fits {len(fitting)} of {total} nodes ({_names(fitting)})", tuple(fitting), via_feature,
-                   gpu_only)
+                   gpu_only, gpu_some)
     if fitting:
         return Fit(False, f"only {len(fitting)} node{'s' if len(fitting) != 1 else ''} fit ({_names(fitting)}) "
-                          f"< {res.nodes} asked", tuple(fitting), gpu_only=gpu_only)
-    return Fit(False, _why_not(p, [t for t, _ in pool], res), gpu_only=gpu_only)
+                          f"< {res.nodes} asked", tuple(fitting), gpu_only=gpu_only,
+                   gpu_some=gpu_some)
+    return Fit(False, _why_not(p, [t for t, _ in pool], res), gpu_only=gpu_only, gpu_some=gpu_some)
 
 
 def _why_not(p: Partition, pool: list[NodeType], res: Resources) -> str:
@@ -146,8 +149,10 @@ def _size_fit(p: Partition, res: Resources) -> Fit:
     if res.gpus > p.gpus_per_node:
         problems.append(f"{p.gpus_per_node} gpus per node < {res.gpus} asked")
     if problems:
-        return Fit(False, "; ".join(problems), gpu_only=p.gpus_per_node > 0, known=False)
-    return Fit(True, f"{p.nodes} node{'s' if p.nodes != 1 else ''}", gpu_only=p.gpus_per_node > 0, known=False)
+        return Fit(False, "; ".join(problems), gpu_only=p.gpus_per_node > 0, gpu_some=p.gpus_per_node > 0,
+                   known=False)
+    return Fit(True, f"{p.nodes} node{'s' if p.nodes != 1 else ''}", gpu_only=p.gpus_per_node > 0,
+               gpu_some=p.gpus_per_node > 0, known=False)
 
 
 def gpu_types(facts: ClusterFacts) -> list[str]:

@@ -4,23 +4,26 @@ Per partition, in this order (the first failing rule is the verdict's reason, wi
 1. Account: the run's `account` (sweep, `--set`, site config), else the user's DefaultAccount
    (sacctmgr), else the only account; several and no default is refused (name one). It is passed
    explicitly (`--account`), so the plan is what Slurm will do. AllowAccounts/DenyAccounts and the
-   associations' Partition field decide whether it may use the partition. AllowGroups is checked
-   against the local user's groups on a live cluster only (a profile's `user` is someone else).
+   associations' Partition field decide whether it may use the partition; when nothing takes the run
+   under the default account but another of the user's would, the refusal names that account.
+   AllowGroups: against the local user's groups on a live cluster, a profile's `groups` when it lists
+   them (a profile's `user` is someone else), else unchecked.
 2. Nodes (`nodefit`): at least `nodes` usable nodes each with the GPUs (type as GRES or as node
    feature), `cpus × tasks_per_node`, memory and features asked; MaxNodes.
 3. QoS and wall limit (`limits`): among granted and allowed QoS; the limit is the smallest of partition
    MaxTime, QoS MaxWall, partition QoS MaxWall and association MaxWall, named when it refuses; a job's
-   GPUs against the QoS's MaxTRES/MaxTRESPU gres/gpu.
+   GPUs against the tightest of the QoS's MaxTRES/MaxTRESPU and the association's MaxTRES gres/gpu.
 4. Preemption (`preemption`): a partition whose own jobs can be preempted is chosen only when named
    or when the run sets `preemptible = true`; partitions that preempt others are ordinary choices.
    `never_partitions` (site config) are chosen only when named.
 Ranking among partitions that fit (first difference decides; preemptible ones take part only when
 named or with `preemptible = true`):
-  a. a CPU-only run: partitions with CPU nodes before partitions whose nodes all carry GPUs;
+  a. a CPU-only run: partitions without GPU nodes, then partitions mixing CPU and GPU nodes, then
+     (only when nothing else fits) partitions whose nodes all carry GPUs;
   b. Slurm's expected start (`starts`, from `sbatch --test-only` on a live cluster), earliest first;
   c. the shortest limit that admits the time (short queues are backfilled first);  d. a partition
   whose jobs are not preempted;  e. higher PriorityTier;  f. the default partition;  g. the name.
-A run too long for every partition: with `chunk`, segments of the longest limit (safe, on-purpose first);
+A run too long for every partition: with `chunk`, segments of the longest limit, ranked by the same rules;
 without, NoFit naming each partition's binding limit. Sites that route by wall time
 (`partition_routing = "time"`) get the predicted partition without `--partition`.
 """
@@ -65,6 +68,7 @@ class _Judged:
     limit: lim.Limit | None = None
     fit: Fit | None = None
     risk: str | None = None  # why its jobs can be preempted
+    purpose: int = 0  # a CPU-only run: 0 no GPU nodes, 1 mixed, 2 all GPU nodes (`_purpose`)
 
     def time_ok(self, minutes: int) -> bool:
         return self.limit is None or self.limit.admits(minutes)
@@ -178,11 +182,11 @@ def _judge(facts: ClusterFacts, p: Partition, res: Resources, account: str | Non
     if why:
         return _Judged(p, (why,), account, qos, fit=fit)
     limit = lim.binding_limit(facts, p, qos, assoc)
-    for name in {qos, acc.qos} - {None}:
-        cap = lim.gpu_limit(facts, name)
-        if cap is not None and res.gpus * res.nodes > cap[0]:
-            return _Judged(p, (f"{cap[1]} < {res.gpus * res.nodes} GPUs asked",), account, qos, limit, fit)
-    return _Judged(p, (), account, qos, limit, fit, preemption_risk(facts, p, qos))
+    caps = [c for c in (lim.gpu_limit(facts, name) for name in {qos, acc.qos} - {None}) if c is not None]
+    caps += [c for c in [lim.gpu_limit(facts, None, assoc)] if c is not None]
+    if caps and res.gpus * res.nodes > min(caps)[0]:
+        return _Judged(p, (f"{min(caps)[1]} < {res.gpus * res.nodes} GPUs asked",), account, qos, limit, fit)
+    return _Judged(p, (), account, qos, limit, fit, preemption_risk(facts, p, qos), _purpose(facts, fit, res))
 
 
 def _qos(facts: ClusterFacts, p: Partition, res: Resources, assoc: Association | None) -> tuple[str | None, str]:
@@ -213,14 +217,23 @@ def _qos(facts: ClusterFacts, p: Partition, res: Resources, assoc: Association |
                   f"(set qos = \"{sorted(allowed)[0]}\" to use it)")
 
 
-def _rank(j: _Judged, res: Resources, starts: Mapping[str, str]) -> tuple:
+def _rank(j: _Judged, res: Resources, starts: Mapping[str, str], longest: bool = False) -> tuple:
+    """The ranking key (smaller first). `longest`: a chunked run, whose segment is the limit, wants the
+    longest limit instead of the shortest; every other rule is the same."""
     limit = math.inf if j.limit is None or j.limit.minutes is None else j.limit.minutes
-    return (_off_purpose(j, res), starts.get(j.p.name, "~"), limit, j.risk is not None, -j.p.priority_tier,
-            not j.p.is_default, j.p.name)
+    return (j.purpose, starts.get(j.p.name, "~"), -limit if longest else limit, j.risk is not None,
+            -j.p.priority_tier, not j.p.is_default, j.p.name)
 
 
-def _off_purpose(j: _Judged, res: Resources) -> bool:
-    return res.gpus == 0 and j.fit is not None and j.fit.gpu_only
+def _purpose(facts: ClusterFacts, fit: Fit, res: Resources) -> int:
+    """A CPU-only run: 0 on a partition without GPU nodes, 1 on one mixing CPU and GPU nodes, 2 on one whose
+    nodes all carry GPUs (taken only when nothing else fits). A GPU run: 0 everywhere. Where the site
+    assigns the partition from the time, mixed partitions are its general ones (0)."""
+    if res.gpus:
+        return 0
+    if fit.gpu_only:
+        return 2
+    return 1 if fit.gpu_some and facts.partition_routing != "time" else 0
 
 
 def _fit_text(j: _Judged, minutes: int, starts: Mapping[str, str]) -> str:
@@ -244,16 +257,48 @@ def place(facts: ClusterFacts, res: Resources, *, never: Iterable[str] = (), gro
     with a profile). `starts`: partition -> Slurm's expected start (ISO text), from `sbatch --test-only`."""
     check_request(facts, res)
     starts = starts or {}
-    if groups is None and facts.source == "slurm":
+    if groups is None and facts.groups is not None:
+        groups = set(facts.groups)
+    elif groups is None and facts.source == "slurm":
         groups = _user_groups()
     account = resolve_account(facts, res)
+    try:
+        return _place(facts, res, account, set(never), groups, starts)
+    except NoFit as exc:
+        if res.account is None and account is not None and facts.accounting:
+            _refuse_with_other_account(facts, res, account, set(never), groups, starts, exc)
+        raise
+
+
+def _refuse_with_other_account(facts: ClusterFacts, res: Resources, account: str, never: set[str],
+                               groups: set[str] | None, starts: Mapping[str, str], exc: NoFit) -> None:
+    """Nothing takes the run under the default account: when another of the user's accounts would get it
+    a partition (on purpose), refuse naming both (Slurm would use the default account: name the other)."""
+    for other in facts.accounts():
+        if other == account:
+            continue
+        try:
+            where = _place(facts, res, other, never, groups, starts)
+        except NoFit:
+            continue
+        if _purpose(facts, node_fit(facts, where.choice.partition, res), res) == 2:
+            continue  # a CPU-only run is not sent to another account's GPU partitions
+        names = [name for name, _ in where.candidates] or [where.partition]
+        one = len(names) == 1
+        raise NoFit(f"no partition takes {_asked(res)}: "
+                    f"{', '.join(names)} {'does' if one else 'do'} not allow your default account {account}; "
+                    f"your account {other} may use {'it' if one else 'them'}: set account = \"{other}\" in the "
+                    f"sweep (or --set account={other})", exc.verdicts) from None
+
+
+def _place(facts: ClusterFacts, res: Resources, account: str | None, never: set[str], groups: set[str] | None,
+           starts: Mapping[str, str]) -> Placement:
     by_name = {p.name: p for p in facts.partitions}
     if res.partition is not None and res.partition not in by_name:
         raise NoFit(f"partition {res.partition!r} does not exist (partitions: "
                     f"{', '.join(f'{q.name} MaxTime {q.max_time}' for q in facts.partitions)})", [])
     if not facts.partitions:
         raise NoFit("Slurm reports no partitions", [])
-    never = set(never)
     judged = [_judge(facts, p, res, account, groups) for p in facts.partitions]
     minutes, total = res.time_min, max(res.time_min, res.total_time_min or 0)
     verdicts: list[Verdict] = []
@@ -292,8 +337,7 @@ def place(facts: ClusterFacts, res: Resources, *, never: Iterable[str] = (), gro
         return _placement(facts, res, best, Choice(best.p, why, verdicts, segments, minutes),
                           tuple((j.p.name, j.qos) for j in ranked))
     if time_only and res.chunk:
-        best = min(time_only, key=lambda j: (j.risk is not None, _off_purpose(j, res),
-                                             -(j.limit.minutes or 0), -j.p.priority_tier, j.p.name))
+        best = min(time_only, key=lambda j: _rank(j, res, starts, longest=True))
         seg = best.limit.minutes or minutes
         segments = math.ceil(total / seg)
         why = (f"{best.p.name}: no partition allows {format_time(minutes)}; chunked into {segments} segments "
@@ -331,7 +375,8 @@ def _why(best: _Judged, ranked: list[_Judged], res: Resources, starts: Mapping[s
     runner = ranked[1]
     a, b = _rank(best, res, starts), _rank(runner, res, starts)
     if a[0] != b[0]:
-        basis = f"has CPU nodes for a CPU-only run ({runner.p.name}'s nodes all carry GPUs)"
+        basis = (f"has CPU nodes for a CPU-only run ({runner.p.name}'s nodes all carry GPUs)" if b[0] == 2 else
+                 f"has no GPU nodes, for a CPU-only run ({runner.p.name} mixes CPU and GPU nodes)")
     elif a[1] != b[1]:
         basis = f"Slurm expects it to start first ({starts.get(best.p.name)})"
     elif a[2] != b[2]:

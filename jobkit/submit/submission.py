@@ -159,10 +159,13 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
         planned.append(item)
     if executor == "slurm" and facts is not None:
         jobs: dict[str, int] = {}
+        by_account: dict[str, int] = {}
         for item in planned:
             if item.submits and item.job_res.qos:
                 jobs[item.job_res.qos] = jobs.get(item.job_res.qos, 0) + 1
-        placement_mod.check_submit_limits(facts, jobs)
+            if item.submits and item.job_res.account:
+                by_account[item.job_res.account] = by_account.get(item.job_res.account, 0) + 1
+        placement_mod.check_submit_limits(facts, jobs, by_account)
     return planned
 
 
