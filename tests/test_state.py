@@ -136,3 +136,17 @@ def test_submit_wait_and_status_watch_agree_on_ended(tmp_path: Path, monkeypatch
     status_watch.watch(fetch, Console(file=io.StringIO(), force_terminal=False), interval=0)
     expected = 2 if lifecycle.is_active(first) else 1
     assert len(wait_calls) - 1 == len(watch_calls) == expected  # wait_for reads once more for its table
+
+
+def test_a_run_whose_job_slurm_reports_in_an_unknown_word_is_not_resubmitted():
+    """UNKNOWN means Slurm still holds the job: submit/resume leave it alone rather than train it twice."""
+    from jobkit.observe.runstate import RunSummary
+    from jobkit.submit.submission import _action
+
+    unknown = RunSummary(run_id="r-1", sweep="s", workload="toy", path="/x", params={}, state=State.UNKNOWN,
+                         job_id="42")
+    action, reason = _action(unknown)
+    assert action == "running" and "42" in reason and "jobkit cancel r-1" in reason
+    stopped = RunSummary(run_id="r-1", sweep="s", workload="toy", path="/x", params={}, state=State.STOPPED,
+                         job_id="42")
+    assert _action(stopped)[0] == "resume"

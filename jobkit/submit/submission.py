@@ -200,6 +200,10 @@ def _action(current: RunSummary | None) -> tuple[str, str]:
         return "running", f"job {current.job_id} is {current.state.lower()} (step {current.step}/{current.total})"
     if current.state in QUEUED:
         return "queued", f"job {current.job_id} is queued ({current.state.lower()})"
+    if current.state == State.UNKNOWN and current.job_id:  # Slurm still has the job, in a word jobkit
+        # does not know: submitting again could train the run twice
+        return "running", (f"job {current.job_id} is in a state jobkit does not know; left alone "
+                           f"(`jobkit cancel {current.run_id}` first to resubmit)")
     last = f", last state {current.state}" if current.state != State.NEW else ""
     return "resume", f"unfinished at step {current.step}/{current.total}{last}"
 
