@@ -4,12 +4,12 @@
 """
 from __future__ import annotations
 
-import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from jobkit.run.lease import pid_alive
 from jobkit.state import ATTEMPT_ENDS, QUEUED, STATE_OF_EVENT, Event, State
 from jobkit.store import RunDir
 
@@ -172,13 +172,7 @@ def _rest(s: RunSummary, run: RunDir, attempt_start: float | None) -> RunSummary
 def _alive_here(pid: int | None, host: str | None) -> bool:
     if pid is None or host != socket.gethostname():
         return True  # cannot tell from here: believe the events
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def age(t: float | None) -> float | None:

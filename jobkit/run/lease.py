@@ -112,7 +112,8 @@ def live_holder(run_dir: Path, now: float | None = None) -> Holder | None:
     return holder if holder is not None and holder.age(now) <= timeout_s() else None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -179,7 +180,7 @@ class Lease:
             run.event(Event.LEASE_TAKEN_OVER, rank=rank, job_id=job_id, host=host, pid=pid,
                       previous=old.to_json(), heartbeat_age_s=round(old.age(now), 1),
                       message=f"lease of {old.describe()} taken over: "
-                              + ("its process is gone" if old.host == host and not _alive(old.pid)
+                              + ("its process is gone" if old.host == host and not pid_alive(old.pid)
                                  else f"no heartbeat for {old.age(now):.0f}s (timeout {limit:g}s)"))
         lease._thread.start()
         if rank > 0 and job_id:
@@ -243,7 +244,7 @@ def _verdict(old: Holder | None, locked: bool, host: str, pid: int, limit: float
     """take | takeover | refuse, from the OS lock and the record."""
     if old is None:
         return "take" if locked else "refuse"
-    if old.host == host and old.pid != pid and not _alive(old.pid):
+    if old.host == host and old.pid != pid and not pid_alive(old.pid):
         return "takeover" if locked else "refuse"
     if old.age() > limit:
         return "takeover" if locked else "refuse"
