@@ -1,5 +1,10 @@
 """Benchmark the `charlm` workload on CPU (prints figures; asserts nothing).
 
+0. Against nanoGPT (`bench/vs_nanogpt.py`): the charlm Transformer's training speed over nanoGPT's at
+   nanoGPT's CPU configuration, measured in this run (alternating, one thread, 2000 steps each), and
+   the validation loss each reaches (target: ≥ 1.10x with an equal or better loss). Needs a checkout
+   of karpathy/nanoGPT at the pinned commit in NANOGPT_DIR (or --nanogpt); skipped with one line
+   without it. Then the LSTM and the β-VAE against their bare loops (`bench/bare_loops.py`, ≥ 0.95x).
 1. Training throughput (characters/s) of each model at the `cpu-small` sizes, and of a
    straightforward PyTorch Transformer of the same shape (per-head attention modules with a
    masked softmax, PyTorch default init, plain AdamW) — interleaved rounds, median reported.
@@ -8,6 +13,7 @@
    then the LSTM and the TCN — final validation loss and wall time of each.
 
     python bench/bench_charlm.py [--quick] [--data PATH] [--threads N] [--skip-reference]
+        [--only nanogpt|bare|models] [--nanogpt DIR] [--compile]
 
 `--quick` runs 200 steps per model instead of 2000 (losses are then far from converged).
 The corpus defaults to $JOBKIT_DATA/tinyshakespeare.txt, else ../shared/data/tinyshakespeare.txt.
@@ -28,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jobkit.plan.params import resolve
-from jobs.charlm.data import random_batch, val_window_starts, windows  # noqa: E402
-from jobs.charlm.workload import CharLM, WarmupCosine  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bare_loops  # noqa: E402  (bench/, beside this file)
+import vs_nanogpt  # noqa: E402
+from jobkit.plan.params import resolve  # noqa: E402
+from jobs.charlm.data import random_batch, val_window_starts, windows  # noqa: E402
+from jobs.charlm.workload import CharLM, WarmupCosine  # noqa: E402
 
 
 # ------------------------------------------------------------------------- the reference model
@@ -206,11 +213,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200 steps per full run, short throughput rounds")
     ap.add_argument("--data", default=None, help="text file (default: tinyshakespeare from JOBKIT_DATA or ../shared/data)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one each, as measured)")
     ap.add_argument("--skip-reference", action="store_true", help="do not train the reference to the end")
+    ap.add_argument("--only", choices=["nanogpt", "bare", "models"], help="run one section (default: all)")
+    ap.add_argument("--nanogpt", default=None, help="nanoGPT checkout (default: $NANOGPT_DIR)")
+    ap.add_argument("--compile", action="store_true", help="also compare with the charlm run at compile=true")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     data = args.data
     if data is None:
         env = os.environ.get("JOBKIT_DATA")
@@ -218,7 +227,24 @@ def main() -> None:
     steps = 200 if args.quick else 2000
     tp_steps, tp_rounds = (20, 1) if args.quick else (50, 3)
     with tempfile.TemporaryDirectory(prefix="bench_charlm.") as tmp:
-        bench(data, Path(tmp), steps, tp_steps, tp_rounds, args.skip_reference)
+        if args.only in (None, "nanogpt"):
+            nanogpt_section(args.nanogpt, data, Path(tmp), steps, args.compile)
+        if args.only in (None, "bare"):
+            print(f"\n## workload step vs bare loop, {torch.get_num_threads()} thread(s) (goal >= 0.95x)")
+            bare_loops.compare(data, Path(tmp) / "bare", *((20, 3) if args.quick else (50, 5)))
+        if args.only in (None, "models"):
+            bench(data, Path(tmp), steps, tp_steps, tp_rounds, args.skip_reference)
+
+
+def nanogpt_section(where: str | None, data: str, tmp: Path, steps: int, compile_too: bool) -> None:
+    path, line = vs_nanogpt.find_nanogpt(where)
+    print(f"## charlm Transformer vs nanoGPT at its CPU configuration, {torch.get_num_threads()} thread(s), "
+          f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}")
+    print(line)
+    if path is None:
+        return
+    variants = {"charlm": {}, **({"charlm compile=true": {"compile": True}} if compile_too else {})}
+    vs_nanogpt.compare(path, data, tmp / "nanogpt", steps=steps, chunk=max(10, steps // 20), variants=variants)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ class CharLMParams(BaseParams):
     sample_len: int = field(default=128, metadata={"min": 1, "help": "characters generated per prompt"})
     temperature: float = field(default=0.8, metadata={"min": 0.0, "help": "sampling temperature (0: greedy)"})
     top_k: int = field(default=0, metadata={"min": 0, "help": "sample among the k likeliest characters (0: all)"})
+    compile: bool = field(default=False, metadata={
+        "identity": "when-set",  # added later: runs made before keep their ids
+        "help": "torch.compile the training step where the platform allows (else one warning, eager)"})
 
     def check(self) -> None:
         if self.model == "transformer" and self.width % self.heads:

@@ -21,7 +21,7 @@ from torch import nn
 from jobkit.atomic import write_text
 from jobkit.plan.datacheck import DataProblem
 from jobkit.protocol import Metric, ReportLayout, RunContext
-from jobkit.torchutil import eval_mode
+from jobkit.torchutil import Stepper, eval_mode
 
 from .data import Corpus, DataError, Vocab, check_corpus, load_corpus, random_batch, val_window_starts, windows
 from .models import TCNLM, build_model, count_params
@@ -123,6 +123,7 @@ class CharLM:
 
         self.model = build_seeded_model(p, len(self.vocab)).to(self.device)
         self.train_model = ctx.data_parallel(self.model)  # steps only; the bare model evaluates and is saved
+        self.stepper = Stepper(self.train_model, p.compile, log)
         self.optimizer = make_adamw(param_groups(self.model, p.weight_decay), lr=p.lr, betas=(0.9, p.beta2))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, WarmupCosine(p.lr, p.min_lr, p.warmup_steps, p.steps, constant=p.schedule == "constant"))
@@ -157,13 +158,18 @@ class CharLM:
                                    generator=self.batch_generator)
             x, y = windows(self.corpus.train, starts[self.ctx.part(p.batch_size)], p.context)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        with self._autocast():
-            logits = self.train_model(x)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        if self.ctx.world_size > 1:
-            loss = loss * self.ctx.share(p.batch_size)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+
+        def forward_backward(model: nn.Module) -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            with self._autocast():
+                logits = model(x)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            if self.ctx.world_size > 1:
+                loss = loss * self.ctx.share(p.batch_size)
+            loss.backward()
+            return loss
+
+        loss = self.stepper.run(forward_backward)
         if p.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
         else:

@@ -5,6 +5,7 @@ so that jobs live long enough to be preempted or to hit a time limit.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from torch import nn
 from jobkit import atomic
 from jobkit.plan.params import ParamError
 from jobkit.protocol import MAX_BATCH, BaseParams, RunContext
-from jobkit.torchutil import eval_mode
+from jobkit.torchutil import Stepper, eval_mode
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +32,9 @@ class ToyParams(BaseParams):
     dropout: float = field(default=0.1, metadata={"min": 0.0, "max": 0.9, "help": "dropout probability"})
     step_sleep: float = field(default=0.0, metadata={"min": 0.0, "max": 60.0, "help": "seconds slept per step"})
     fail_at: int = field(default=-1, metadata={"min": -1, "help": "make the loss NaN at this step (tests)"})
+    compile: bool = field(default=False, metadata={
+        "identity": "when-set",  # added later: runs made before keep their ids
+        "help": "torch.compile the training step where the platform allows (else one warning, eager)"})
 
     def check(self) -> None:
         if self.fail_at >= self.steps:
@@ -57,6 +63,7 @@ class Toy:
                 t.copy_(torch.randn(t.shape, generator=g) / math.sqrt(t.shape[-1]))
         self.model = _mlp(self.p.dim, self.p.hidden, self.p.dropout)
         self.train_model = ctx.data_parallel(self.model)  # the bare model evaluates and is saved
+        self.stepper = Stepper(self.train_model, self.p.compile, log)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.p.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: 1.0 / (1.0 + s / 1000))
         self.data = torch.Generator().manual_seed(self.p.seed + 2)
@@ -77,13 +84,18 @@ class Toy:
         if self.p.step_sleep:
             time.sleep(self.p.step_sleep)
         x, y = self._batch()
-        loss = nn.functional.mse_loss(self.train_model(x), y)
-        if self.ctx.world_size > 1:
-            loss = loss * self.ctx.share(self.p.batch_size)
-        if step == self.p.fail_at:
-            loss = loss * float("nan")
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+
+        def forward_backward(model: nn.Module) -> torch.Tensor:
+            self.opt.zero_grad(set_to_none=True)
+            loss = nn.functional.mse_loss(model(x), y)
+            if self.ctx.world_size > 1:
+                loss = loss * self.ctx.share(self.p.batch_size)
+            if step == self.p.fail_at:
+                loss = loss * float("nan")
+            loss.backward()
+            return loss
+
+        loss = self.stepper.run(forward_backward)
         self.opt.step()
         self.sched.step()
         return {"loss": loss.item(), "lr": self.sched.get_last_lr()[0]}

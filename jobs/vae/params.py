@@ -39,6 +39,9 @@ class VAEParams(BaseParams):
     # optimisation
     batch_size: int = field(default=64, metadata={"min": 1, "max": MAX_BATCH, "help": "images per step"})
     lr: float = field(default=5e-4, metadata={"min": 0.0, "help": "Adam learning rate"})
+    compile: bool = field(default=False, metadata={
+        "identity": "when-set",  # added later: runs made before keep their ids
+        "help": "torch.compile the training step where the platform allows (else one warning, eager)"})
     # evaluation and pictures
     rotation_dim: int = field(default=-1, metadata={
         "min": -1, "help": "latent shown as the rotation strip (-1: auto; on sprites max MI with orientation)"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import time
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from torchvision.utils import make_grid, save_image
 
 from jobkit.atomic import write_bytes, write_text
 from jobkit.protocol import ImageKind, Metric, ReportLayout, RunContext
-from jobkit.torchutil import eval_mode
+from jobkit.torchutil import Stepper, eval_mode
 
 from . import sprites
 from .data import FaceData, SpritesData, check_dataset, load_dataset, parse_dataset
@@ -38,6 +39,8 @@ HEART = 2
 SPRITES_BASE = (HEART, 5, 0, 15, 16)
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active if Var_x(E[z_u | x]) > 0.01
 CHUNK = 256
+
+log = logging.getLogger(__name__)
 
 
 def _png_bytes(grid: torch.Tensor) -> bytes:
@@ -88,6 +91,7 @@ class BetaVAE:
             model = VAE(self.data.channels, p.latents, likelihood, p.image_size)
         self.model = model.to(self.device)
         self.train_model = ctx.data_parallel(self.model)  # steps only; the bare model evaluates and is saved
+        self.stepper = Stepper(self.train_model, p.compile, log)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=p.lr)
         self.batch_gen = torch.Generator().manual_seed(2 * p.seed + 1)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(2 * p.seed + 2)
@@ -101,19 +105,22 @@ class BetaVAE:
         if self.ctx.world_size == 1:
             x = self.data.train_batch(self.batch_gen, p.batch_size, self.device)
             noise = torch.randn((x.shape[0], p.latents), generator=self.noise_gen, device=self.device)
-            out = model.losses(x, noise)
         else:  # every rank draws the global batch (one generator each for images and noise), keeps its part
             part = self.ctx.part(p.batch_size)
             x = self.data.train_batch(self.batch_gen, p.batch_size, self.device, part)
             noise = torch.randn((p.batch_size, p.latents), generator=self.noise_gen, device=self.device)[part]
-            out = self.train_model(x, noise)
-        kl = out["kl_dims"].sum(1)
-        recon = out["recon"]
-        loss = (recon + p.beta * kl).mean()
-        if self.ctx.world_size > 1:
-            loss = loss * self.ctx.share(p.batch_size)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+
+        def forward_backward(net: torch.nn.Module) -> tuple[torch.Tensor, ...]:
+            self.optimizer.zero_grad(set_to_none=True)
+            out = net(x, noise)  # forward = losses (what a DistributedDataParallel wrapper calls)
+            kl = out["kl_dims"].sum(1)
+            loss = (out["recon"] + p.beta * kl).mean()
+            if self.ctx.world_size > 1:
+                loss = loss * self.ctx.share(p.batch_size)
+            loss.backward()
+            return loss, out["recon"], kl
+
+        loss, recon, kl = self.stepper.run(forward_backward)
         self.optimizer.step()
         self._version += 1
         loss_v, recon_v, kl_v = torch.stack([loss.detach(), recon.detach().mean(), kl.detach().mean()]).tolist()
