@@ -260,8 +260,8 @@ def query_states(job_ids: Sequence[str]) -> SlurmView:
 
 
 def jobs_by_comment(comments: Sequence[str]) -> tuple[dict[str, list[str]], str | None]:
-    """{comment: job ids (array tasks as `123_4`)} of this user's queued and running jobs carrying one
-    of `comments`, with one squeue call; and squeue's error line, if it failed."""
+    """{comment: job ids (array tasks as `123_4`)} of this user's queued and running jobs whose comment
+    starts with one of `comments` (up to a comma), with one squeue call; and squeue's error line, if it failed."""
     wanted = set(comments)
     try:
         out = _run(["squeue", "-h", "-r", "-u", _user(), "-o", "%i|%k"])
@@ -272,8 +272,9 @@ def jobs_by_comment(comments: Sequence[str]) -> tuple[dict[str, list[str]], str 
     found: dict[str, list[str]] = {}
     for line in out.stdout.splitlines():
         job_id, _, text = line.strip().partition("|")
-        if text in wanted:
-            found.setdefault(text, []).append(job_id)
+        key = text.split(",", 1)[0]  # jobkit's part comes first; a user's own comment may follow
+        if key in wanted:
+            found.setdefault(key, []).append(job_id)
     return found, None
 
 

@@ -158,3 +158,19 @@ def test_a_local_controller_carrying_the_token_is_adopted(tmp_path):
     finally:
         fake.kill()
         fake.wait()
+
+
+def test_a_users_own_comment_travels_behind_the_token_and_the_job_is_still_found(monkeypatch):
+    """`[sbatch] comment` is kept (after jobkit's token), and adoption still finds the job by its token."""
+    from jobkit import slurm
+    from jobkit.plan.spec import parse_resources
+    from jobkit.submit.submission import slurm_parameters
+
+    res = parse_resources({"time": "00:05:00", "cpus": 1, "mem": "500M", "sbatch": {"comment": "exp42"}})
+    params = slurm_parameters(res, "test", "s", token="abc123")
+    assert params["additional_parameters"]["comment"] == "jobkit:abc123,exp42"
+    squeue = subprocess.CompletedProcess([], 0, stdout="7_0|jobkit:abc123,exp42\n8|jobkit:ffff\n9|exp42\n", stderr="")
+    monkeypatch.setattr(slurm, "_run", lambda cmd: squeue)
+    monkeypatch.setattr(slurm, "_user", lambda: "me")
+    found, error = slurm.jobs_by_comment([intents.comment("abc123")])
+    assert error is None and found == {"jobkit:abc123": ["7_0"]}

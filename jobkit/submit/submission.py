@@ -238,7 +238,8 @@ def slurm_parameters(res: Resources, partition: str | None, sweep: str,
                                   signal_delay_s=signal_delay_for(res), job_name=f"{JOB_NAME_PREFIX}{sweep}",
                                   additional_parameters={"open-mode": "append", **dict(res.sbatch)})
     if token:  # the submission's token travels with the job: a dead submitter's jobs are found by it
-        params["additional_parameters"]["comment"] = intents.comment(token)
+        own = params["additional_parameters"].get("comment")  # a user's `[sbatch] comment` follows it
+        params["additional_parameters"]["comment"] = intents.comment(token) + (f",{own}" if own else "")
     if res.gpus:
         params["gpus_per_node"] = res.gpus_text if res.gpu_type else res.gpus
     if partition:
