@@ -194,7 +194,7 @@ def test_a_queued_run_shows_pending_cancels_and_resumes(tmp_path):
     time.sleep(2.0)  # the orphaned waiter notices within a poll and leaves the queue
     status = {r["run_id"]: r for r in json.loads(_jobkit("status", "node", "--json", root=root, pool=pool).stdout)["runs"]}
     assert status[queued]["state"] == "CANCELLED"
-    assert [e["event"] for e in _events(status[queued]["path"])] == ["submitted", "cancelled"]
+    assert [e["event"] for e in _events(status[queued]["path"])] == ["submit_intent", "submitted", "cancelled"]
     with localqueue._pool_lock(pool):
         assert status[queued]["path"] not in [e.run for e in localqueue.entries(pool)]
     resumed = _jobkit("resume", "node", "--executor", "local", "--wait", root=root, pool=pool)
