@@ -123,7 +123,10 @@ class ProgressReader:
             return
         with self._lock:
             self.matches += 1
-            self.step = int(values.pop("step"))
+            step = int(values.pop("step"))
+            if self.step is not None and step < self.step:
+                return  # stdout and stderr are read apart: a line may arrive after a later one
+            self.step = step
             loss, val_loss = values.pop("loss", None), values.pop("val_loss", None)
             report.record(self.state, self.folder, self.attempt, self.step, self.total,
                           loss=loss, val_loss=val_loss, **values)
