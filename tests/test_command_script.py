@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from jobkit.cli import cli
+from jobkit.collect.scalars import read_scalars
 from jobkit.command import supervise
 from jobkit.observe.runstate import summarize
 from jobkit.run import runner
@@ -62,6 +63,8 @@ def test_resume_args_are_added_from_the_second_start_and_progress_drives_status(
     assert starts(run) == [[], ["--init_from=resume"], ["--init_from=resume"]]
     s = summarize(run)
     assert s.state == "COMPLETED" and s.step == 30 and final["train_loss"] == pytest.approx(0.1)
+    curve = read_scalars(run.tb_dir)["train/loss"]  # the printed losses as TensorBoard scalars
+    assert [step for step, _ in curve] == list(range(1, 31)) and curve[-1][1] == pytest.approx(0.1)
 
 
 def test_resume_when_adds_the_args_only_while_the_checkpoint_exists(tmp_path):

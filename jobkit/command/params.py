@@ -169,4 +169,7 @@ Bring your own script (workload = "command"):
   Exit 3 (or killed after the wait) requeues a resumable run; a run that is not resumable and reaches
   its time limit is TIMEOUT with its last output lines; any other exit code is FAILED with its stderr tail.
   from jobkit import report: report.progress(step, total, loss=..., val_loss=...),
-  report.stop_requested(), report.checkpoint_saved(step, path); TensorBoard files under {run_dir}/tb."""
+  report.stop_requested(), report.checkpoint_saved(step, path); TensorBoard files under {run_dir}/tb.
+  A script written before jobkit, unchanged: resume_args = ["--init_from=resume"] (from the 2nd start, or
+  while resume_when = "{run_dir}/ckpt.pt" exists), progress = 'iter (?P<step>\\d+): loss (?P<loss>[\\d.]+)',
+  checkpoint = "{run_dir}/ckpt.pt", trackers = true|false|["wandb", "mlflow", "tensorboard"]."""

@@ -101,12 +101,13 @@ def tracker_env(params: Mapping[str, Any], run_id: str, run_dir: Path, environ: 
 class ProgressReader:
     """Reads progress lines from the script's stdout and stderr into progress.json (via `report`)."""
 
-    def __init__(self, pattern: str, folder: Path, attempt: int, total: int | None) -> None:
+    def __init__(self, pattern: str, folder: Path, attempt: int, total: int | None, start_step: int = 0) -> None:
         self.regex = compile_progress(pattern)
-        self.folder, self.attempt, self.total = folder, attempt, total
+        self.folder, self.attempt, self.total, self.start_step = folder, attempt, total, start_step
         self.state = report.Reporter()
         self.matches = 0
         self.step: int | None = None
+        self._writer: Any = None  # TensorBoard, opened at the first match (None: not yet; False: no torch)
         self._lock = threading.Lock()
 
     def feed(self, line: str) -> None:
@@ -124,18 +125,39 @@ class ProgressReader:
         with self._lock:
             self.matches += 1
             step = int(values.pop("step"))
+            loss, val_loss = values.pop("loss", None), values.pop("val_loss", None)
+            self._scalars(step, loss, val_loss, values)
             if self.step is not None and step < self.step:
                 return  # stdout and stderr are read apart: a line may arrive after a later one
             self.step = step
-            loss, val_loss = values.pop("loss", None), values.pop("val_loss", None)
             report.record(self.state, self.folder, self.attempt, self.step, self.total,
                           loss=loss, val_loss=val_loss, **values)
+
+    def _scalars(self, step: int, loss: float | None, val_loss: float | None, other: dict[str, float]) -> None:
+        """The same numbers as TensorBoard scalars in {run_dir}/tb (what `collect` and `jobkit tb` read)."""
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._writer = False
+            else:
+                from jobkit.run import tblog
+
+                self._writer = tblog.open_writer(SummaryWriter, self.folder / "tb", self.start_step)
+        if self._writer is False:
+            return
+        tags = {"train/loss": loss, "val/val_loss": val_loss, **{f"train/{k}": v for k, v in other.items()}}
+        for tag, value in tags.items():
+            if value is not None:
+                self._writer.add_scalar(tag, value, step)
 
     def flush(self) -> None:
         """Write the last progress seen (progress.json is otherwise rewritten every few seconds)."""
         with self._lock:
             if self.step is not None:
                 report.record(self.state, self.folder, self.attempt, self.step, self.total, force=True)
+            if self._writer:
+                self._writer.close()
 
 
 class CheckpointWatch:

@@ -115,7 +115,7 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
     env.update(trackers)
     reader = None
     if params.get("progress"):
-        reader = script_mod.ProgressReader(params["progress"], run.path, attempt, params.get("steps"))
+        reader = script_mod.ProgressReader(params["progress"], run.path, attempt, params.get("steps"), step)
         env.setdefault("PYTHONUNBUFFERED", "1")  # progress lines arrive as printed, not at exit
     watch = None
     if params.get("checkpoint"):
