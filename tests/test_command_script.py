@@ -181,6 +181,7 @@ BAD = {
     "resume_args_placeholder": ('resume_args = ["--from={nope}"]', "resume_args: unknown placeholder {nope}"),
     "checkpoint_outside": ('checkpoint = "/tmp/ckpt.pt"', "outside the run folder"),
     "bad_tracker": ('trackers = ["neptune"]', "trackers: expected"),
+    "resume_when_alone": ('resume_when = "{run_dir}/ckpt.pt"', "resume_when: given without resume_args"),
 }
 
 
@@ -198,3 +199,16 @@ def test_bad_script_keys_exit_2_with_one_line(tmp_path, monkeypatch, name):
     assert expected in result.stderr
     assert not root.exists() or not any(root.rglob("spec.json"))
 
+
+
+def test_a_failing_progress_reader_never_stops_the_output_pump(tmp_path):
+    import io
+
+    def broken(line: str) -> None:
+        raise OSError("disk full")
+
+    sink = io.TextIOWrapper(io.BytesIO())
+    tail = supervise._Tail(io.BytesIO(b"".join(b"iter %d: loss 1.0\n" % i for i in range(10))), out=sink, feed=broken)
+    lines = tail.join()
+    assert sink.buffer.getvalue().count(b"\n") == 10  # every line still copied through
+    assert any("progress reading stopped" in line for line in lines) and lines[-1] == "iter 9: loss 1.0"

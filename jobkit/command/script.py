@@ -30,6 +30,9 @@ def check(params: dict[str, Any]) -> None:
                                f"got {resume_args!r}")
         for arg in resume_args:
             fields(arg, "resume_args")
+    if params.get("resume_when") is not None and not resume_args:
+        raise CommandError("resume_when: given without resume_args; add the arguments it should switch on, "
+                           'e.g. resume_args = ["--resume", "{run_dir}/ckpt.pt"]')
     for key in ("resume_when", "checkpoint"):
         value = params.get(key)
         if value is None:

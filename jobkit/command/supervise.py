@@ -71,7 +71,11 @@ class _Tail:
             if text:
                 self.lines.append(text)
                 if self._feed is not None:
-                    self._feed(text)
+                    try:
+                        self._feed(text)
+                    except Exception as exc:  # never stop pumping: a full pipe would block the script
+                        self._feed = None
+                        self.lines.append(f"(jobkit: progress reading stopped: {exc!r})")
 
     def join(self) -> list[str]:
         self._thread.join(timeout=5)
