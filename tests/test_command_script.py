@@ -16,7 +16,8 @@ from jobkit.run import runner
 from test_command import load, make_command_run
 
 # A nanoGPT-like script: `--init_from=resume` fails without a checkpoint; prints `iter N: loss X`;
-# saves ckpt.json every 5 iters (with WAIT_SEEN, waits until jobkit recorded it); stops (exit 3) after `stop_at` iters on its first two attempts.
+# saves ckpt.json every 5 iters (with WAIT_SEEN, waits until jobkit recorded it); stops (exit 3)
+# after 12 iters on its first two attempts.
 TRAINER = """
 import json, os, sys, time
 out = sys.argv[1]
@@ -117,7 +118,8 @@ def test_stdout_is_still_copied_through(tmp_path, capfd):
 
 ENV_DUMP = ("import json, os, sys\n"
             "keys = [k for k in os.environ if k.startswith(('WANDB_', 'MLFLOW_', 'TENSORBOARD_'))]\n"
-            "open(os.path.join(sys.argv[1], 'env.log'), 'a').write(json.dumps({k: os.environ[k] for k in keys}) + '\\n')\n"
+            "line = json.dumps({k: os.environ[k] for k in keys})\n"
+            "open(os.path.join(sys.argv[1], 'env.log'), 'a').write(line + '\\n')\n"
             "sys.exit(0 if os.environ['JOBKIT_ATTEMPT'] == '2' else 3)\n")
 
 
@@ -208,7 +210,8 @@ def test_a_failing_progress_reader_never_stops_the_output_pump(tmp_path):
         raise OSError("disk full")
 
     sink = io.TextIOWrapper(io.BytesIO())
-    tail = supervise._Tail(io.BytesIO(b"".join(b"iter %d: loss 1.0\n" % i for i in range(10))), out=sink, feed=broken)
+    source = io.BytesIO(b"".join(b"iter %d: loss 1.0\n" % i for i in range(10)))
+    tail = supervise._Tail(source, out=sink, feed=broken)
     lines = tail.join()
     assert sink.buffer.getvalue().count(b"\n") == 10  # every line still copied through
     assert any("progress reading stopped" in line for line in lines) and lines[-1] == "iter 9: loss 1.0"
