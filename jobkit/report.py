@@ -36,6 +36,8 @@ _STATE_FILE = ".report-state.json"  # the alarm's state as of the last checkpoin
 
 
 class _Reporter:
+    """One script's progress state (the helper's own, or one the command supervisor keeps)."""
+
     def __init__(self) -> None:
         self.stop_at: float | None = None  # when a stop signal arrived
         self.confirmed = False  # jobkit's marker seen: the signal was its stop request
@@ -48,6 +50,7 @@ class _Reporter:
         self.monitor: DivergenceMonitor | None = None
 
 
+Reporter = _Reporter
 _r = _Reporter()
 
 
@@ -91,20 +94,22 @@ def install(sig: str | None = None) -> None:
 
 def _event(name: str, **fields: Any) -> None:
     folder = run_dir()
-    if folder is None:
-        return
-    record = {"t": round(time.time(), 3), "event": name, **fields}
-    atomic.append_line(folder / "events.jsonl", json.dumps(record, default=str, sort_keys=True))
+    if folder is not None:
+        _event_in(folder, name, **fields)
 
 
-def _monitor(folder: Path) -> DivergenceMonitor:
-    if _r.monitor is None:
-        _r.monitor = DivergenceMonitor()
-        try:
-            _r.monitor.load_state_dict(json.loads((folder / _STATE_FILE).read_text()))
-        except (OSError, ValueError):
-            pass
-    return _r.monitor
+def _event_in(folder: Path, name: str, **fields: Any) -> None:
+    line = {"t": round(time.time(), 3), "event": name, **fields}
+    atomic.append_line(folder / "events.jsonl", json.dumps(line, default=str, sort_keys=True))
+
+
+def _load_monitor(folder: Path) -> DivergenceMonitor:
+    monitor = DivergenceMonitor()
+    try:
+        monitor.load_state_dict(json.loads((folder / _STATE_FILE).read_text()))
+    except (OSError, ValueError):
+        pass
+    return monitor
 
 
 def progress(step: int, total: int | None = None, *, loss: float | None = None, val_loss: float | None = None,
@@ -116,30 +121,39 @@ def progress(step: int, total: int | None = None, *, loss: float | None = None, 
     metrics, e.g. `val_bpc=...`) go to metrics.json, which `collect` reads as final metrics.
     """
     folder = run_dir()
-    if folder is None:
-        return
+    if folder is not None:
+        record(_r, folder, attempt(), step, total, loss=loss, val_loss=val_loss, **val_metrics)
+
+
+def record(r: _Reporter, folder: Path, attempt_no: int, step: int, total: int | None = None, *,
+           loss: float | None = None, val_loss: float | None = None, force: bool = False,
+           **val_metrics: float) -> None:
+    """`progress` for an explicit run folder and state: the supervisor of a script reports its
+    printed progress through it (the same files and alarm as the helper)."""
     now = time.time()
-    if _r.last_step is not None and _r.last_t is not None and step > _r.last_step and now > _r.last_t:
-        rate = (step - _r.last_step) / (now - _r.last_t)
-        _r.steps_per_s = rate if _r.steps_per_s is None else 0.9 * _r.steps_per_s + 0.1 * rate
-    _r.last_step, _r.last_t = step, now
+    if r.last_step is not None and r.last_t is not None and step > r.last_step and now > r.last_t:
+        rate = (step - r.last_step) / (now - r.last_t)
+        r.steps_per_s = rate if r.steps_per_s is None else 0.9 * r.steps_per_s + 0.1 * rate
+    r.last_step, r.last_t = step, now
     if loss is not None:
         loss = float(loss)
-        _r.loss = loss
+        r.loss = loss
         if math.isfinite(loss):
-            for kind, message in _monitor(folder).update(step, loss):
-                _event(Event.ALARM, step=step, kind=kind, message=message)
+            if r.monitor is None:
+                r.monitor = _load_monitor(folder)
+            for kind, message in r.monitor.update(step, loss):
+                _event_in(folder, Event.ALARM, step=step, kind=kind, message=message)
     if val_loss is not None or val_metrics:
         if val_loss is not None:
-            _r.val["val_loss"] = float(val_loss)
-        _r.val.update((k, float(v)) for k, v in val_metrics.items())
-        atomic.write_json(folder / "metrics.json", {"step": step, **_r.val})
+            r.val["val_loss"] = float(val_loss)
+        r.val.update((k, float(v)) for k, v in val_metrics.items())
+        atomic.write_json(folder / "metrics.json", {"step": step, **r.val})
     last = total is not None and step >= total
-    if last or val_loss is not None or now - _r.last_write >= PROGRESS_EVERY_S:
-        _r.last_write = now
+    if force or last or val_loss is not None or now - r.last_write >= PROGRESS_EVERY_S:
+        r.last_write = now
         atomic.write_json(folder / "progress.json", {
-            "step": step, "total": total, "t": now, "attempt": attempt(), "loss": _r.loss,
-            "val_loss": _r.val.get("val_loss"), "steps_per_s": _r.steps_per_s})
+            "step": step, "total": total, "t": now, "attempt": attempt_no, "loss": r.loss,
+            "val_loss": r.val.get("val_loss"), "steps_per_s": r.steps_per_s})
 
 
 def checkpoint_saved(step: int, path: str | os.PathLike[str], seconds: float | None = None) -> None:

@@ -19,7 +19,10 @@ from typing import Any, Mapping
 
 NAME = "command"
 # Keys jobkit itself reads from a command run (they are parameters too: part of the identity).
-JOBKIT_KEYS = ("command", "steps", "resumable", "stop_signal")
+# Optional keys for a script written before jobkit (`jobkit.command.script`); absent unless set.
+SCRIPT_KEYS = ("resume_args", "resume_when", "progress", "checkpoint", "trackers")
+JOBKIT_KEYS = ("command", "steps", "resumable", "stop_signal", *SCRIPT_KEYS)
+LIST_KEYS = ("command", "resume_args", "trackers")  # lists that are one value, not a sweep axis
 BUILTINS = ("run_dir", "python")  # placeholders that are not parameters
 DEFAULT_STOP_SIGNAL = "USR2"
 STOP_MARKER = ".jobkit-stop"  # in the run folder: written by the supervisor just before it forwards the signal
@@ -76,7 +79,7 @@ def resolve_params(raw: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
     if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
         raise CommandError(f"command: expected a non-empty list of strings, got {command!r}")
     for key, value in params.items():
-        if key == "command":
+        if key in LIST_KEYS:
             continue
         if isinstance(value, (dict, list)) or not isinstance(value, (str, int, float, bool)):
             raise CommandError(f"{key}: a command run's parameter must be a string, number or boolean, "
@@ -88,15 +91,20 @@ def resolve_params(raw: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
     if not isinstance(resumable, bool):
         raise CommandError(f"resumable: expected true or false, got {resumable!r}")
     params["stop_signal"] = stop_signal_of(params.get("stop_signal", DEFAULT_STOP_SIGNAL)).name[3:]
-    known = set(params) | set(BUILTINS)
     for arg in command:
-        for name in _fields(arg):
-            if name not in known:
-                accepted = ", ".join(sorted(k for k in known if k != "command"))
-                raise CommandError(f"command: unknown placeholder {{{name}}} in {arg!r}; add a parameter "
-                                   f"{name} = ... to the run, or use one of: {accepted}")
+        check_placeholders(params, arg)
     _check_program(command, workdir)
     return params
+
+
+def check_placeholders(params: Mapping[str, Any], arg: str, key: str = "command") -> None:
+    """Every `{name}` in `arg` is a parameter of the run or a builtin (raises CommandError)."""
+    known = set(params) | set(BUILTINS)
+    for name in _fields(arg):
+        if name not in known:
+            accepted = ", ".join(sorted(k for k in known if k not in LIST_KEYS))
+            raise CommandError(f"{key}: unknown placeholder {{{name}}} in {arg!r}; add a parameter "
+                               f"{name} = ... to the run, or use one of: {accepted}")
 
 
 def _check_program(command: list[str], workdir: Path) -> None:
@@ -161,4 +169,7 @@ Bring your own script (workload = "command"):
   Exit 3 (or killed after the wait) requeues a resumable run; a run that is not resumable and reaches
   its time limit is TIMEOUT with its last output lines; any other exit code is FAILED with its stderr tail.
   from jobkit import report: report.progress(step, total, loss=..., val_loss=...),
-  report.stop_requested(), report.checkpoint_saved(step, path); TensorBoard files under {run_dir}/tb."""
+  report.stop_requested(), report.checkpoint_saved(step, path); TensorBoard files under {run_dir}/tb.
+  A script written before jobkit, unchanged: resume_args = ["--init_from=resume"] (from the 2nd start, or
+  while resume_when = "{run_dir}/ckpt.pt" exists), progress = 'iter (?P<step>\\d+): loss (?P<loss>[\\d.]+)',
+  checkpoint = "{run_dir}/ckpt.pt", trackers = true|false|["wandb", "mlflow", "tensorboard"]."""

@@ -23,9 +23,10 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from jobkit.command import params as command_mod
+from jobkit.command import script as script_mod
 from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
 from jobkit.state import Event
 from jobkit.store import RunDir
@@ -49,23 +50,32 @@ def current_step(run: RunDir) -> int:
 
 
 class _Tail:
-    """Copies the child's stderr through to ours, keeping the last lines for events."""
+    """Copies one of the child's streams through to ours (stderr by default), keeping the last lines
+    for events and handing each line to `feed` (the progress pattern)."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], out: Any = None, feed: Callable[[str], None] | None = None) -> None:
         self.lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._out, self._feed = out, feed
         self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
         self._thread.start()
 
     def _pump(self, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
+            out = self._out or sys.stderr
             try:
-                sys.stderr.buffer.write(raw)
-                sys.stderr.flush()
+                out.buffer.write(raw)
+                out.flush()
             except (OSError, ValueError, AttributeError):
                 pass
             text = raw.decode("utf-8", "replace").rstrip()
             if text:
                 self.lines.append(text)
+                if self._feed is not None:
+                    try:
+                        self._feed(text)
+                    except Exception as exc:  # never stop pumping: a full pipe would block the script
+                        self._feed = None
+                        self.lines.append(f"(jobkit: progress reading stopped: {exc!r})")
 
     def join(self) -> list[str]:
         self._thread.join(timeout=5)
@@ -100,8 +110,20 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
     refuse_stalled_loop(run, step)
     attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
     stop_sig = command_mod.stop_signal_of(params.get("stop_signal", command_mod.DEFAULT_STOP_SIGNAL))
-    argv = command_mod.expand(params["command"], params, run.path)
+    argv = command_mod.expand(params["command"], params, run.path) + script_mod.resume_argv(params, run.path, attempt)
     env = {**os.environ, **command_mod.contract_env(run.path, run.run_id, attempt, stop_sig.name[3:])}
+    trackers = script_mod.tracker_env(params, run.run_id, run.path, os.environ)
+    for key in ("WANDB_DIR", "TENSORBOARD_LOGDIR"):
+        if key in trackers:
+            os.makedirs(trackers[key], exist_ok=True)  # W&B wants its folder to exist
+    env.update(trackers)
+    reader = None
+    if params.get("progress"):
+        reader = script_mod.ProgressReader(params["progress"], run.path, attempt, params.get("steps"), step)
+        env.setdefault("PYTHONUNBUFFERED", "1")  # progress lines arrive as printed, not at exit
+    watch = None
+    if params.get("checkpoint"):
+        watch = script_mod.CheckpointWatch(command_mod.expand([params["checkpoint"]], params, run.path)[0])
     workdir = spec.workdir or os.getcwd()
     marker = run.path / command_mod.STOP_MARKER
     marker.unlink(missing_ok=True)
@@ -109,6 +131,7 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
     try:
         try:
             proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    stdout=subprocess.PIPE if reader else None,
                                     start_new_session=True, preexec_fn=_die_with_parent)
         except OSError as exc:
             message = f"command could not start: {argv[0]}: {exc.strerror or exc}"
@@ -116,13 +139,17 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
             raise RunFailed(message) from None
         run.event(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
                   host=socket.gethostname(), pid=os.getpid(), child_pid=proc.pid, command=argv, workdir=workdir)
-        tail = _Tail(proc.stderr)  # type: ignore[arg-type]
+        feed = reader.feed if reader else None
+        tail = _Tail(proc.stderr, feed=feed)  # type: ignore[arg-type]
+        out = _Tail(proc.stdout, out=sys.stdout, feed=feed) if reader else None  # type: ignore[arg-type]
         forwarded_at = killed = None
         cancelled = False
         deadline = host.deadline()
         while proc.poll() is None:
             time.sleep(POLL_S)
             now = time.time()
+            if watch is not None:
+                _saw_checkpoints(run, watch, reader)
             if flag.signum == signal.SIGTERM and signal.SIGTERM not in host.stop_signals:
                 cancelled = True  # scancel / the hard limit: pass it on, record nothing
                 _kill_group(proc, signal.SIGTERM)
@@ -138,6 +165,9 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
                 killed = now
         code = proc.wait()
         lines = tail.join()
+        if out is not None:
+            out.join()
+        _after_exit(run, watch, reader)
     finally:
         flag.restore()
         if "proc" in locals() and proc.poll() is None:
@@ -147,6 +177,26 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
     stopping = forwarded_at is not None or flag.reason is not None
     return _outcome(run, params, code, lines, flag, stopping, killed is not None, cancelled, near_limit,
                     stopped_codes={EXIT_STOPPED, -stop_sig, 128 + stop_sig, -signal.SIGKILL, 128 + signal.SIGKILL})
+
+
+def _saw_checkpoints(run: RunDir, watch: script_mod.CheckpointWatch, reader: Any, final: bool = False) -> None:
+    """A checkpoint event for each checkpoint file that changed, at the latest step seen."""
+    for name in watch.poll(final=final):
+        step = reader.step if reader is not None and reader.step is not None else current_step(run)
+        path = os.path.abspath(name)
+        shown = os.path.relpath(path, run.path.resolve()) if path.startswith(str(run.path.resolve())) else name
+        run.event(Event.CHECKPOINT, step=int(step), file=shown, reason="seen")
+
+
+def _after_exit(run: RunDir, watch: Any, reader: Any) -> None:
+    if watch is not None:
+        _saw_checkpoints(run, watch, reader, final=True)
+    if reader is None:
+        return
+    reader.flush()
+    if reader.matches == 0:
+        run.event(Event.WARNING, message=f"progress: the pattern {reader.regex.pattern!r} matched no line of "
+                                         "this attempt's output; status shows no step from it")
 
 
 def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], flag: Any, stopping: bool,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 from jobkit.command import params as command_params
+from jobkit.command import script as command_script
 from jobkit.plan.params import ParamError
 from jobkit.protocol import ReportLayout
 
@@ -19,7 +20,7 @@ class Command:
 
     runs_itself: ClassVar[bool] = True
     own_keys: ClassVar[tuple[str, ...]] = command_params.JOBKIT_KEYS
-    list_params: ClassVar[tuple[str, ...]] = ("command",)  # a list of arguments, not a sweep axis
+    list_params: ClassVar[tuple[str, ...]] = command_params.LIST_KEYS  # one list value each, not a sweep axis
     report: ClassVar[ReportLayout] = ReportLayout()  # the script's params are the user's: the defaults
 
     def __init__(self, params: Mapping[str, Any]) -> None:
@@ -32,7 +33,9 @@ class Command:
     @staticmethod
     def resolve_params(raw: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
         """The run's params, defaults written out (raises ValueError naming the key and the fix)."""
-        return command_params.resolve_params(raw, workdir)
+        params = command_params.resolve_params(raw, workdir)
+        command_script.check(params)
+        return params
 
     @staticmethod
     def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
