@@ -178,7 +178,7 @@ def bench_dry_run(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         t2 = time.perf_counter()
         facts = slurm_mod.read_facts() if executor == "slurm" else None
         t3 = time.perf_counter()
-        planned = submit_mod.plan(sweep.specs, root, executor, None, facts=facts)
+        planned = submit_mod.plan(sweep.specs, root, executor, facts=facts)
         t4 = time.perf_counter()
         for key, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
             phases[key].append(value)
@@ -210,7 +210,7 @@ def bench_dry_run(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         prof.enable()
         sweep = sweep_mod.load(sweep_file)
         executor = submit_mod.pick_executor("auto")
-        submit_mod.plan(sweep.specs, root, executor, None,
+        submit_mod.plan(sweep.specs, root, executor,
                         facts=slurm_mod.read_facts() if executor == "slurm" else None)
         prof.disable()
         profile_top(prof, "dry run in-process (sweep.load + plan)")
@@ -230,7 +230,7 @@ def bench_profile(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         t1 = time.perf_counter()
         facts = clusterfacts.load_profile(PROFILE)
         t2 = time.perf_counter()
-        planned = submit_mod.plan(sweep.specs, root, "slurm", None, summaries={}, facts=facts)
+        planned = submit_mod.plan(sweep.specs, root, "slurm", summaries={}, facts=facts)
         t3 = time.perf_counter()
         for key, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2)):
             phases[key].append(value)
@@ -249,7 +249,7 @@ def bench_profile(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
     if profile:
         prof = cProfile.Profile()
         prof.enable()
-        submit_mod.plan(sweep.specs, root, "slurm", None, summaries={}, facts=facts)
+        submit_mod.plan(sweep.specs, root, "slurm", summaries={}, facts=facts)
         prof.disable()
         profile_top(prof, "plan against the profile")
 
@@ -288,7 +288,7 @@ def bench_plan_10k(work: Path, root: Path, repeats: int, runs: int = 10_000) -> 
     for _ in range(repeats):
         t0 = time.perf_counter()
         try:
-            planned = submit_mod.plan(specs, root, "slurm", None, summaries={}, facts=facts)
+            planned = submit_mod.plan(specs, root, "slurm", summaries={}, facts=facts)
         except Exception as exc:  # noqa: BLE001 - a figure, not a test: say why a shape did not place
             error = f" (refused: {str(exc)[:200]})"
         times.append(time.perf_counter() - t0)

@@ -116,14 +116,13 @@ def with_site_defaults(res: Resources, site: SiteConfig | None) -> Resources:
 
 
 def plan(specs: Sequence[JobSpec], root: Path, executor: str,
-         partitions: list[cluster_mod.Partition] | None,
          summaries: dict[str, RunSummary] | None = None, *,
          facts: ClusterFacts | None = None, site: SiteConfig | None = None,
          starts: dict[Resources, dict[str, str]] | None = None) -> list[PlannedRun]:
     """Decide, per spec, what submitting would do. Raises cluster.NoFit before anything is written.
 
-    With `facts` (read once per command, or a saved profile) the choice also knows accounts, QoS,
-    typed GPUs and node features (`placement.place`); `partitions` alone is the older, size-only choice."""
+    On Slurm, `facts` (read once per command, or a saved profile) are what `placement.place` chooses
+    the partition, account and QoS from; without them (local, or `--dry-run` off a cluster) nothing is placed."""
     specs = keep_folder_names(specs, root)  # a run's folder is found by its signature, never renamed
     summaries = summaries if summaries is not None else _existing_summaries(specs, root)
     placed: dict[Resources, placement_mod.Placement] = {}  # one choice per resource shape
@@ -147,11 +146,6 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
             item.job_res = placement_mod.with_placement(res, where, choice.time_min)
             item.routed = not where.pass_partition
             item.candidates = where.candidates
-        elif executor == "slurm" and partitions is not None:
-            choice = cluster_mod.choose_partition(partitions, spec.resources)
-            item.partition = choice.partition.name if choice.partition else None
-            item.partition_reason, item.verdicts, item.segments = choice.reason, choice.verdicts, choice.segments
-            item.job_res = replace(spec.resources, time_min=choice.time_min, partition=item.partition)
         elif spec.resources.total_time_min and spec.resources.total_time_min > spec.resources.time_min:
             item.segments = math.ceil(spec.resources.total_time_min / spec.resources.time_min)
         if item.submits and current is not None:
