@@ -27,7 +27,7 @@ def at_step(step: int, rank: int, environ: "os._Environ[str] | dict[str, str]" =
         allocate(int(spec.partition(":")[2]))
 
 
-def allocate(mb: int, hold_s: float = 120) -> None:
+def allocate(mb: int, hold_s: float = 20) -> None:
     """Allocate and touch `mb` MiB in 16 MiB pieces, then hold them for `hold_s`: a memory limit the
     cluster enforces kills the job meanwhile; without one the run goes on afterwards."""
     held = []
