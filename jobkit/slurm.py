@@ -259,7 +259,7 @@ def query_states(job_ids: Sequence[str]) -> SlurmView:
     return _squeue(view)
 
 
-HISTORY_FIELDS = "JobID,State,ExitCode,NodeList,MaxRSS,ReqMem"
+HISTORY_FIELDS = "JobID,State,ExitCode,NodeList,MaxRSS,ReqMem,NTasks"
 
 
 def job_history(job_ids: Sequence[str]) -> str | None:

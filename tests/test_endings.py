@@ -35,6 +35,19 @@ def test_a_step_killed_past_its_memory_is_out_of_memory():
     assert ending.oom and ending.max_rss_mb == 913 and ending.failed_nodes == []
 
 
+def test_a_job_of_two_nodes_is_judged_per_node():
+    # what this cluster's sacct printed: --mem=500M on two nodes shows as ReqMem 1000M; one task per node
+    text = ("811719|FAILED|9:0|n[1-2]||1000M|\n811719.batch|FAILED|9:0|n1|12492K||1\n"
+            "811719.0|CANCELLED by 0|0:9|n[1-2]|514024K||2\n")
+    assert read_history(text)["811719"].oom
+    # two tasks on one node, each under the limit, together over it
+    assert read_history("9|FAILED|9:0|n1||1000M|\n9.0|CANCELLED|0:9|n1|500000K||2\n")["9"].oom
+    assert not read_history("9|FAILED|9:0|n1||1000M|\n9.0|CANCELLED|0:9|n1|500000K||1\n")["9"].oom
+    # per CPU memory cannot be compared from these fields; per node (`n`) is taken as it is
+    assert not read_history("9|FAILED|9:0|n1||1000Mc|\n9.0|CANCELLED|0:9|n1|990000K||1\n")["9"].oom
+    assert read_history("9|FAILED|9:0|n[1-2]||1000Mn|\n9.0|CANCELLED|0:9|n[1-2]|990000K||2\n")["9"].oom
+
+
 def test_a_cancelled_job_under_its_memory_is_not():
     assert not read_history(CANCELLED)["811701"].oom
 

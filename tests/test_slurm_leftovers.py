@@ -80,14 +80,14 @@ def command_sweep(tmp_path: Path, name: str, extra: str) -> Path:
     sweep = tmp_path / f"{name}.toml"
     sweep.write_text(f'name = "{name}"\n[[run]]\nworkload = "command"\n'
                      f'command = ["{{python}}", "{tmp_path / "spawner.py"}", "{{run_dir}}"]\n'
-                     f'cpus = 1\nmem = "300M"\n{extra}')
+                     f'cpus = 1\nmem = "1G"\n{extra}')  # the supervisor imports torch: ~550M
     return sweep
 
 
 def started_and_spawned(root: Path, prefix_of=marker_prefix) -> tuple[RunDir, str]:
     """The run once its script has started its children; the children carry the marker (so the check
     after the ending is not vacuous)."""
-    wait_until(root, lambda ss: ss[0].state == "RUNNING", 180)
+    wait_until(root, lambda ss: ss[0].state == "RUNNING" and ss[0].attempts >= 1, 180)
     run = RunDir(Path(json.loads(jobkit("status", "--json", root=root).stdout)["runs"][0]["path"]))
     prefix = prefix_of(run)
     end = time.time() + 60
@@ -156,10 +156,10 @@ def test_a_rank_crash_ends_every_rank_on_every_node(tmp_path, slurm_cluster):
         pytest.skip("needs the two-node partition `cpu` (slurm/up.sh's university layout)")
     root = tmp_path / "runs"
     sweep = tmp_path / "lcrash.toml"
-    sweep.write_text(TOY.format(name="lcrash", steps=400, mem="500M",
+    sweep.write_text(TOY.format(name="lcrash", steps=400, mem="1G",
                                 extra='nodes = 2\ntasks_per_node = 1\npartition = "cpu"'))
     jobkit("submit", sweep, root=root, env={**os.environ, testhooks.RAISE_ENV: "20:1"})
-    wait_until(root, lambda ss: ss[0].state == "RUNNING", 180)
+    wait_until(root, lambda ss: ss[0].state == "RUNNING" and ss[0].attempts >= 1, 180)
     run = RunDir(Path(json.loads(jobkit("status", "--json", root=root).stdout)["runs"][0]["path"]))
     prefix = marker_prefix(run)
     (s,) = wait_until(root, all_ended, 200)  # not the 5-minute limit: the crashed rank ends the step
@@ -175,7 +175,7 @@ def test_an_oom_kill_is_named_left_alone_at_the_same_mem_and_resumed_with_more(t
     sweep = tmp_path / "loom.toml"
     sweep.write_text(TOY.format(name="loom", steps=60, mem="1G", extra=""))  # torch alone holds ~550M
     jobkit("submit", sweep, root=root, env={**os.environ, testhooks.ALLOCATE_ENV: "30:800"})
-    wait_until(root, lambda ss: ss[0].state == "RUNNING", 180)
+    wait_until(root, lambda ss: ss[0].state == "RUNNING" and ss[0].attempts >= 1, 180)
     run = RunDir(Path(json.loads(jobkit("status", "--json", root=root).stdout)["runs"][0]["path"]))
     prefix = marker_prefix(run)
     (s,) = wait_until(root, all_ended, 240)

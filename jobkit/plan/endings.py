@@ -49,12 +49,14 @@ def expand_nodes(text: str) -> list[str]:
 
 
 def read_history(text: str) -> dict[str, Ending]:
-    """{job id: Ending} from `sacct -D -n -P -o JobID,State,ExitCode,NodeList,MaxRSS,ReqMem` lines.
+    """{job id: Ending} from `sacct -D -n -P -o JobID,State,ExitCode,NodeList,MaxRSS,ReqMem,NTasks` lines.
 
     Each job line starts an attempt (with -D, in order); its steps follow. Only the latest attempt
-    decides `oom` (an earlier attempt's kill was already answered by the resume that followed it)."""
+    decides `oom` (an earlier attempt's kill was already answered by the resume that followed it).
+    ReqMem is the whole job's (22.05: `1000M` for --mem=500M on two nodes) unless it ends in `n` (per
+    node); a step's MaxRSS is its largest task's, so a node holds at most that times its tasks there."""
     out: dict[str, Ending] = {}
-    req: dict[str, int | None] = {}
+    per_node: dict[str, int | None] = {}
     for line in (text or "").splitlines():
         parts = line.strip().split("|")
         if len(parts) < 6:
@@ -63,19 +65,22 @@ def read_history(text: str) -> dict[str, Ending]:
         job, _, step = job_id.partition(".")
         word = word.split(" ")[0]
         ending = out.setdefault(job, Ending())
+        n_nodes = max(1, len(expand_nodes(nodes)))
         if not step:  # a new attempt of the job
             ending.attempts += 1
             ending.oom, ending.max_rss_mb = word == "OUT_OF_MEMORY", None
-            req[job] = mem_mb(req_mem)
+            req = mem_mb(req_mem) if not req_mem.endswith("c") else None  # per CPU: not comparable here
+            per_node[job] = req if req is None or req_mem.endswith("n") else req // n_nodes
             if word == "NODE_FAIL":
                 ending.failed_nodes += [n for n in expand_nodes(nodes) if n not in ending.failed_nodes]
             continue
         used = mem_mb(rss)
         if used is not None:
             ending.max_rss_mb = max(ending.max_rss_mb or 0, used)
-        signal = exit_code.partition(":")[2]
-        limit = req[job] if job in req else None
-        if word == "OUT_OF_MEMORY" or (signal == "9" and used is not None and limit
-                                       and used >= OOM_SHARE * limit):
+        tasks = int(parts[6]) if len(parts) > 6 and parts[6].isdigit() else 1
+        on_node = used * -(-tasks // n_nodes) if used is not None else None
+        limit = per_node.get(job)
+        if word == "OUT_OF_MEMORY" or (exit_code.partition(":")[2] == "9" and on_node is not None and limit
+                                       and on_node >= OOM_SHARE * limit):
             ending.oom = True
     return out
