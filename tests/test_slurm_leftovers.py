@@ -23,7 +23,8 @@ from jobkit.run import leftovers, testhooks
 from jobkit.store import RunDir
 
 pytestmark = pytest.mark.slurm
-SWEEPS = ("lcancel", "lpre", "ltime", "lcrash", "loom")
+UP = Path(__file__).resolve().parents[1] / "slurm" / "up.sh"
+SWEEPS = ("lcancel", "lpre", "ltime", "lcrash", "loom", "lnode")
 
 SPAWNER = """
 import subprocess, sys, time
@@ -193,3 +194,66 @@ def test_an_oom_kill_is_named_left_alone_at_the_same_mem_and_resumed_with_more(t
     assert [r["action"] for r in more["runs"]] == ["resume"]
     (s,) = wait_until(root, all_ended, 300)
     assert s.state == "COMPLETED", s.error
+
+
+def _pids_of_job_step_daemons(job_id: str) -> list[int]:
+    """slurmstepd processes of a job (their command line names `[<job id>.<step>]`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if cmd.startswith(f"slurmstepd: [{job_id}."):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_lost_node_is_named_and_avoided(tmp_path):
+    """A node dies under a running job (its slurmd and every process of the job on it killed, as in a
+    power loss); Slurm marks it down, the job NODE_FAIL and requeues it: the next attempt names the node,
+    and a resume excludes it. Kills a node's daemon: only on a private cluster named by
+    $JOBKIT_TEST_NODE_FAIL_STATE (its state dir), whose SlurmdTimeout is short."""
+    state = os.environ.get("JOBKIT_TEST_NODE_FAIL_STATE")
+    if not state:
+        pytest.skip("kills a node's slurmd: set JOBKIT_TEST_NODE_FAIL_STATE to a private cluster's state dir")
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    timeout = re.search(r"SlurmdTimeout\s*=\s*(\d+)", config)
+    if not timeout or int(timeout.group(1)) > 30:
+        pytest.skip("needs SlurmdTimeout <= 30 s, so that a silent node is marked down quickly")
+    root = tmp_path / "runs"
+    # the lost node's lease holder cannot be asked whether it lives: the next attempt waits out the
+    # lease timeout (jobkit.run.lease), shortened here
+    jobkit("submit", command_sweep(tmp_path, "lnode", 'resumable = true\npartition = "cpu"\ntime = "00:05:00"\n'),
+           root=root, env={**os.environ, "JOBKIT_LEASE_TIMEOUT_S": "20"})
+    run, prefix = started_and_spawned(root)
+    first = [e for e in run.events() if e["event"] == "started"][-1]
+    node, job_id = first["host"], first["job_id"]
+    try:
+        slurmd = int((Path(state) / "pids" / f"slurmd-{node}.pid").read_text())
+        for pid in [slurmd, *_pids_of_job_step_daemons(job_id), *leftovers.marked(prefix.rstrip("/"))]:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        wait_until(root, lambda ss: any(e["event"] == "node_failed" for e in run.events()), 240)
+        lost = [e for e in run.events() if e["event"] == "node_failed"]
+        assert [e["nodes"] for e in lost] == [[node]]
+        again = [e for e in run.events() if e["event"] == "started"][-1]
+        assert again["host"] != node
+        shown = json.loads(jobkit("status", "--json", root=root).stdout)["runs"][0]
+        assert shown["failed_nodes"] == [node] and any(f"node {node} failed" in w for w in shown["warnings"])
+        # the node comes back; the next requeue jobkit makes keeps the job off it all the same
+        subprocess.run([str(UP), "--no-symlink", state], capture_output=True, text=True, check=True)
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # as a preemption does
+        wait_until(root, lambda ss: [e["event"] for e in run.events()].count("started") == 3, 240)
+        assert f"ExcNodeList={node}" in subprocess.run(["scontrol", "show", "job", job_id], capture_output=True,
+                                                       text=True).stdout
+        assert [e for e in run.events() if e["event"] == "started"][-1]["host"] != node
+        jobkit("cancel", run.run_id, root=root)
+        wait_until(root, all_ended, 120)
+        plan = json.loads(jobkit("resume", run.run_id, "--dry-run", "--json", root=root).stdout)
+        assert f"avoiding node {node}" in plan["runs"][0]["reason"]
+    finally:
+        subprocess.run(["scancel", "--name", "jobkit-lnode"], capture_output=True)
+        subprocess.run([str(UP), "--no-symlink", state], capture_output=True, text=True)  # the node's slurmd back
