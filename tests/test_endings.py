@@ -78,7 +78,8 @@ def test_memory_words():
 
 
 def test_the_sentence_names_step_memory_and_the_fix():
-    assert memory.oom_message(120, 4096, "r-1") == "out of memory at step 120 (mem 4G): `jobkit resume r-1 --set mem=8G`"
+    assert memory.oom_message(120, 4096, "r-1") == \
+        "out of memory at step 120 (mem 4G): `jobkit resume r-1 --set mem=8G`"
     assert memory.oom_message(3, 300, "r") == "out of memory at step 3 (mem 300M): `jobkit resume r --set mem=1G`"
 
 
@@ -158,7 +159,8 @@ def test_oom_count_from_cgroup_v2_and_v1(tmp_path):
     (tmp_path / "cg2").write_text("0::/job\n")
     assert memory.oom_kills(tmp_path / "cg2", tmp_path / "v2") == 2
     (tmp_path / "v1" / "memory" / "slurm").mkdir(parents=True)
-    (tmp_path / "v1" / "memory" / "slurm" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 5\n")
+    (tmp_path / "v1" / "memory" / "slurm" / "memory.oom_control").write_text(
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n")
     (tmp_path / "cg1").write_text("5:cpuacct,cpu:/slurm\n4:memory:/slurm\n")
     assert memory.oom_kills(tmp_path / "cg1", tmp_path / "v1") == 5
     (tmp_path / "cg0").write_text("0::/nowhere\n")

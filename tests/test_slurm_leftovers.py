@@ -116,7 +116,8 @@ def test_preemption_leaves_nothing_of_the_stopped_attempt(tmp_path):
     jobkit("submit", sweep, root=root)
     run, prefix = started_and_spawned(root)
     hog = subprocess.run(["sbatch", "--parsable", "-J", "jobkit-lpre", "-p", "preempt", "-c", "2", "--mem", "500M",
-                          "-t", "1", "-o", "/dev/null", "--wrap", "sleep 3"], capture_output=True, text=True, check=True)
+                          "-t", "1", "-o", "/dev/null", "--wrap", "sleep 3"],
+                         capture_output=True, text=True, check=True)
     assert hog.stdout.strip()
     wait_until(root, lambda ss: [e["event"] for e in run.events()].count("started") == 2, 240)
     assert [e["reason"] for e in run.events() if e["event"] == "requeued"] == ["preemption"]

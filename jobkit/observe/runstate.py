@@ -52,7 +52,7 @@ class RunSummary:
     key_params: tuple[str, ...] = ()  # the workload's, as spec.json records them (empty: not recorded)
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
     tasks: str | None = None  # "nodes×tasks per node" of a run of several tasks (None: one process)
-    failed_nodes: list[str] = field(default_factory=list)  # nodes lost under an attempt (jobkit.observe.endings)
+    failed_nodes: list[str] = field(default_factory=list)  # nodes lost under an attempt (jobkit.plan.endings)
 
     @property
     def eta_s(self) -> float | None:

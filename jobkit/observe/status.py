@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from jobkit.plan.endings import read_history
 from jobkit.observe.lifecycle import ended_by_scheduler, name_ending, settle
 from jobkit.observe.runstate import RunSummary, summarize
+from jobkit.plan.endings import read_history
 from jobkit.slurm import SlurmView, job_history, query_states
 from jobkit.store import RunDir
 

@@ -86,7 +86,8 @@ class TrainJob(slurm.Checkpointable):
                 return run.metrics()
             run.event(Event.REQUEUED, step=stop.step, reason=reason, job_id=env.job_id, detail=stop.reason)
             held.release()  # before requeueing: the next attempt must not wait for this one's lease
-            problem = slurm.requeue(env, exclude=nodefail.lost_nodes(run))  # exits the process when the job is requeued
+            # exits the process when the job is requeued (kept off the nodes this run lost)
+            problem = slurm.requeue(env, exclude=nodefail.lost_nodes(run))
             raise runner.RunFailed(f"stopped at step {stop.step} but could not requeue: {problem}") from None
         finally:
             held.release()

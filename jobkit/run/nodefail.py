@@ -1,6 +1,6 @@
 """A lost node is not tried again: after Slurm requeues a job for NODE_FAIL, the next attempt names the
-node (a `node_failed` event, written by `jobkit.run.job`), keeps the job off it for every later requeue, and leaves at once if Slurm
-placed it on that node again.
+node (a `node_failed` event, written by `jobkit.run.job`), keeps the job off it for every later
+requeue, and leaves at once if Slurm placed it on that node again.
 
 Slurm itself requeues a batch job whose node failed (`JobRequeue=1`), before any jobkit code runs, and
 a running job's `ExcNodeList` cannot be changed. So the restarted attempt reads the job's history
