@@ -25,7 +25,7 @@ from jobkit.store import find_runs
 from jobkit.submit import submission as submit_mod
 from jobkit.submit.submit_runs import SubmitProblem, resumed_spec, submit_runs
 
-ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim"}
+ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim", "oom": "red"}
 
 executor_option = click.option(
     "--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,

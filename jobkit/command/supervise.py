@@ -27,12 +27,14 @@ from typing import IO, Any, Callable
 
 from jobkit.command import params as command_mod
 from jobkit.command import script as script_mod
+from jobkit.run import leftovers, memory
 from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
 from jobkit.state import Event
 from jobkit.store import RunDir
 
 TAIL_LINES = 20
 POLL_S = 0.2
+REAP_S = 5.0  # how often exited orphans of the script are collected
 
 
 def stop_wait_s(host: Host) -> float:
@@ -128,6 +130,8 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
     marker = run.path / command_mod.STOP_MARKER
     marker.unlink(missing_ok=True)
     flag = StopFlag(tuple(dict.fromkeys((*host.stop_signals, signal.SIGTERM))))
+    leftovers.become_subreaper()  # the script's orphans stay ours (and in the job's tree) until we end
+    oom_before = memory.oom_kills()
     try:
         try:
             proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -145,9 +149,13 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
         forwarded_at = killed = None
         cancelled = False
         deadline = host.deadline()
+        reaped = time.time()
         while proc.poll() is None:
             time.sleep(POLL_S)
             now = time.time()
+            if now - reaped > REAP_S:
+                leftovers.reap_orphans(keep=proc.pid)
+                reaped = now
             if watch is not None:
                 _saw_checkpoints(run, watch, reader)
             if flag.signum == signal.SIGTERM and signal.SIGTERM not in host.stop_signals:
@@ -170,12 +178,14 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
         _after_exit(run, watch, reader)
     finally:
         flag.restore()
-        if "proc" in locals() and proc.poll() is None:
+        if "proc" in locals():  # every exit path: whatever the script left in its group ends with it
             _kill_group(proc, signal.SIGKILL)
+    oom = _oom_killed(code, oom_before, memory.oom_kills())
     # Slurm may signal the script's processes itself (they are in the job's step): a stop request
     # that reached the supervisor counts even before it was forwarded.
     stopping = forwarded_at is not None or flag.reason is not None
-    return _outcome(run, params, code, lines, flag, stopping, killed is not None, cancelled, near_limit,
+    return _outcome(run, params, code, lines, flag, stopping and not oom, killed is not None, cancelled,
+                    near_limit, oom=oom,
                     stopped_codes={EXIT_STOPPED, -stop_sig, 128 + stop_sig, -signal.SIGKILL, 128 + signal.SIGKILL})
 
 
@@ -199,9 +209,20 @@ def _after_exit(run: RunDir, watch: Any, reader: Any) -> None:
                                          "this attempt's output; status shows no step from it")
 
 
+def _oom_killed(code: int, before: int | None, after: int | None) -> bool:
+    """Killed by SIGKILL while the memory cgroup's OOM count went up: the OOM killer, not a person."""
+    return code in (-signal.SIGKILL, 128 + signal.SIGKILL) and after is not None and after > (before or 0)
+
+
 def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], flag: Any, stopping: bool,
-             killed: bool, cancelled: bool, near_limit: Any, stopped_codes: set[int]) -> dict[str, float]:
+             killed: bool, cancelled: bool, near_limit: Any, stopped_codes: set[int],
+             oom: bool = False) -> dict[str, float]:
     step = current_step(run)
+    if oom:
+        message = memory.oom_message(step, run.spec().resources.mem_mb, run.run_id)
+        run.event(Event.FAILED, step=step, error=message, exit_code=code, stderr_tail=lines,
+                  reason=memory.OOM_REASON)
+        raise RunFailed(message)
     last = lines[-1] if lines else "(no output on stderr)"
     if code == 0:
         progress, metrics = run.progress(), run.metrics()

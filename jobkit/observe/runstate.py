@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from jobkit.run.lease import pid_alive
+from jobkit.run.memory import OOM_REASON
 from jobkit.state import ATTEMPT_ENDS, QUEUED, STATE_OF_EVENT, Event, State
 from jobkit.store import RunDir
 
@@ -51,6 +52,7 @@ class RunSummary:
     key_params: tuple[str, ...] = ()  # the workload's, as spec.json records them (empty: not recorded)
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
     tasks: str | None = None  # "nodes×tasks per node" of a run of several tasks (None: one process)
+    failed_nodes: list[str] = field(default_factory=list)  # nodes lost under an attempt (jobkit.plan.endings)
 
     @property
     def eta_s(self) -> float | None:
@@ -128,6 +130,11 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
         s.error = f"time limit reached at step {ev.get('step')}: {ev.get('hint', '')}".strip()
     elif kind == Event.FAILED:
         s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
+        if ev.get("reason") == OOM_REASON:  # its supervisor saw the OOM killer (jobkit.run.memory)
+            s.state = State.OUT_OF_MEMORY
+    elif kind == Event.NODE_FAILED:
+        s.failed_nodes += [n for n in ev.get("nodes") or [] if n not in s.failed_nodes]
+        s.warnings.append(str(ev.get("message")))
     elif kind == Event.CONVERGED:
         s.converged = {k: ev.get(k) for k in ("step", "best_step", "best", "metric")}
     elif kind == Event.FINISHED:

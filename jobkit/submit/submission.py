@@ -31,7 +31,7 @@ from jobkit.plan.siteconfig import SiteConfig
 from jobkit.plan.spec import JobSpec, Resources
 from jobkit.state import QUEUED, Event, State
 from jobkit.store import RunDir
-from jobkit.submit import intents, localqueue
+from jobkit.submit import aftermath, intents, localqueue
 from jobkit.submit.localnode import Node, Request
 
 JOB_NAME_PREFIX = "jobkit-"
@@ -131,7 +131,7 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
     for spec in specs:
         run_dir = Path(root) / spec.sweep / spec.run_id
         current = summaries.get(spec.run_id)
-        action, reason = _action(current)
+        action, reason = aftermath.memory_guard(spec, run_dir, current, *_action(current))
         item = PlannedRun(spec=spec, run_dir=run_dir, action=action, reason=reason,
                           job_id=current.job_id if current else None)
         if executor == "slurm" and facts is not None:
@@ -150,6 +150,8 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
             item.segments = math.ceil(spec.resources.total_time_min / spec.resources.time_min)
         if item.submits and current is not None:
             item.warning = _signal_warning(current, item.job_res)
+            item.job_res, avoided = aftermath.avoid_failed_nodes(item.job_res, current)
+            item.reason += f"; {avoided}" if avoided else ""
         planned.append(item)
     if executor == "slurm" and facts is not None:
         jobs: dict[str, int] = {}
