@@ -124,6 +124,14 @@ class RunDir:
             return [], []
         except OSError as exc:
             return [], [f"events.jsonl cannot be read ({exc.strerror})"]
+        lines = [line for line in text.splitlines() if line.strip()]
+        try:  # one parse for the whole file (a 10,000-run status reads 10,000 of them)
+            records = json.loads("[" + ",".join(lines) + "]")
+            if len(records) == len(lines) and all(isinstance(r, dict) and isinstance(r.get("event"), str)
+                                                  for r in records):
+                return records, []
+        except ValueError:
+            pass  # a torn or malformed line: line by line below, to name it
         out, problems = [], []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
