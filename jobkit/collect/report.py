@@ -128,7 +128,9 @@ def _run_record(run: RunDir, layouts: dict[str, ReportLayout]
                    attempts=0, requeues=0, requeue_reasons={}, error=spec_problem)
         rec["missing"].append(spec_problem)
         return rec, {}, samples_mod.RunSamples()
-    layout = layouts.setdefault(s.workload, layout_of(s.workload))
+    if s.workload not in layouts:  # once per workload: loading one imports it
+        layouts[s.workload] = layout_of(s.workload)
+    layout = layouts[s.workload]
     rec.update(workload=s.workload, state=s.state, step=s.step, total=s.total, params=s.params,
                run_seconds=round(s.run_seconds, 1), attempts=s.attempts, segments=s.attempts,
                requeues=s.requeues, requeue_reasons=s.requeue_reasons, job_id=s.job_id,
