@@ -1,4 +1,5 @@
-"""`collect(root, sweep)`: one sweep's runs -> `index.html`, `summary.json`, `summary.md` in one folder.
+"""`collect(root, sweep)`: one sweep's runs -> `index.html`, `summary.json`, `summary.md` in one folder
+(above `bigpage.LARGE_ABOVE` runs, also a page per run and curve chunks: `bigpage`, `runpages`).
 
 Everything comes from the run directories (spec, events, metrics, TensorBoard files, samples); a
 sweep that is still running gives a report of what exists plus a list of what is missing.
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jobkit import atomic
+from jobkit.collect import bigpage, runpages
 from jobkit.collect import samples as samples_mod
 from jobkit.collect.format import PER_DIM, fmt_value, is_detail
 from jobkit.collect.html import render_html
@@ -229,10 +231,11 @@ def gather(root: Path, sweep: str) -> Collected:
     col = Collected(summary={})
     recs, smps = [], {}
     layouts: dict[str, ReportLayout] = {}
+    large = bigpage.is_large(len(runs))
     for run in runs:
         rec, curves, smp = _run_record(run, layouts)
         recs.append(rec)
-        col.curves[rec["run_id"]] = curves
+        col.curves[rec["run_id"]] = bigpage.thinned(curves) if large else curves
         smps[rec["run_id"]] = smp
     # Key values: the params that tell runs of the same workload apart.
     workloads: dict[str, list[dict[str, Any]]] = {}
@@ -393,9 +396,9 @@ def write(col: Collected, out: Path) -> Report:
     out = Path(out)
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
-    img = out / "img"
-    if img.is_dir():  # a previous report's copies: replaced wholesale, so no stale image survives
-        shutil.rmtree(img)
+    for sub in ("img", runpages.RUNS_DIR, runpages.CURVES_DIR):  # a previous report's: replaced wholesale
+        if (out / sub).is_dir():
+            shutil.rmtree(out / sub)
     summary = col.summary
     summary["report"] = str(out / "index.html")
     failed: set[str] = set()
@@ -409,7 +412,9 @@ def write(col: Collected, out: Path) -> Report:
             summary["missing"].append(f"{src.parent.parent.name}: samples/{src.name}: could not copy ({exc.strerror})")
     if failed:
         _drop_images(summary, failed)
-    atomic.write_text(out / "index.html", render_html(summary, col.curves))
+    large = bigpage.is_large(len(summary["runs"]))
+    index = bigpage.write(out, summary, col.curves) if large else render_html(summary, col.curves)
+    atomic.write_text(out / "index.html", index)
     atomic.write_text(out / "summary.md", render_markdown(summary))
     atomic.write_json(out / "summary.json", summary)
     return Report(out=out, summary=summary)
