@@ -416,7 +416,11 @@ def write(col: Collected, out: Path) -> Report:
     index = bigpage.write(out, summary, col.curves) if large else render_html(summary, col.curves)
     atomic.write_text(out / "index.html", index)
     atomic.write_text(out / "summary.md", render_markdown(summary))
-    atomic.write_json(out / "summary.json", summary)
+    if large:  # no indent: json's C encoder, not its Python one (seconds, at 10,000 runs)
+        text = json.dumps(summary, sort_keys=True, default=str, separators=(",", ":")) + "\n"
+        atomic.write_text(out / "summary.json", text)
+    else:
+        atomic.write_json(out / "summary.json", summary)
     return Report(out=out, summary=summary)
 
 

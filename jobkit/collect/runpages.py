@@ -23,6 +23,7 @@ from jobkit.collect.scalars import Curve
 CHUNK = 250  # runs per curves file: a pick of a few runs loads a few small files
 CHUNK_POINTS = 120  # points per curve in the chunks (the run's own page draws up to plots.MAX_POINTS)
 RUNS_DIR, CURVES_DIR = "runs", "curves"
+STYLE = "style.css"  # beside the pages: one copy of the styles, not 10,000
 
 
 def _e(v: Any) -> str:
@@ -123,7 +124,7 @@ def render_run(rec: dict[str, Any], summary: dict[str, Any], curves: dict[str, C
     missing = "".join(f"<li>{_e(m)}</li>" for m in rec.get("missing", []))
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_e(rid)} — {_e(summary['sweep'])}</title><style>{CSS}</style></head><body>",
+        f'<title>{_e(rid)} — {_e(summary["sweep"])}</title><link rel="stylesheet" href="{STYLE}"></head><body>',
         f'<p class="meta"><a href="../index.html">← sweep {_e(summary["sweep"])}</a></p>',
         f'<h1><code>{_e(rid)}</code></h1><p class="meta">{_e(rec.get("label", ""))}</p>',
         f'<div class="charts"><table class="facts">{_rows(facts)}</table>',
@@ -161,6 +162,7 @@ def write_all(out: Path, summary: dict[str, Any], curves: dict[str, dict[str, Cu
     text, images = _extras(summary)
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
     (out / CURVES_DIR).mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
+    atomic.write_text(out / RUNS_DIR / STYLE, CSS)
     for rid in order:
         t, step = text.get(rid, ([], None))
         page = render_run(by_id[rid], summary, curves.get(rid, {}), t, step, images.get(rid, {}))

@@ -7,17 +7,21 @@ file gives what could be read, never an exception.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 Curve = list[tuple[int, float]]
+PREFIX = "events.out.tfevents."
 
 
 def event_files(tb_dir: Path) -> list[Path]:
     """The event files directly in `tb_dir` (hparams sub-writers live in sub-folders)."""
-    tb_dir = Path(tb_dir)
-    if not tb_dir.is_dir():
+    try:
+        with os.scandir(tb_dir) as entries:  # not glob: 10,000 runs' worth of globbing shows
+            found = [Path(e.path) for e in entries if e.name.startswith(PREFIX) and e.is_file()]
+    except OSError:  # no tb/ (yet), or not a folder
         return []
-    return sorted(p for p in tb_dir.glob("events.out.tfevents.*") if p.is_file())
+    return sorted(found)
 
 
 def read_scalars(tb_dir: Path) -> dict[str, Curve]:

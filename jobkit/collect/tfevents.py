@@ -32,31 +32,33 @@ class _Points:
                 self.tags[tag] = [p for p in self.tags[tag] if p[0] < step]
 
     def add(self, ev: Any, start: int) -> None:
-        if ev.HasField("file_version"):
+        what = ev.WhichOneof("what")  # file_version, summary, session_log, ...: one of them
+        if what == "file_version":
             try:
                 self.version = float(ev.file_version.split(":")[-1])
             except ValueError:
                 pass
-        has_summary = ev.HasField("summary")
         if self.version >= 2:
-            if ev.HasField("session_log") and ev.session_log.status == start:
+            if what == "session_log" and ev.session_log.status == start:
                 self.purge(ev.step)
-        elif ev.step < self.most_recent and has_summary:
+        elif ev.step < self.most_recent and what == "summary":
             self.purge(ev.step, [v.tag for v in ev.summary.value])
         else:
             self.most_recent = ev.step
-        if not has_summary:
+        if what != "summary":
             return
+        step = int(ev.step)
         for v in ev.summary.value:
-            if v.HasField("metadata") and v.tag not in self.plugin:
-                self.plugin[v.tag] = v.metadata.plugin_data.plugin_name
             kind = v.WhichOneof("value")
             if kind == "simple_value":
-                self.tags.setdefault(v.tag, []).append((int(ev.step), float(v.simple_value)))
-            elif kind == "tensor" and self.plugin.get(v.tag) == "scalars":
+                self.tags.setdefault(v.tag, []).append((step, v.simple_value))
+                continue
+            if v.tag not in self.plugin and v.HasField("metadata"):
+                self.plugin[v.tag] = v.metadata.plugin_data.plugin_name
+            if kind == "tensor" and self.plugin.get(v.tag) == "scalars":
                 value = _tensor_scalar(v.tensor)
                 if value is not None:
-                    self.tags.setdefault(v.tag, []).append((int(ev.step), value))
+                    self.tags.setdefault(v.tag, []).append((step, value))
 
 
 def _tensor_scalar(proto: Any) -> float | None:
