@@ -4,7 +4,8 @@ with TensorBoard's own `Event` protobuf. What `EventAccumulator` keeps, at a fra
 
 The same rules as TensorBoard's reader: files in name order, one state across them; a file of
 version 2 or later (torch's SummaryWriter) purges every point at or after a `SessionLog.START`'s
-step (a resumed writer's `purge_step`); older files purge a tag's points when its step goes back.
+step (a resumed writer's `purge_step`) — scalars written as tensors too, which EventAccumulator
+keeps; older files purge a tag's points when its step goes back.
 A torn last record (a run still writing) or an undecodable one ends that file: what came before
 is kept. Record CRCs are not checked (the protobuf decode and the lengths catch a torn file).
 """
