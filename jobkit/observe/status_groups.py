@@ -45,8 +45,8 @@ class Grouped:
 
 
 def group(summaries: Sequence[RunSummary], scheduler: str = "none", scheduler_error: str | None = None) -> Grouped:
-    runs = ordered(summaries)
-    total = Counter(str(s.state) for s in runs)
+    runs = list(summaries)  # counts need no order; the few runs listed by name are put in sweep order
+    total = Counter(s.state for s in runs)
     states = sorted(total, key=lambda st: (STATE_ORDER.index(st) if st in STATE_ORDER else len(STATE_ORDER), st))
     sweeps = sorted({s.sweep for s in runs})
     heading = [sweeps[0]] if len(sweeps) == 1 else [f"{len(sweeps)} sweeps"]
@@ -57,16 +57,18 @@ def group(summaries: Sequence[RunSummary], scheduler: str = "none", scheduler_er
         per: dict[str, Counter] = {}
         raw: dict[str, object] = {}
         for s in runs:
-            text = _param_text(s.params.get(key))
-            per.setdefault(text, Counter())[str(s.state)] += 1
-            raw.setdefault(text, s.params.get(key))
+            value = s.params.get(key)
+            text = _param_text(value)
+            if text not in per:
+                per[text], raw[text] = Counter(), value
+            per[text][s.state] += 1
         if len(per) == len(runs):  # one value per run: counts of 1 say nothing
             out.unique.append(key)
             continue
         values = sorted(per, key=lambda v: natural_key(raw[v]))
         shown = values[:MAX_VALUES]
         out.keys.append(KeyCounts(key, [(v, per[v]) for v in shown], hidden=len(values) - len(shown)))
-    attention = [s for s in runs if needs_attention(s.state)]
+    attention = ordered([s for s in runs if needs_attention(s.state)])
     out.attention, out.attention_total = attention[:MAX_ATTENTION], len(attention)
     return out
 
