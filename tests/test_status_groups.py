@@ -90,3 +90,33 @@ def test_a_key_with_one_value_per_run_is_named_not_counted(tmp_path):
     g = status_groups.group(summaries)
     assert "tag" in g.unique and "tag" not in [k.key for k in g.keys]
     assert {k.key for k in g.keys} == {"lr", "hidden"}
+
+
+def test_watch_of_a_large_sweep_shows_the_counts_until_every_run_has_ended(sweep, monkeypatch):
+    """`status --watch` of a large sweep redraws the counts (not 120 rows) and ends by itself."""
+    from jobkit.observe import status_watch
+    from jobkit.state import State
+
+    root, runs = sweep
+    active = [summarize(r) for r in runs]
+    rounds = iter(range(3))
+
+    def fetch():  # two rounds with the active runs still going, then everything ended
+        n = next(rounds, 2)
+        out = [summarize(r) for r in runs]
+        if n < 2:
+            return status_mod.StatusReport(summaries=out, slurm=SlurmView())
+        for s in out:
+            s.state = State.COMPLETED if s.state in (State.RUNNING, State.PENDING) else s.state
+        return status_mod.StatusReport(summaries=out, slurm=SlurmView())
+
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    status_watch.watch(fetch, Console(file=buf, width=120), interval=0.01, grouped=True)
+    text = buf.getvalue()
+    assert text.count(f"big · {RUNS} runs") == 2  # printed again only when it changed
+    assert "RUNNING" in text and not any(s.run_id in text for s in active if s.state == "COMPLETED")
+    assert f"all {RUNS} runs have ended" in text

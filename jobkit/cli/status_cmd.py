@@ -82,7 +82,8 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float, show_all: b
         return
     if watch and not as_json:  # ends by itself when no run is queued or running
         report = status_watch.watch(lambda: collect_status(find(root, selectors)), console(), interval,
-                                    describe=lambda r: (r.slurm.source, r.slurm.error))
+                                    describe=lambda r: (r.slurm.source, r.slurm.error),
+                                    grouped=len(runs) > status_groups.GROUP_ABOVE and not show_all)
     elif as_json:
         report = collect_status(runs)
         print_json({"root": str(root), "scheduler": report.slurm.source, "slurm_calls": report.slurm.calls,
