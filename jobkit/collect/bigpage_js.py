@@ -168,10 +168,18 @@ SCRIPT = r"""
     const fx = x => L + (x - x0) / (x1 - x0) * pw, fy = y => T + ph - ((log ? Math.log10(y) : y) - fy0) / (fy1 - fy0) * ph;
     const out = ['<svg class="chart" viewBox="0 0 ' + W + " " + H + '" width="' + W + '" height="' + H + '"><text x="' + L + '" y="18" class="title">' +
       esc(tag) + (log ? " (log)" : "") + '</text><rect x="' + L + '" y="' + T + '" width="' + pw + '" height="' + ph + '" class="plot"/>'];
-    for (const t of (log ? [] : ticks(fy0, fy1, 5))) {
-      if (t < fy0 || t > fy1) continue;
-      out.push('<line x1="' + L + '" x2="' + (L + pw) + '" y1="' + fy(t).toFixed(1) + '" y2="' + fy(t).toFixed(1) + '" class="grid"/><text x="' + (L - 6) +
-        '" y="' + (fy(t) + 4).toFixed(1) + '" text-anchor="end" class="tick">' + (+t.toPrecision(3)) + "</text>");
+    let yt = log ? [] : ticks(fy0, fy1, 5).filter(t => t >= fy0 && t <= fy1);
+    if (log) {  // 1, 2, 5 times each power of ten in range (only the powers when that is too many)
+      for (let e = Math.floor(fy0); e <= Math.ceil(fy1); e++) for (const m of [1, 2, 5]) {
+        const t = m * Math.pow(10, e);
+        if (t >= y0 && t <= y1) yt.push(t);
+      }
+      if (yt.length > 8) yt = yt.filter(t => String(t.toExponential()).startsWith("1"));
+    }
+    for (const t of yt) {
+      const y = fy(t).toFixed(1);
+      out.push('<line x1="' + L + '" x2="' + (L + pw) + '" y1="' + y + '" y2="' + y + '" class="grid"/><text x="' + (L - 6) +
+        '" y="' + (+y + 4) + '" text-anchor="end" class="tick">' + (+t.toPrecision(3)) + "</text>");
     }
     for (const t of ticks(x0, x1, 6)) {
       if (t < x0 || t > x1) continue;
