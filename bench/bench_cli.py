@@ -23,6 +23,8 @@ command, so both the in-process figures and the `python -m jobkit ...` subproces
     `scancel --name` for anything left) and the script waits until the queue holds none of them.
 (p) profile: `submit.plan` of the sweep with gpus = 1 against the GPU university profile (accounts,
     QoS, typed GPUs; no Slurm), in-process and as `python -m jobkit submit --dry-run --cluster`.
+(d) reports at scale (`bench/bench_reports.py`; `--only-reports` runs just this): a synthetic sweep of
+    finished toy runs, `status` (grouped, --json, --all), `collect`, and the page in headless Chromium.
 (c) status: `python -m jobkit status SWEEP --json` (end to end) and `collect_status` in-process,
     over the live runs; and over synthetic mid-training runs (submitted, started, checkpoints,
     progress.json, with job ids Slurm does not know) which need no cluster (`--no-live` uses only
@@ -53,6 +55,9 @@ from jobkit.plan import clusterfacts
 from jobkit.plan import sweep as sweep_mod
 from jobkit.store import RunDir, find_runs
 from jobkit.submit import submission as submit_mod
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_reports import bench_reports  # noqa: E402  (d): reports at scale, issue 24 item 4
 
 WRAPPED = ("sbatch", "sacct", "squeue", "scontrol", "scancel", "sacctmgr")
 PROFILE = Path(__file__).resolve().parents[1] / "tests" / "data" / "gpu-university.json"
@@ -525,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time", default="00:05:00", help="wall time of each run's job (default 00:05:00: `test`)")
     ap.add_argument("--profile", action="store_true", help="cProfile the in-process parts and print the top calls")
     ap.add_argument("--keep", action="store_true", help="keep the temporary root (printed) instead of removing it")
+    ap.add_argument("--only-reports", action="store_true",
+                    help="only (d): status, collect and the page of a synthetic finished sweep (bench_reports.py)")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="jobkit-bench-cli-"))
@@ -547,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
 
     atexit.register(cleanup)
     try:
+        if args.only_reports:  # (d) alone: reports at scale (bench/bench_reports.py)
+            bench_reports(work, args.runs, args.repeats, counter.calls, counter.reset)
+            return 0
         bench_dry_run(sweep_file, root, counter, args.repeats, args.profile, args.runs)
         if slurm:
             bench_sacctmgr_calls(sweep_file, root, counter)
@@ -564,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         make_synthetic(sweep_file, root, synth)
         bench_status(f"over {args.runs} synthetic mid-training runs (10 events + progress.json each; "
                      "job ids unknown to Slurm)", synth, root, counter, args.repeats, args.profile)
+        bench_reports(work, args.runs, args.repeats, counter.calls, counter.reset)  # (d)
     finally:
         if submitted:
             print("\n## cleanup")
