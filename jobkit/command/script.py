@@ -168,7 +168,7 @@ class CheckpointWatch:
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
-        self.recorded = self._look()  # what was there at the start is no news
+        self.recorded = self._look()  # what was there at the start is no news: name -> (mtime, size)
         self.pending: dict[str, tuple[float, int]] = {}
 
     def _look(self) -> dict[str, tuple[float, int]]:
