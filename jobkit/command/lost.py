@@ -4,8 +4,8 @@ so status must say how far back (`jobkit.observe.worklost`), and jobkit's own id
 must go back with it (`supervise.current_step`).
 
 The checkpoint is the latest `checkpoint` event: one the script reported (`report.checkpoint_saved`)
-or a file jobkit saw change (the `checkpoint` key) at the last step the progress pattern had read when
-the change was noticed; the time lost counts from the file's mtime.
+or a file jobkit saw change (the `checkpoint` key) at the last step the progress pattern had read by
+the file's mtime; the time lost counts from that mtime.
 """
 from __future__ import annotations
 

@@ -197,8 +197,8 @@ def _signal_name(code: int) -> str:
 def _saw_checkpoints(run: RunDir, watch: script_mod.CheckpointWatch, reader: Any, final: bool = False) -> None:
     """A checkpoint event for each checkpoint file that changed, at the latest step seen."""
     for name in watch.poll(final=final):
-        mtime = watch.recorded[name][0]  # when it was written; the step is the last one read when noticed
-        step = reader.step if reader is not None and reader.step is not None else current_step(run)
+        mtime = watch.recorded[name][0]
+        step = reader.step_at(mtime) if reader is not None else current_step(run)  # printed before it was saved
         path = os.path.abspath(name)
         shown = os.path.relpath(path, run.path.resolve()) if path.startswith(str(run.path.resolve())) else name
         run.event(Event.CHECKPOINT, step=int(step), file=shown, reason="seen", mtime=round(mtime, 3))
