@@ -109,3 +109,20 @@ def test_a_script_that_exits_3_loses_nothing(tmp_path):
         'resumable = true\ncheckpoint = "{run_dir}/ckpt.json"\n' + KEYS))
     stop_early(run)
     assert lost_events(run) == [] and summarize(run).work_lost is None
+
+
+@pytest.mark.parametrize("reached", [35, 0], ids=["past_its_checkpoint", "never_past_it"])
+def test_the_requeue_loop_guard_counts_work_done_past_the_checkpoint(tmp_path, reached):
+    run = make_command_run(tmp_path, SCRIPT, name="loop", extra=(
+        'resumable = true\ncheckpoint = "{run_dir}/ckpt.json"\n' + KEYS))
+    for _ in range(3):  # three starts killed by preemptions, each back to step 0 (no checkpoint yet)
+        run.event("started", step=0)
+        run.event("work_lost", step=0, reached=reached, lost_steps=reached, lost_s=1.0, from_scratch=False,
+                  cause="the script died of SIGUSR2", checkpoint=None)
+        run.event("requeued", step=0, reason="preemption")
+    if reached:
+        supervise.run(run)  # each got somewhere: not a loop
+        assert summarize(run).state == "COMPLETED"
+    else:
+        with pytest.raises(runner.RunFailed, match="no progress: requeued 3 times at step 0"):
+            supervise.run(run)

@@ -124,20 +124,26 @@ def test_nanogpt_resumes_from_its_checkpoint_after_a_preemption(tmp_path, shakes
     (s,) = wait_until(root, all_ended, 420)
     assert s.state == "COMPLETED", s.error
     events = run.events()
-    assert [e["reason"] for e in events if e["event"] == "requeued"] == ["preemption"]
-    (lost,) = [e for e in events if e["event"] == "work_lost"]
+    reasons = [e["reason"] for e in events if e["event"] == "requeued"]
+    assert reasons and set(reasons) == {"preemption"}  # ours (another job on `preempt` may add one)
+    losses = [e for e in events if e["event"] == "work_lost"]
+    assert len(losses) == len(reasons)
+    lost = max(losses, key=lambda e: e["reached"])  # the preemption at step >= 60
     assert lost["cause"] == "the script died of SIGUSR2" and lost["checkpoint"] == "ckpt.pt"
     # nanoGPT prints `step 50: train loss …, val loss …` just before it saves: the checkpoint's step
     # (one less if that line was read after the file was written)
     assert lost["step"] in (49, 50, 99, 100) and lost["reached"] >= 60
     assert lost["lost_steps"] == lost["reached"] - lost["step"]
-    assert s.work_lost.endswith(f"resumes from the checkpoint at step {lost['step']}, "
-                                f"{lost['lost_steps']} steps ({lost['lost_s']:.0f} s) lost")
+    if lost is losses[-1]:
+        assert s.work_lost.endswith(f"resumes from the checkpoint at step {lost['step']}, "
+                                    f"{lost['lost_steps']} steps ({lost['lost_s']:.0f} s) lost")
     starts = [e for e in events if e["event"] == "started"]
-    assert "--init_from=resume" not in starts[0]["command"] and starts[1]["command"][-1] == "--init_from=resume"
-    assert starts[1]["step"] == lost["step"]
-    log = subprocess.run([sys.executable, "-m", "jobkit", "logs", run.run_id, "--attempt", "2"], capture_output=True,
-                         text=True, env={**os.environ, "JOBKIT_ROOT": str(root)}, timeout=120).stdout
+    after = starts[losses.index(lost) + 1]
+    assert "--init_from=resume" not in starts[0]["command"] and after["command"][-1] == "--init_from=resume"
+    assert after["step"] == lost["step"]
+    log = subprocess.run([sys.executable, "-m", "jobkit", "logs", run.run_id, "--attempt", str(len(starts))],
+                         capture_output=True, text=True, env={**os.environ, "JOBKIT_ROOT": str(root)},
+                         timeout=120).stdout
     assert "Resuming training from" in log and "iter 150: loss" in log, log[-2000:]
     assert s.step == 150 and s.final["val_loss"] > 0
 
@@ -166,12 +172,15 @@ def test_word_language_model_is_restarted_from_scratch_and_says_so(tmp_path, wor
     (s,) = wait_until(root, all_ended, 420)
     assert s.state == "COMPLETED", s.error
     events = run.events()
-    assert [e["reason"] for e in events if e["event"] == "requeued"] == ["preemption"]
-    (lost,) = [e for e in events if e["event"] == "work_lost"]
-    assert lost["from_scratch"] is True and lost["step"] == 0 and lost["reached"] >= 60
+    reasons = [e["reason"] for e in events if e["event"] == "requeued"]
+    assert reasons and set(reasons) == {"preemption"}  # ours (another job on `preempt` may add one)
+    losses = [e for e in events if e["event"] == "work_lost"]
+    assert len(losses) == len(reasons) and all(e["from_scratch"] and e["step"] == 0 for e in losses)
+    assert max(e["reached"] for e in losses) >= 60
+    last = losses[-1]
     assert s.work_lost.startswith(f"restarted from scratch (resumable = false): the script died of SIGUSR2 "
-                                  f"at step {lost['reached']}, {lost['reached']} steps")
-    assert [e["step"] for e in events if e["event"] == "started"] == [0, 0]
+                                  f"at step {last['reached']}, {last['reached']} steps")
+    assert [e["step"] for e in events if e["event"] == "started"] == [0] * (len(reasons) + 1)
     assert s.step == 230 and (run.path / "model.pt").is_file()
     status = subprocess.run([sys.executable, "-m", "jobkit", "status", "--json"], capture_output=True, text=True,
                             env={**os.environ, "JOBKIT_ROOT": str(root)}, timeout=120, check=True)

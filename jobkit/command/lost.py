@@ -27,6 +27,19 @@ def last_checkpoint(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     return found
 
 
+def for_stall_guard(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events with each requeue after lost work at the step the script had reached: the
+    requeue-without-progress guard counts a start that got past its checkpoint as progress."""
+    out, reached = [], None
+    for ev in events:
+        if ev.get("event") == Event.WORK_LOST:
+            reached = ev.get("reached")
+        elif ev.get("event") == Event.REQUEUED and reached is not None:
+            ev, reached = {**ev, "step": reached}, None
+        out.append(ev)
+    return out
+
+
 def fields(run: RunDir, params: Mapping[str, Any], reached: int, cause: str, died_at: float | None = None) -> dict:
     """The `work_lost` event's fields for a stop that will be requeued (the supervisor writes it).
 

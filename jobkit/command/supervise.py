@@ -114,7 +114,7 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
     if any(e.get("event") == Event.FINISHED for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
     step = current_step(run)
-    refuse_stalled_loop(run, step)
+    refuse_stalled_loop(run, step, events=lost_mod.for_stall_guard(run.events()))
     attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
     stop_sig = command_mod.stop_signal_of(params.get("stop_signal", command_mod.DEFAULT_STOP_SIGNAL))
     argv = command_mod.expand(params["command"], params, run.path) + script_mod.resume_argv(params, run.path, attempt)
