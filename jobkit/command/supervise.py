@@ -195,7 +195,7 @@ def _signal_name(code: int) -> str:
 
 
 def _saw_checkpoints(run: RunDir, watch: script_mod.CheckpointWatch, reader: Any, final: bool = False) -> None:
-    """A checkpoint event for each checkpoint file that changed, at the latest step seen."""
+    """A checkpoint event for each checkpoint file that changed, at the last step printed before its mtime."""
     for name in watch.poll(final=final):
         mtime = watch.recorded[name][0]
         step = reader.step_at(mtime) if reader is not None else current_step(run)  # printed before it was saved
