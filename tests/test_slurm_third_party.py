@@ -120,7 +120,8 @@ def preempt_when(root: Path, at_step: int):
                          240, every=0.5)
     assert seen.state == "RUNNING", f"it ended ({seen.state}, step {seen.step}) before it could be preempted"
     hog = subprocess.run(["sbatch", "--parsable", "-p", "preempt", "-c", str(room_to_take()), "--mem", "500M",
-                          "-t", "1", "-o", "/dev/null", "--wrap", "sleep 5"], capture_output=True, text=True, check=True)
+                          "-t", "1", "-o", "/dev/null", "--wrap", "sleep 5"],
+                         capture_output=True, text=True, check=True)
     assert hog.stdout.strip()
     return seen
 
