@@ -184,6 +184,8 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
         sweep = sweep_mod.load(sweep_file, overrides=sets, only=only)
     except sweep_mod.SweepError as exc:
         fail(str(exc))
+    for line in sweep.warnings:
+        click.echo(f"warning: {line}", err=True)  # one line, never wrapped
     specs = sweep.specs
     if chunk:
         specs = [s.with_resources(replace(s.resources, chunk=True)) for s in specs]

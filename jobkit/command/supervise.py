@@ -25,6 +25,7 @@ import threading
 import time
 from typing import IO, Any, Callable
 
+from jobkit.command import lost as lost_mod
 from jobkit.command import params as command_mod
 from jobkit.command import script as script_mod
 from jobkit.run import leftovers, memory
@@ -43,11 +44,17 @@ def stop_wait_s(host: Host) -> float:
 
 
 def current_step(run: RunDir) -> int:
-    """The script's step as far as jobkit knows: its progress reports and saved checkpoints."""
-    step = int(run.progress().get("step") or 0)
+    """The script's step as far as jobkit knows: its progress reports and saved checkpoints, back to
+    where the next start begins after work was lost (`jobkit.command.lost`)."""
+    progress = run.progress()
+    step, lost_t = 0, None
     for ev in run.events():
         if ev.get("event") == Event.CHECKPOINT and ev.get("step") is not None:
             step = max(step, int(ev["step"]))
+        elif ev.get("event") == Event.WORK_LOST:
+            step, lost_t = int(ev.get("step") or 0), ev.get("t")
+    if lost_t is None or float(progress.get("t") or 0) > lost_t:
+        step = max(step, int(progress.get("step") or 0))
     return step
 
 
@@ -109,7 +116,7 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
     if any(e.get("event") == Event.FINISHED for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
     step = current_step(run)
-    refuse_stalled_loop(run, step)
+    refuse_stalled_loop(run, step, events=lost_mod.for_stall_guard(run.events()))
     attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
     stop_sig = command_mod.stop_signal_of(params.get("stop_signal", command_mod.DEFAULT_STOP_SIGNAL))
     argv = command_mod.expand(params["command"], params, run.path) + script_mod.resume_argv(params, run.path, attempt)
@@ -189,13 +196,22 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
                     stopped_codes={EXIT_STOPPED, -stop_sig, 128 + stop_sig, -signal.SIGKILL, 128 + signal.SIGKILL})
 
 
+def _signal_name(code: int) -> str:
+    number = -code if code < 0 else code - 128
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"exit code {code}"
+
+
 def _saw_checkpoints(run: RunDir, watch: script_mod.CheckpointWatch, reader: Any, final: bool = False) -> None:
-    """A checkpoint event for each checkpoint file that changed, at the latest step seen."""
+    """A checkpoint event for each checkpoint file that changed, at the last step printed before its mtime."""
     for name in watch.poll(final=final):
-        step = reader.step if reader is not None and reader.step is not None else current_step(run)
+        mtime = watch.recorded[name][0]
+        step = reader.step_at(mtime) if reader is not None else current_step(run)  # printed before it was saved
         path = os.path.abspath(name)
         shown = os.path.relpath(path, run.path.resolve()) if path.startswith(str(run.path.resolve())) else name
-        run.event(Event.CHECKPOINT, step=int(step), file=shown, reason="seen")
+        run.event(Event.CHECKPOINT, step=int(step), file=shown, reason="seen", mtime=round(mtime, 3))
 
 
 def _after_exit(run: RunDir, watch: Any, reader: Any) -> None:
@@ -244,6 +260,12 @@ def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], f
                     f"last output: {' | '.join(lines[-3:]) or '(none)'}")
             run.event(Event.TIMEOUT, step=step, detail=reason, hint=hint, stderr_tail=lines, exit_code=code)
             return run.metrics()
+        if code != EXIT_STOPPED or not params.get("resumable"):  # its own save cannot be trusted, or none
+            died = "killed after the wait" if killed else "exited 3" if code == EXIT_STOPPED else \
+                f"died of {_signal_name(code)}"
+            back = run.event(Event.WORK_LOST, **lost_mod.fields(run, params, step, cause=f"the script {died}"))
+            raise Stopped(int(back["step"]), f"{reason}; the script {died} at step {step}: the next start "
+                                             f"begins at step {back['step']}")
         raise stop
     what = f"killed by signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() \
         else f"exited with code {code}"

@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from jobkit.observe import worklost
 from jobkit.run.lease import pid_alive
 from jobkit.run.memory import OOM_REASON
 from jobkit.state import ATTEMPT_ENDS, QUEUED, STATE_OF_EVENT, Event, State
@@ -53,6 +54,8 @@ class RunSummary:
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
     tasks: str | None = None  # "nodes×tasks per node" of a run of several tasks (None: one process)
     failed_nodes: list[str] = field(default_factory=list)  # nodes lost under an attempt (jobkit.plan.endings)
+    work_lost: str | None = None  # a command run's script killed past its checkpoint / restarted from scratch
+    work_lost_t: float | None = None  # progress written before it is from the lost work
 
     @property
     def eta_s(self) -> float | None:
@@ -143,6 +146,8 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
         s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
     elif kind in (Event.WARNING, Event.CHECKPOINT_REJECTED):
         s.warnings.append(str(ev.get("message")))
+    elif kind == Event.WORK_LOST:
+        s.step, s.work_lost, s.work_lost_t = int(ev.get("step") or 0), worklost.note(ev), t
     if kind in ATTEMPT_ENDS:
         if attempt_start is not None and t is not None:
             s.run_seconds += max(0.0, t - attempt_start)
@@ -155,7 +160,7 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
 
 def _rest(s: RunSummary, run: RunDir, attempt_start: float | None) -> RunSummary:
     progress = run.progress()
-    if progress:
+    if progress and (s.work_lost_t is None or float(progress.get("t") or 0) > s.work_lost_t):
         try:
             s.step = max(s.step, int(progress.get("step", 0)))
         except (TypeError, ValueError):
