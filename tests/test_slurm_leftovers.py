@@ -253,6 +253,7 @@ def test_a_lost_node_is_named_and_avoided(tmp_path, faults):
         assert shown["failed_nodes"] == [node] and any(f"node {node} failed" in w for w in shown["warnings"])
         # the node comes back; the next requeue jobkit makes keeps the job off it all the same
         subprocess.run([str(UP), "--no-symlink", state], capture_output=True, text=True, check=True)
+        assert "SlurmdTimeout=" in faults.conf.read_text()  # up.sh kept the state dir's options (its `mode`)
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # as a preemption does
         wait_until(root, lambda ss: [e["event"] for e in run.events()].count("started") == 3, 240)
         assert f"ExcNodeList={node}" in subprocess.run(["scontrol", "show", "job", job_id], capture_output=True,
