@@ -4,7 +4,7 @@
 # UTS + mount namespace where its hostname is the node's and /etc/hosts resolves every node.
 # Accounts physics (root's only one) and bio, QoS normal and short (MaxWall 5 min). See slurm/README.md.
 #
-#   slurm/up.sh [--no-accounting] [--port-base N] [--no-symlink] [STATE_DIR]
+#   slurm/up.sh [--no-accounting] [--port-base N] [--no-symlink] [--enforce-memory] [--slurmd-timeout S] [STATE_DIR]
 #
 # STATE_DIR (default <repo>/.slurm, or $JOBKIT_SLURM_STATE) holds everything: generated configs
 # (etc/), spool, logs, pid files, the munge key and MariaDB's datadir — `slurm/down.sh --purge` is one rm.
@@ -25,6 +25,10 @@
 #                     no cgroups here, so jobacct_gather polls every 5 s and OverMemoryKill kills (sacct:
 #                     job FAILED, step CANCELLED with MaxRSS over ReqMem). Off by default: torch alone
 #                     holds ~550 MB resident and many tests ask for mem = "500M". The OOM tests need it.
+#                     JOBKIT_SLURM_ENFORCE_MEMORY=0 turns it off again on a state dir that had it.
+#   --slurmd-timeout S  (or JOBKIT_SLURM_SLURMD_TIMEOUT) SlurmdTimeout: a node whose slurmd is silent this
+#                     many seconds is marked DOWN and its jobs NODE_FAIL (Slurm's default 300 s). The
+#                     lost-node test's cluster uses 10. Both options stay with the state dir (file `mode`).
 #
 # Needs root (installs Debian's packages when missing, runs each slurmd in namespaces of its own,
 # links /etc/slurm/slurm.conf).
@@ -38,6 +42,8 @@ ACCOUNTING=${JOBKIT_SLURM_ACCOUNTING:-}
 PORT_BASE=${JOBKIT_SLURM_PORT_BASE:-}
 SYMLINK=1
 STATE=${JOBKIT_SLURM_STATE:-}
+ENFORCE_MEMORY=${JOBKIT_SLURM_ENFORCE_MEMORY:-}
+SLURMD_TIMEOUT=${JOBKIT_SLURM_SLURMD_TIMEOUT:-}
 CLUSTER=${JOBKIT_SLURM_CLUSTER:-jobkit}
 T0=$(date +%s%N)
 
@@ -49,7 +55,9 @@ while [ $# -gt 0 ]; do
         --port-base) PORT_BASE=${2:?--port-base needs a number}; shift ;;
         --port-base=*) PORT_BASE=${1#*=} ;;
         --no-symlink) SYMLINK=0 ;;
-        --enforce-memory) JOBKIT_SLURM_ENFORCE_MEMORY=1 ;;
+        --enforce-memory) ENFORCE_MEMORY=1 ;;
+        --slurmd-timeout) SLURMD_TIMEOUT=${2:?--slurmd-timeout needs seconds}; shift ;;
+        --slurmd-timeout=*) SLURMD_TIMEOUT=${1#*=} ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "up.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
         *) STATE=$1 ;;
@@ -63,7 +71,11 @@ STATE=$(cd "$STATE" && pwd -P)
 if [ -f "$STATE/mode" ]; then
     [ -n "$ACCOUNTING" ] || ACCOUNTING=$(sed -n 's/.*accounting=\([0-9]*\).*/\1/p' "$STATE/mode")
     [ -n "$PORT_BASE" ] || PORT_BASE=$(sed -n 's/.*port_base=\([0-9]*\).*/\1/p' "$STATE/mode")
+    [ -n "$ENFORCE_MEMORY" ] || ENFORCE_MEMORY=$(sed -n 's/.*enforce_memory=\([0-9]*\).*/\1/p' "$STATE/mode")
+    [ -n "$SLURMD_TIMEOUT" ] || SLURMD_TIMEOUT=$(sed -n 's/.*slurmd_timeout=\([0-9]*\).*/\1/p' "$STATE/mode")
 fi
+case "${ENFORCE_MEMORY:-0}" in 1|yes|true|on) ENFORCE_MEMORY=1 ;; *) ENFORCE_MEMORY=0 ;; esac
+[[ "${SLURMD_TIMEOUT:-300}" =~ ^[0-9]+$ ]] || { echo "up.sh: --slurmd-timeout must be a number of seconds" >&2; exit 2; }
 case "${ACCOUNTING:-1}" in 0|no|false|off) ACCOUNTING=0 ;; *) ACCOUNTING=1 ;; esac
 PORT_BASE=${PORT_BASE:-6817}
 [[ "$PORT_BASE" =~ ^[0-9]+$ ]] || { echo "up.sh: --port-base must be a number" >&2; exit 2; }
@@ -124,6 +136,8 @@ slurmd_port() {  # slurmd_port NODE
 
 # The mode (accounting or not, ports, nodes) a state dir was started with stays with it.
 MODE="accounting=$ACCOUNTING port_base=$PORT_BASE nodes=$(echo $NODES | tr ' ' ,)"
+[ "$ENFORCE_MEMORY" = 0 ] || MODE="$MODE enforce_memory=1"            # only when set: older state dirs keep their mode
+[ -z "$SLURMD_TIMEOUT" ] || MODE="$MODE slurmd_timeout=$SLURMD_TIMEOUT"
 if [ -f "$STATE/mode" ] && [ "$(cat "$STATE/mode")" != "$MODE" ]; then
     running=0
     for f in "$PIDS"/*.pid; do
@@ -155,10 +169,13 @@ else
     ACCT_BLOCK="# no accounting (slurm/up.sh --no-accounting): sacct does not work\nAccountingStorageType=accounting_storage/none"
 fi
 
-if [ "${JOBKIT_SLURM_ENFORCE_MEMORY:-0}" = 1 ]; then
+if [ "$ENFORCE_MEMORY" = 1 ]; then
     MEM_BLOCK="# slurm/up.sh --enforce-memory: a step past its --mem is killed (polled every 5 s; no cgroups)\nJobAcctGatherFrequency=task=5\nJobAcctGatherParams=OverMemoryKill"
 else
     MEM_BLOCK="JobAcctGatherFrequency=30"
+fi
+if [ -n "$SLURMD_TIMEOUT" ]; then
+    MEM_BLOCK="$MEM_BLOCK\n# slurm/up.sh --slurmd-timeout: a silent node is DOWN (its jobs NODE_FAIL) after this long\nSlurmdTimeout=$SLURMD_TIMEOUT"
 fi
 
 render() {  # template -> stdout

@@ -10,6 +10,10 @@
 - `slurm_cluster_noacct` (session): a second cluster without accounting (no slurmdbd: `sacct` fails,
   squeue/scontrol work), on other ports in a temporary state dir, stopped and deleted at the end. Tests
   use it through its `env` (`monkeypatch.setenv("SLURM_CONF", c.conf)` or `subprocess.run(..., env=c.env)`).
+- `slurm_cluster_faults` (session): a third cluster, for tests that hurt it: it kills a step past its
+  `--mem` (`--enforce-memory`) and marks a silent node DOWN after 10 s (`--slurmd-timeout 10`), so a test
+  may kill one of its slurmd. With accounting (the OOM and NODE_FAIL endings are read from `sacct -D`).
+  Started only when a test asks for it (~10 s), stopped and deleted at the end.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -29,6 +34,8 @@ os.environ.setdefault("JOBKIT_DATA", str(REPO.parent / "shared" / "data"))
 UP = REPO / "slurm" / "up.sh"
 DOWN = REPO / "slurm" / "down.sh"
 NOACCT_PORT_BASES = range(int(os.environ.get("JOBKIT_SLURM_NOACCT_PORT_BASE", "7817")), 9000, 10)
+FAULTS_PORT_BASES = range(int(os.environ.get("JOBKIT_SLURM_FAULTS_PORT_BASE", "8417")), 9900, 10)
+FAULTS_SLURMD_TIMEOUT = 10  # seconds: a killed node's jobs NODE_FAIL within about that (Slurm's default: 300)
 CLUSTER_PORTS = 10  # slurm/up.sh keeps every port of a cluster within PORT_BASE..PORT_BASE+9
 
 
@@ -157,7 +164,7 @@ def slurm_cluster() -> SlurmCluster:
 
 def _reap_orphans() -> None:
     """Stop throwaway clusters left by test sessions that were killed before their teardown ran."""
-    for owner in Path(tempfile.gettempdir()).glob("pytest-of-*/pytest-*/slurm-noacct*/owner"):
+    for owner in Path(tempfile.gettempdir()).glob("pytest-of-*/pytest-*/slurm-*/owner"):
         try:
             pid = int(owner.read_text().strip())
             alive = b"pytest" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -167,33 +174,48 @@ def _reap_orphans() -> None:
             subprocess.run(["bash", str(DOWN), str(owner.parent), "--purge"], capture_output=True, timeout=120)
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster_noacct(tmp_path_factory, slurm_cluster) -> SlurmCluster:
-    """A second cluster, without accounting, beside the main one; removed at the end of the session."""
+def _private_cluster(tmp_path_factory, name: str, bases: range, *options: str) -> Iterator[SlurmCluster]:
+    """Start a throwaway cluster (slurm/up.sh OPTIONS) in a temporary state dir on the first free port base;
+    yields it, then stops and deletes it. `owner` names this session, so a later one reaps it if we die."""
     _reap_orphans()
-    state = tmp_path_factory.mktemp("slurm-noacct")
+    state = tmp_path_factory.mktemp(f"slurm-{name}")
     (state / "owner").write_text(f"{os.getpid()}\n")
     why = "no free ports"
-    for base in NOACCT_PORT_BASES:  # another test session may hold a base: take the next free one
+    for base in bases:  # another test session may hold a base: take the next free one
         if any(_port_busy(base + i) for i in range(CLUSTER_PORTS)):
             continue
-        conf, why = _up(state, "--no-accounting", "--port-base", str(base))
+        conf, why = _up(state, *options, "--port-base", str(base))
         if conf is not None:
             break
         subprocess.run(["bash", str(DOWN), str(state), "--purge"], capture_output=True, timeout=120)
         state.mkdir(parents=True, exist_ok=True)
+        (state / "owner").write_text(f"{os.getpid()}\n")
         if "in use" not in why:
             break
     else:
         conf = None
     if conf is None:
-        _no_cluster(f"no-accounting cluster: {why}")
-    cluster = SlurmCluster(conf=conf, state_dir=state, accounting=False, started_here=True, port_base=base)
+        _no_cluster(f"{name} cluster: {why}")
+    cluster = SlurmCluster(conf=conf, state_dir=state, accounting=_accounting(conf), started_here=True,
+                           port_base=base)
     try:
         cluster.partitions = _read_partitions(cluster.env)
         yield cluster
     finally:
         subprocess.run(["bash", str(DOWN), str(state), "--purge"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster_noacct(tmp_path_factory, slurm_cluster) -> SlurmCluster:
+    """A second cluster, without accounting, beside the main one; removed at the end of the session."""
+    yield from _private_cluster(tmp_path_factory, "noacct", NOACCT_PORT_BASES, "--no-accounting")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster_faults(tmp_path_factory, slurm_cluster) -> SlurmCluster:
+    """A cluster tests may hurt (memory enforced, a silent node DOWN in 10 s); removed at the end."""
+    yield from _private_cluster(tmp_path_factory, "faults", FAULTS_PORT_BASES, "--enforce-memory",
+                                "--slurmd-timeout", str(FAULTS_SLURMD_TIMEOUT))
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,9 @@ on any node are found in /proc by the marker jobkit exports (`JOBKIT_RUN_MARKER`
 cancel, preemption, time limit, a rank crash, an OOM kill — none of them is left: ranks, the command
 script, a plain child, a child in its own session and a double-forked daemon. (No workload of jobs/ has
 DataLoader workers (`num_workers`), so the command script's children are the child-process case.)
+
+The OOM kill and the lost node run on a private cluster this session starts (`slurm_cluster_faults`:
+memory enforced, a silent node DOWN after 10 s), never on the shared one: one of them kills a slurmd.
 """
 from __future__ import annotations
 
@@ -44,6 +47,14 @@ while True:
 def _cancel_leftovers():
     yield
     cancel_sweeps(SWEEPS)
+
+
+@pytest.fixture
+def faults(slurm_cluster_faults, monkeypatch):
+    """This test's Slurm commands, jobkit calls and jobs go to the cluster that may be hurt."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster_faults.conf))
+    yield slurm_cluster_faults
+    cancel_sweeps(SWEEPS)  # still on that cluster (monkeypatch is undone after this)
 
 
 def marker_prefix(run: RunDir) -> str:
@@ -169,10 +180,9 @@ def test_a_rank_crash_ends_every_rank_on_every_node(tmp_path, slurm_cluster):
     assert_nothing_left(prefix, prefix.split("/")[0])
 
 
-def test_an_oom_kill_is_named_left_alone_at_the_same_mem_and_resumed_with_more(tmp_path, slurm_cluster):
-    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
-    if "OverMemoryKill" not in config:
-        pytest.skip("this cluster enforces no memory limit: start one with `slurm/up.sh --enforce-memory`")
+def test_an_oom_kill_is_named_left_alone_at_the_same_mem_and_resumed_with_more(tmp_path, faults):
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    assert "OverMemoryKill" in config, f"{faults.conf} enforces no memory limit (slurm/up.sh --enforce-memory)"
     root = tmp_path / "runs"
     sweep = tmp_path / "loom.toml"
     sweep.write_text(TOY.format(name="loom", steps=60, mem="1G", extra=""))  # torch alone holds ~550M
@@ -210,18 +220,15 @@ def _pids_of_job_step_daemons(job_id: str) -> list[int]:
     return found
 
 
-def test_a_lost_node_is_named_and_avoided(tmp_path):
+def test_a_lost_node_is_named_and_avoided(tmp_path, faults):
     """A node dies under a running job (its slurmd and every process of the job on it killed, as in a
     power loss); Slurm marks it down, the job NODE_FAIL and requeues it: the next attempt names the node,
-    and a resume excludes it. Kills a node's daemon: only on a private cluster named by
-    $JOBKIT_TEST_NODE_FAIL_STATE (its state dir), whose SlurmdTimeout is short."""
-    state = os.environ.get("JOBKIT_TEST_NODE_FAIL_STATE")
-    if not state:
-        pytest.skip("kills a node's slurmd: set JOBKIT_TEST_NODE_FAIL_STATE to a private cluster's state dir")
-    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    and a resume excludes it. Kills a node's daemon: only on the private cluster of `faults`, whose
+    SlurmdTimeout is short."""
+    state = str(faults.state_dir)
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
     timeout = re.search(r"SlurmdTimeout\s*=\s*(\d+)", config)
-    if not timeout or int(timeout.group(1)) > 30:
-        pytest.skip("needs SlurmdTimeout <= 30 s, so that a silent node is marked down quickly")
+    assert timeout and int(timeout.group(1)) <= 30, f"{faults.conf}: SlurmdTimeout over 30 s (--slurmd-timeout)"
     root = tmp_path / "runs"
     # the lost node's lease holder cannot be asked whether it lives: the next attempt waits out the
     # lease timeout (jobkit.run.lease), shortened here
@@ -246,6 +253,7 @@ def test_a_lost_node_is_named_and_avoided(tmp_path):
         assert shown["failed_nodes"] == [node] and any(f"node {node} failed" in w for w in shown["warnings"])
         # the node comes back; the next requeue jobkit makes keeps the job off it all the same
         subprocess.run([str(UP), "--no-symlink", state], capture_output=True, text=True, check=True)
+        assert "SlurmdTimeout=" in faults.conf.read_text()  # up.sh kept the state dir's options (its `mode`)
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # as a preemption does
         wait_until(root, lambda ss: [e["event"] for e in run.events()].count("started") == 3, 240)
         assert f"ExcNodeList={node}" in subprocess.run(["scontrol", "show", "job", job_id], capture_output=True,
