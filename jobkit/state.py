@@ -30,6 +30,7 @@ class State(StrEnum):
     # when released, so it is active, never ended.
     SUSPENDED = "SUSPENDED"
     UNKNOWN = "UNKNOWN"  # the scheduler reports a word jobkit does not know (the word is in the run's note)
+    WAITING = "WAITING"  # planned, not sent: the user's job limits leave no room yet (the feeder sends it)
 
 
 QUEUED = frozenset({State.PENDING, State.REQUEUED})
@@ -66,11 +67,13 @@ class Event(StrEnum):
     LEASE_TAKEN_OVER = "lease_taken_over"  # a writer took the lease of one gone silent (jobkit/run/lease.py)
     SUBMIT_INTENT = "submit_intent"  # about to sbatch, with the token the job carries; `submitted` is the receipt
     SUBMIT_ABORTED = "submit_aborted"  # the submission of an intent was taken back (all or nothing)
+    WAITING = "waiting"  # waiting for room under MaxSubmitPU/MaxJobsPU; a later submit (the feeder) sends it
 
 
 # The state a run is in when this event is its latest lifecycle event.
 STATE_OF_EVENT: dict[str, State] = {
     Event.SUBMITTED: State.PENDING,
+    Event.WAITING: State.WAITING,
     Event.STARTED: State.RUNNING,
     Event.REQUEUED: State.REQUEUED,
     Event.FINISHED: State.COMPLETED,

@@ -21,6 +21,8 @@
 #                     (e.g. `--no-accounting --port-base 7817 /tmp/noacct`); it never takes the
 #                     /etc/slurm/slurm.conf link, so use it through SLURM_CONF.
 #   --no-symlink      do not point /etc/slurm/slurm.conf at the generated config.
+#   --max-array-size N  MaxArraySize (default 1001, Slurm's); a small one exercises split arrays
+#                     (tests/test_slurm_feeder.py runs on a private cluster started with 21).
 #
 # Needs root (installs Debian's packages when missing, runs each slurmd in namespaces of its own,
 # links /etc/slurm/slurm.conf).
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
         --port-base) PORT_BASE=${2:?--port-base needs a number}; shift ;;
         --port-base=*) PORT_BASE=${1#*=} ;;
         --no-symlink) SYMLINK=0 ;;
+        --max-array-size) MAX_ARRAY_SIZE=${2:?--max-array-size needs a number}; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "up.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
         *) STATE=$1 ;;
@@ -151,7 +154,7 @@ else
 fi
 
 render() {  # template -> stdout
-    sed -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@HOST@|$HOST|g" -e "s|@STATE@|$STATE|g" \
+    sed -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@MAX_ARRAY_SIZE@|${MAX_ARRAY_SIZE:-1001}|g" -e "s|@HOST@|$HOST|g" -e "s|@STATE@|$STATE|g" \
         -e "s|@CTLD_PORT@|$CTLD_PORT|g" "${PORT_SED[@]}" -e "s|@DBD_PORT@|$DBD_PORT|g" \
         -e "s|@MYSQL_PORT@|$MYSQL_PORT|g" -e "s|@MUNGE_SOCKET@|$MUNGE_SOCKET|g" -e "s|@CPUS@|$CPUS|g" \
         -e "s|@REAL_MEM@|$REAL_MEM|g" -e "s|@DEF_MEM_PER_CPU@|$DEF_MEM_PER_CPU|g" \
