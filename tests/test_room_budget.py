@@ -214,3 +214,17 @@ def test_the_poll_interval_grows_with_the_sweep_within_the_site_bounds(tmp_path)
     (tmp_path / "jobkit.toml").write_text("poll_min_s = 0\n")
     with pytest.raises(siteconfig.ConfigError, match="poll_min_s: expected a positive number"):
         siteconfig.load(tmp_path, env={})
+
+
+def test_status_names_the_feeder_in_the_same_scheduler_call(tmp_path, monkeypatch):
+    runs = _submitted_runs(tmp_path / "runs", 3)
+    runs[2].event(Event.WAITING, sync=False, reason="waiting for room")
+    feeder_mod.write_record(runs[0].path.parent, job_id="4999", after="4000")
+    log = _fake_slurm(tmp_path, monkeypatch, sacct="4000_0|RUNNING|test\n4000_1|PENDING|test\n4999|PENDING|test\n",
+                      squeue=None)
+    before = CALLS.counts.copy()
+    report = collect_status(runs)
+    assert CALLS.since(before) == 1 and "4999" in log.read_text() + " ".join(report.slurm.states)
+    assert report.feeders == ["feeder of budget: job 4999 PENDING, after job 4000 (sends the next wave; 1 run waits)"]
+    feeder_mod.write_record(runs[0].path.parent, job_id="4999", ended="nothing waits")
+    assert collect_status(runs).feeders == ["feeder of budget: job 4999 ended (nothing waits)"]

@@ -38,5 +38,5 @@ def describe(sweep: str, rec: dict[str, Any], word: str | None, waiting: int) ->
         return f"feeder of {sweep}: job {job} ended ({rec['ended']}{': ' + rec['error'] if rec.get('error') else ''})"
     state = word or "unknown (the scheduler did not say)"
     after = f", after job {rec['after']}" if rec.get("after") else ", retrying on a timer"
-    tail = f"; {waiting} run{'s' * (waiting != 1)} wait" if waiting else ""
+    tail = f"; {waiting} run{'s' * (waiting != 1)} wait{'s' * (waiting == 1)}" if waiting else ""
     return f"feeder of {sweep}: job {job} {state}{after} (sends the next wave{tail})"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from jobkit.plan import sweep as sweep_mod
 from jobkit.submit.feeder import RECIPE, load_recipe, write_record
 from jobkit.submit.submit_runs import SubmitProblem, submit_sweep_again
+
+ATTEMPTS, RETRY_EVERY_S = 8, 30  # within the feeder's 10 minutes: a slurmctld restart, a busy slurmdbd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,14 +27,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobkit feeder: cannot read {sweep_dir / RECIPE}: {exc}", file=sys.stderr)
         return 2
     me = os.environ.get("SLURM_JOB_ID")
-    try:
-        done = submit_sweep_again(recipe, sweep_dir, feeder_job=me)
-    except (SubmitProblem, sweep_mod.SweepError) as exc:
-        print(f"jobkit feeder: {exc}", file=sys.stderr)
-        write_record(sweep_dir, job_id=me, ended="failed", error=str(exc))
-        return 1
-    print(f"jobkit feeder {me}: {done}")
-    return 0
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            done = submit_sweep_again(recipe, sweep_dir, feeder_job=me)
+        except sweep_mod.SweepError as exc:  # the sweep file itself: no retry helps
+            return _failed(sweep_dir, me, str(exc))
+        except SubmitProblem as exc:  # a controller restarting, a timeout: try again within the job's time
+            print(f"jobkit feeder {me}: attempt {attempt}/{ATTEMPTS}: {exc}", file=sys.stderr, flush=True)
+            if attempt == ATTEMPTS:
+                return _failed(sweep_dir, me, str(exc))
+            time.sleep(RETRY_EVERY_S)
+            continue
+        print(f"jobkit feeder {me}: {done}")
+        return 0
+    return 1
+
+
+def _failed(sweep_dir: Path, me: str | None, error: str) -> int:
+    print(f"jobkit feeder {me}: {error}; `jobkit submit` the sweep again to go on", file=sys.stderr)
+    write_record(sweep_dir, job_id=me, ended="failed", error=error)
+    return 1
 
 
 if __name__ == "__main__":
