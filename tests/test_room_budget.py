@@ -228,3 +228,19 @@ def test_status_names_the_feeder_in_the_same_scheduler_call(tmp_path, monkeypatc
     assert report.feeders == ["feeder of budget: job 4999 PENDING, after job 4000 (sends the next wave; 1 run waits)"]
     feeder_mod.write_record(runs[0].path.parent, job_id="4999", ended="nothing waits")
     assert collect_status(runs).feeders == ["feeder of budget: job 4999 ended (nothing waits)"]
+
+
+def test_cancel_stops_the_feeder_and_the_waiting_runs(tmp_path, monkeypatch):
+    from jobkit.submit.cancel import cancel_runs
+
+    runs = _submitted_runs(tmp_path / "runs", 2)
+    runs[1].event(Event.WAITING, sync=False, reason="waiting for room")
+    sweep_dir = runs[0].path.parent
+    feeder_mod.write_record(sweep_dir, job_id="4999", after="4000")
+    asked: list[list[str]] = []
+    monkeypatch.setattr("jobkit.submit.cancel.scancel", lambda ids: asked.append(list(ids)))
+    _fake_slurm(tmp_path, monkeypatch, sacct="4000_0|PENDING|test\n4999|PENDING|test\n", squeue=None)
+    outcome = cancel_runs(collect_status(runs).summaries)
+    assert len(outcome.cancelled) == 2 and asked == [["4000_0", "4999"]]  # the waiting run has no job to cancel
+    assert feeder_mod.superseded(sweep_dir, "4999")  # a feeder already running submits nothing
+    assert [s.state for s in collect_status(runs, use_slurm=False).summaries] == [State.CANCELLED] * 2

@@ -109,6 +109,7 @@ def test_a_sweep_over_max_submit_pu_completes_through_feeders_alone(tmp_path, sm
     figures = feeder_sweep(tmp_path / "runs", sweep, QOS, env, timeout=1500,
                            restart=lambda: restart_controller(state, env))
     summary = {k: v for k, v in figures.items() if k != "first_submit"}
+    print(f"feeder sweep figures: {summary}")
     assert figures["completed"] == RUNS, summary
     assert figures["restarted"], summary
     assert 0 < figures["peak_queued"] <= limit, summary  # sampled every 2 s

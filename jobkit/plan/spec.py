@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Mapping
 
 from jobkit.plan import slurmvalues
@@ -228,7 +229,7 @@ class JobSpec:
     # without importing the workload; not part of the identity
     key_params: tuple[str, ...] = field(default=(), compare=False)
 
-    @property
+    @cached_property  # asked many times per run (its id, its folder): hashed once (10,000-run sweeps)
     def signature(self) -> str:
         blob = json.dumps({"workload": self.workload, "params": dict(self.params)},
                           sort_keys=True, separators=(",", ":"), default=str)

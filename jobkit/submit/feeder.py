@@ -70,11 +70,12 @@ def write_record(sweep_dir: Path, **values: Any) -> None:
 
 
 def superseded(sweep_dir: Path, job_id: str | None) -> bool:
-    """Whether the feeder `job_id` is no longer the sweep's current one (a later submit sent another)."""
+    """Whether the feeder `job_id` is no longer the sweep's current one (a later submit sent another, or
+    `jobkit cancel` ended the chain)."""
     if not job_id:
         return False
     current = record(sweep_dir) or {}
-    return str(current.get("job_id", "")) != str(job_id)
+    return str(current.get("job_id", "")) != str(job_id) or bool(current.get("ended"))
 
 
 def batch_script(sweep_dir: Path, python: str, options: dict[str, str], setup: tuple[str, ...] = ()) -> str:
