@@ -119,9 +119,9 @@ def _render_waiting(sub, dry_run: bool) -> None:
     if sub.feeder_job:
         line += f"feeder job {sub.feeder_job} sends the next wave when room appears (`jobkit status` names it)"
     elif dry_run:
-        line += "a feeder job would send them as room appears" if sub.feeder else "`jobkit submit` again sends them"
+        line += "a feeder job would send them as room appears" if sub.feeder else "the same command again sends them"
     else:
-        line += "run `jobkit submit` again to send the next wave"
+        line += "run the same command again to send the next wave"
     console().print(line)
 
 
@@ -272,4 +272,5 @@ def resume(selectors: tuple[str, ...], partition: str | None, time_: str | None,
         specs = [resumed_spec(run.spec(), changes, settings, chunk) for run in runs]
     except SubmitProblem as exc:
         fail(str(exc), code=exc.code)
-    _go(specs, root, executor, dry_run, False, False, as_json, wait, None, Path.cwd())
+    # no feeder: it re-plans the whole sweep file, and resume acts on the runs selected here only
+    _go(specs, root, executor, dry_run, False, False, as_json, wait, None, Path.cwd(), feeder=False)

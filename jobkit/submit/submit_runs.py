@@ -136,7 +136,8 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
 def _feed(sub: Submission, sweep_dir: Path, feeder_job: str | None) -> None:
     """Under the sweep's lock: while runs wait and the feeder is on, send the next feeder (after the
     first array just sent); a feeder that leaves nothing waiting records that it ended the chain."""
-    if sub.waiting and sub.feeder and sub.executor == "slurm" and sub.facts is not None:
+    if sub.waiting and sub.feeder and sub.executor == "slurm" and sub.facts is not None \
+            and (sweep_dir / feeder_mod.RECIPE).is_file():  # what the feeder re-plans from
         sent = [p.job_id for p in sub.planned if p.submits and p.job_id]
         after = sent[0].split("_")[0] if sent else None
         try:
