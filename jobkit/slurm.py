@@ -17,9 +17,17 @@ from typing import Any, Sequence
 
 from jobkit.plan.choose import ClusterError, Partition
 from jobkit.plan.clusterfacts import ClusterFacts, facts_from_text
-from jobkit.plan.batchscript import render_script, with_job_defaults  # noqa: F401 (render_script: the boundary's)
+from jobkit.plan.batchscript import (NOT_SBATCH, job_folder, job_log_paths, render_script,  # noqa: F401 (jobkit.slurm.*)
+                                     with_job_defaults)
 from jobkit.plan.slurmtext import SlurmJudgement, parse_partitions, parse_sbatch_test_only
+from jobkit.schedcalls import CALLS
 from jobkit.state import State
+
+
+def _call(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run one Slurm command, counted (jobkit.schedcalls: the call budget, `--debug-calls`)."""
+    CALLS.record(argv)
+    return subprocess.run(argv, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
@@ -77,7 +85,7 @@ def scontrol(args: list[str], timeout: float) -> str:
     argv = ["scontrol", *args]
     check_conf()
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = _call(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise ClusterError("scontrol not found: is Slurm installed? "
                            "Run slurm/up.sh or use --executor local") from None
@@ -131,7 +139,7 @@ def _sacctmgr(args: list[str], timeout: float) -> str:
     """`sacctmgr -nP ...` output; raises ClusterError with Slurm's last line when it fails."""
     argv = ["sacctmgr", "-nP", *args]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = _call(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise ClusterError("sacctmgr not found") from None
     except subprocess.TimeoutExpired:
@@ -165,9 +173,9 @@ def read_facts(timeout: float = 10, accounting: bool = True) -> ClusterFacts:
             assoc = qos = user = None
             note = (f"no accounting ({exc}): accounts and QoS are not checked; "
                     "choosing from the partitions' limits alone")
-    if (qos and any(line.split("|")[6:7] not in ([""], []) for line in qos.splitlines())) or (
-            assoc and any(line.split("|")[8:9] not in ([""], []) for line in assoc.splitlines())):
-        queue = _queued(timeout)  # MaxSubmitPU / MaxSubmit count the jobs already queued: asked when one is set
+    limits = [f for t, a, b in ((qos, 5, 7), (assoc, 7, 9)) for ln in (t or "").splitlines() for f in ln.split("|")[a:b]]
+    if any(f.strip() for f in limits):  # MaxJobsPU/MaxSubmitPU or MaxJobs/MaxSubmit: count the queued jobs
+        queue = _queued(timeout)
     facts = facts_from_text(parts, nodes, qos, assoc, config, user_text=user, queue_text=queue, user=_user())
     if not facts.partitions:
         raise ClusterError("Slurm reports no partitions (`scontrol show partition -o` printed none)")
@@ -177,10 +185,11 @@ def read_facts(timeout: float = 10, accounting: bool = True) -> ClusterFacts:
 
 
 def _queued(timeout: float) -> str | None:
-    """`squeue -h -u USER -o %q|%a`: one line per queued or running job of the user, its QoS and account."""
+    """`squeue -h -r -u USER -o %q|%a`: one line per queued or running job of the user (each array task:
+    MaxSubmitPU counts them one by one), its QoS and account."""
     try:
-        proc = subprocess.run(["squeue", "-h", "-u", _user(), "-o", "%q|%a"], capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = _call(["squeue", "-h", "-r", "-u", _user(), "-o", "%q|%a"], capture_output=True, text=True,
+                     timeout=timeout, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout if proc.returncode == 0 else None
@@ -192,12 +201,24 @@ def sbatch_test_only(script: str, array: int | None = None, timeout: float = 30)
     argv = ["sbatch", "--test-only", *([f"--array=0-{array - 1}"] if array and array > 1 else [])]
     check_conf()
     try:
-        proc = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=timeout)
+        proc = _call(argv, input=script, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise ClusterError("sbatch not found: is Slurm installed?") from None
     except subprocess.TimeoutExpired:
         raise ClusterError(f"sbatch --test-only did not answer in {timeout:g} s") from None
     return parse_sbatch_test_only(proc.returncode, proc.stderr + proc.stdout)
+
+
+def sbatch_text(script: str, timeout: float = 60) -> str:
+    """`sbatch --parsable` of a script given on stdin (no shell between); its job id, or SubmissionRefused."""
+    check_conf()
+    try:
+        proc = _call(["sbatch", "--parsable"], input=script, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SubmissionRefused(f"sbatch: {exc}") from None
+    if proc.returncode != 0:
+        raise SubmissionRefused(last_line(proc.stderr or proc.stdout) or f"sbatch exit code {proc.returncode}")
+    return proc.stdout.strip().split(";")[0]
 
 
 def last_line(text: str) -> str:
@@ -210,14 +231,14 @@ def available() -> bool:
     if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
         return False
     try:
-        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10, text=True).returncode == 0
+        return _call(["scontrol", "ping"], capture_output=True, timeout=10, text=True).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
 def scancel(job_ids: Sequence[str]) -> str | None:
     """Cancel Slurm jobs in one call; None when it worked, else scancel's last line."""
-    done = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
+    done = _call(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
     return None if done.returncode == 0 else (last_line(done.stderr) or "scancel failed")
 
 
@@ -225,17 +246,22 @@ def scancel(job_ids: Sequence[str]) -> str | None:
 class SlurmView:
     states: dict[str, str] = field(default_factory=dict)  # job id -> Slurm state
     partitions: dict[str, str] = field(default_factory=dict)
-    source: str = "none"  # sacct | squeue | none
+    source: str = "none"  # sacct | squeue | none (not asked) | unknown (asked; no usable answer)
     calls: int = 0
     error: str | None = None
 
 
+UNKNOWN_SOURCE = "unknown"  # a failed or empty answer: no run is judged on it (jobkit.observe.lifecycle)
+
+
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    return _call(cmd, capture_output=True, text=True, timeout=30)
 
 
 def query_states(job_ids: Sequence[str]) -> SlurmView:
-    """States of `job_ids` with one sacct call, or one squeue call when accounting is off."""
+    """States of `job_ids` with one sacct call, or one squeue call when accounting is off or sacct fails:
+    at most two calls, whatever the number of jobs. A failed or empty answer (slurmctld restarting,
+    slurmdbd not answering, an RPC timeout) leaves `source` = "unknown": nothing is concluded from it."""
     view = SlurmView()
     ids = sorted({j for j in job_ids if j and str(j)[0].isdigit()})
     if not ids or shutil.which("squeue") is None:
@@ -247,14 +273,16 @@ def query_states(job_ids: Sequence[str]) -> SlurmView:
         except (OSError, subprocess.TimeoutExpired) as exc:
             out, view.error = None, str(exc)
         if out is not None and out.returncode == 0:
-            view.source = "sacct"
             for line in out.stdout.splitlines():
                 parts = line.split("|")
-                if len(parts) >= 3:
+                if len(parts) >= 3 and parts[1].strip():
                     view.states[parts[0]] = parts[1].split()[0]  # "CANCELLED by 0" -> CANCELLED
                     view.partitions[parts[0]] = parts[2]
-            return view
-        if out is not None:
+            if view.states:
+                view.source = "sacct"
+                return view
+            view.error = "sacct answered nothing for these jobs"  # slurmdbd behind: ask the queue
+        elif out is not None:
             view.error = last_line(out.stderr or out.stdout) or "sacct failed"
     return _squeue(view)
 
@@ -309,24 +337,27 @@ def accounting_enabled() -> bool:
 
 
 def _squeue(view: SlurmView) -> SlurmView:
-    view.calls += 1
+    """The user's queue; an empty one is no answer (a restarting slurmctld can list nothing): only a
+    queue that lists jobs says that a job missing from it has left."""
+    view.calls, before, view.source = view.calls + 1, view.error, UNKNOWN_SOURCE
     try:
-        out = _run(["squeue", "-h", "-u", _user(), "-o", "%i|%T|%P"])
+        out = _run(["squeue", "-h", "-r", "-u", _user(), "-o", "%i|%T|%P"])  # -r: each array task, as recorded
     except (OSError, subprocess.TimeoutExpired) as exc:
-        view.error = str(exc)
+        view.error = "; ".join(filter(None, (before, f"squeue: {exc}")))
         return view
     if out.returncode != 0:
-        view.error = last_line(out.stderr) or "squeue failed"
+        view.error = "; ".join(filter(None, (before, f"squeue: {last_line(out.stderr) or 'failed'}")))
         return view
-    view.source = "squeue"
     for line in out.stdout.splitlines():
         parts = line.strip().split("|")
         if len(parts) >= 3:
             view.states[parts[0]] = parts[1]
             view.partitions[parts[0]] = parts[2]
+    if view.states:
+        view.source = "squeue"
+    else:
+        view.error = "; ".join(filter(None, (before, "squeue listed no job")))
     return view
-
-
 
 
 # --------------------------------------------------------------------------- submitting, via submitit
@@ -336,17 +367,6 @@ MAX_REQUEUES = 1000  # submitit's own count of signal requeues; jobkit stops loo
 
 class SubmissionRefused(RuntimeError):
     """The scheduler refused a submission; the message is its one line."""
-
-
-def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
-    """submitit's folder for one job of a sweep (pickles, logs); `%j` is the template submitit fills."""
-    return Path(sweep_dir) / ".submitit" / job_id
-
-
-def job_log_paths(sweep_dir: Path, job_id: str, task: int = 0) -> tuple[Path, Path]:
-    """(stdout, stderr) that submitit writes for one task of the job (task 0: the main rank)."""
-    folder = job_folder(sweep_dir, job_id)
-    return folder / f"{job_id}_{task}_log.out", folder / f"{job_id}_{task}_log.err"
 
 
 def slurm_executor(folder: Path, params: dict[str, Any], python: str | None = None) -> Any:
@@ -371,6 +391,7 @@ def local_executor(folder: Path, timeout_min: int, signal_delay_s: int, gpus: in
 
 def submit(executor: Any, fns: Sequence[Any]) -> list[Any]:
     """One job array for several callables (one sbatch), a plain job for one. Raises SubmissionRefused."""
+    CALLS.record(["sbatch"])  # submitit runs it: one sbatch per array
     try:
         return executor.submit_array(list(fns)) if len(fns) > 1 else [executor.submit(fns[0])]
     except Exception as exc:  # submitit raises sbatch's failure as a plain exception
@@ -430,7 +451,7 @@ def requeue(env: JobEnvironment, exclude: Sequence[str] = ()) -> str:
 
         sys.exit(LOCAL_REQUEUE_RETURN_CODE)
     try:
-        done = subprocess.run(["scontrol", "requeue", env.job_id], capture_output=True, text=True, timeout=60)
+        done = _call(["scontrol", "requeue", env.job_id], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"scontrol requeue {env.job_id}: {exc}"
     if done.returncode != 0:

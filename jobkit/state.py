@@ -30,6 +30,7 @@ class State(StrEnum):
     # when released, so it is active, never ended.
     SUSPENDED = "SUSPENDED"
     UNKNOWN = "UNKNOWN"  # the scheduler reports a word jobkit does not know (the word is in the run's note)
+    WAITING = "WAITING"  # planned, not sent: the user's job limits leave no room yet (the feeder sends it)
 
 
 QUEUED = frozenset({State.PENDING, State.REQUEUED})
@@ -68,11 +69,13 @@ class Event(StrEnum):
     SUBMIT_ABORTED = "submit_aborted"  # the submission of an intent was taken back (all or nothing)
     NODE_FAILED = "node_failed"  # an attempt's node was lost (NODE_FAIL); later attempts exclude it
     WORK_LOST = "work_lost"  # a script killed past its checkpoint, or not resumable: the next start goes back
+    WAITING = "waiting"  # waiting for room under MaxSubmitPU/MaxJobsPU; a later submit (the feeder) sends it
 
 
 # The state a run is in when this event is its latest lifecycle event.
 STATE_OF_EVENT: dict[str, State] = {
     Event.SUBMITTED: State.PENDING,
+    Event.WAITING: State.WAITING,
     Event.STARTED: State.RUNNING,
     Event.REQUEUED: State.REQUEUED,
     Event.FINISHED: State.COMPLETED,

@@ -28,7 +28,10 @@
 #                     JOBKIT_SLURM_ENFORCE_MEMORY=0 turns it off again on a state dir that had it.
 #   --slurmd-timeout S  (or JOBKIT_SLURM_SLURMD_TIMEOUT) SlurmdTimeout: a node whose slurmd is silent this
 #                     many seconds is marked DOWN and its jobs NODE_FAIL (Slurm's default 300 s). The
-#                     lost-node test's cluster uses 10. Both options stay with the state dir (file `mode`).
+#                     lost-node test's cluster uses 10.
+#   --max-array-size N  MaxArraySize (default 1001, Slurm's); a small one exercises split arrays
+#                     (tests/test_slurm_feeder.py runs on a private cluster started with 21).
+#                     These three options stay with the state dir (file `mode`).
 #
 # Needs root (installs Debian's packages when missing, runs each slurmd in namespaces of its own,
 # links /etc/slurm/slurm.conf).
@@ -44,6 +47,7 @@ SYMLINK=1
 STATE=${JOBKIT_SLURM_STATE:-}
 ENFORCE_MEMORY=${JOBKIT_SLURM_ENFORCE_MEMORY:-}
 SLURMD_TIMEOUT=${JOBKIT_SLURM_SLURMD_TIMEOUT:-}
+MAX_ARRAY_SIZE=${JOBKIT_SLURM_MAX_ARRAY_SIZE:-}
 CLUSTER=${JOBKIT_SLURM_CLUSTER:-jobkit}
 T0=$(date +%s%N)
 
@@ -58,6 +62,8 @@ while [ $# -gt 0 ]; do
         --enforce-memory) ENFORCE_MEMORY=1 ;;
         --slurmd-timeout) SLURMD_TIMEOUT=${2:?--slurmd-timeout needs seconds}; shift ;;
         --slurmd-timeout=*) SLURMD_TIMEOUT=${1#*=} ;;
+        --max-array-size) MAX_ARRAY_SIZE=${2:?--max-array-size needs a number}; shift ;;
+        --max-array-size=*) MAX_ARRAY_SIZE=${1#*=} ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "up.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
         *) STATE=$1 ;;
@@ -73,9 +79,11 @@ if [ -f "$STATE/mode" ]; then
     [ -n "$PORT_BASE" ] || PORT_BASE=$(sed -n 's/.*port_base=\([0-9]*\).*/\1/p' "$STATE/mode")
     [ -n "$ENFORCE_MEMORY" ] || ENFORCE_MEMORY=$(sed -n 's/.*enforce_memory=\([0-9]*\).*/\1/p' "$STATE/mode")
     [ -n "$SLURMD_TIMEOUT" ] || SLURMD_TIMEOUT=$(sed -n 's/.*slurmd_timeout=\([0-9]*\).*/\1/p' "$STATE/mode")
+    [ -n "$MAX_ARRAY_SIZE" ] || MAX_ARRAY_SIZE=$(sed -n 's/.*max_array_size=\([0-9]*\).*/\1/p' "$STATE/mode")
 fi
 case "${ENFORCE_MEMORY:-0}" in 1|yes|true|on) ENFORCE_MEMORY=1 ;; *) ENFORCE_MEMORY=0 ;; esac
 [[ "${SLURMD_TIMEOUT:-300}" =~ ^[0-9]+$ ]] || { echo "up.sh: --slurmd-timeout must be a number of seconds" >&2; exit 2; }
+[[ "${MAX_ARRAY_SIZE:-1001}" =~ ^[0-9]+$ ]] || { echo "up.sh: --max-array-size must be a number" >&2; exit 2; }
 case "${ACCOUNTING:-1}" in 0|no|false|off) ACCOUNTING=0 ;; *) ACCOUNTING=1 ;; esac
 PORT_BASE=${PORT_BASE:-6817}
 [[ "$PORT_BASE" =~ ^[0-9]+$ ]] || { echo "up.sh: --port-base must be a number" >&2; exit 2; }
@@ -138,6 +146,7 @@ slurmd_port() {  # slurmd_port NODE
 MODE="accounting=$ACCOUNTING port_base=$PORT_BASE nodes=$(echo $NODES | tr ' ' ,)"
 [ "$ENFORCE_MEMORY" = 0 ] || MODE="$MODE enforce_memory=1"            # only when set: older state dirs keep their mode
 [ -z "$SLURMD_TIMEOUT" ] || MODE="$MODE slurmd_timeout=$SLURMD_TIMEOUT"
+[ -z "$MAX_ARRAY_SIZE" ] || MODE="$MODE max_array_size=$MAX_ARRAY_SIZE"
 if [ -f "$STATE/mode" ] && [ "$(cat "$STATE/mode")" != "$MODE" ]; then
     running=0
     for f in "$PIDS"/*.pid; do
@@ -179,7 +188,7 @@ if [ -n "$SLURMD_TIMEOUT" ]; then
 fi
 
 render() {  # template -> stdout
-    sed -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@HOST@|$HOST|g" -e "s|@STATE@|$STATE|g" \
+    sed -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@MAX_ARRAY_SIZE@|${MAX_ARRAY_SIZE:-1001}|g" -e "s|@HOST@|$HOST|g" -e "s|@STATE@|$STATE|g" \
         -e "s|@CTLD_PORT@|$CTLD_PORT|g" "${PORT_SED[@]}" -e "s|@DBD_PORT@|$DBD_PORT|g" \
         -e "s|@MYSQL_PORT@|$MYSQL_PORT|g" -e "s|@MUNGE_SOCKET@|$MUNGE_SOCKET|g" -e "s|@CPUS@|$CPUS|g" \
         -e "s|@REAL_MEM@|$REAL_MEM|g" -e "s|@DEF_MEM_PER_CPU@|$DEF_MEM_PER_CPU|g" \

@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 from jobkit.observe import lifecycle
 from jobkit.observe.status import collect_status
-from jobkit.store import find_runs
+from jobkit.store import RunDir, find_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,3 +60,48 @@ def cancel_sweeps(names: Iterable[str]) -> None:
     """Cancel this test file's jobs by their job names (`jobkit-<sweep>`), so none waits for the next test."""
     for name in names:
         subprocess.run(["scancel", "--name", f"jobkit-{name}"], capture_output=True)
+
+
+def feeder_sweep(root: Path, sweep_file: Path, qos: str, env: dict, timeout: float, every: float = 2.0,
+                 restart: Callable[[], None] | None = None) -> dict:
+    """Submit a sweep once and then only watch (issue 24): no jobkit process is kept; the user's jobs
+    under `qos` are sampled with squeue, the runs read from their folders. `restart` (a slurmctld
+    restart) is called once a third of the runs have finished. Returns the figures."""
+    t0 = time.time()
+    first = jobkit("submit", sweep_file, "--json", root=root, env=env, check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    peak, samples, unanswered, restarted, summaries = 0, 0, 0, False, []
+    while True:
+        q = subprocess.run(["squeue", "-h", "-r", "-u", user, "-q", qos, "-o", "%i"], capture_output=True,
+                           text=True, env=env, timeout=60)
+        if q.returncode == 0:
+            samples += 1
+            peak = max(peak, len([line for line in q.stdout.splitlines() if line.strip()]))
+        else:
+            unanswered += 1
+        summaries = collect_status(find_runs(root), use_slurm=False).summaries  # the folders alone
+        done = sum(s.state == "COMPLETED" for s in summaries)
+        if restart is not None and not restarted and done >= len(summaries) / 3:
+            restart()
+            restarted = True
+        if summaries and done == len(summaries):
+            break
+        if time.time() - t0 > timeout:
+            break
+        time.sleep(every)
+    submitted: dict[str, int] = {}
+    arrays: set[str] = set()
+    for s in summaries:
+        for ev in RunDir(Path(s.path)).events():
+            if ev.get("event") == "submitted":
+                submitted[s.run_id] = submitted.get(s.run_id, 0) + 1
+                arrays.add(str(ev.get("job_id", "")).split("_")[0])
+    sweep_dir = Path(summaries[0].path).parent if summaries else root
+    return {"seconds": time.time() - t0, "runs": len(summaries),
+            "completed": sum(s.state == "COMPLETED" for s in summaries),
+            "states": sorted({str(s.state) for s in summaries}), "peak_queued": peak, "samples": samples,
+            "squeue_unanswered": unanswered, "duplicates": sum(n - 1 for n in submitted.values() if n > 1),
+            "never_submitted": len(summaries) - len(submitted), "arrays": len(arrays),
+            "feeders": len(list((sweep_dir / ".submitit").glob("feeder-*.out"))), "restarted": restarted,
+            "first_submit": first.stdout}

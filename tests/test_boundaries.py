@@ -95,7 +95,7 @@ def test_show_script_is_the_script_that_is_sent(tmp_path, slurm_cluster):
 # sits above `run` and `observe`: it pickles the job entry point (run/job.py) and reads the runs'
 # current state (observe) before it decides new / resume / leave alone.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    ("contracts", ("jobkit/__init__.py", "jobkit/state.py", "jobkit/atomic.py", "jobkit/diskspace.py",
+    ("contracts", ("jobkit/__init__.py", "jobkit/state.py", "jobkit/atomic.py", "jobkit/diskspace.py", "jobkit/schedcalls.py",
                    "jobkit/protocol.py", "jobkit/torchutil.py")),
     ("plan", ("jobkit/plan/",)),
     ("run folder and scheduler boundary", ("jobkit/store.py", "jobkit/slurm.py")),

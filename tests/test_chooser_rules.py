@@ -3,6 +3,7 @@ node feature, preemption by partition tier and by QoS, purpose, the binding limi
 per-user limits, time routing, Slurm's expected start. No Slurm needed."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,7 @@ def test_association_limits_gpus_per_job_and_jobs_submitted():
         placement.check_submit_limits(f, {"normal": 6}, {"physics": 6})
 
 
-def test_a_sweep_over_the_association_max_submit_is_refused_in_one_line(tmp_path: Path):
+def test_a_sweep_over_the_association_max_submit_sends_what_fits_and_the_rest_waits(tmp_path: Path):
     from click.testing import CliRunner
 
     from jobkit.cli import cli
@@ -174,14 +175,17 @@ def test_a_sweep_over_the_association_max_submit_is_refused_in_one_line(tmp_path
                                                  max_submit=3)
     clusterfacts.save_profile(f, tmp_path / "site.json")
     sweep = tmp_path / "s.toml"
-    for runs, code in ((3, 0), (4, 2)):
+    for runs, sent in ((3, 3), (4, 2)):  # 4 > MaxSubmit 3: 2 go, one slot is the feeder's, 2 wait
         sweep.write_text(f'name = "s"\n[defaults]\ntime = "01:00:00"\n[[run]]\nworkload = "toy"\n'
                          f"seed = {list(range(runs))}\n")
         result = CliRunner().invoke(cli, ["submit", str(sweep), "--dry-run", "--cluster", str(tmp_path / "site.json"),
-                                          "--root", str(tmp_path / "runs")])
-        assert result.exit_code == code, result.output
-    message = result.stderr.strip()
-    assert "\n" not in message and "association physics MaxSubmit 3: 4 jobs to submit > 3" in message
+                                          "--root", str(tmp_path / "runs"), "--json"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert sum(a["runs"] for a in data["arrays"]) == sent and data["waiting"] == runs - sent
+    waiting = [r for r in data["runs"] if r["action"] == "waiting"]
+    assert [r["run_id"].split("-")[1] for r in waiting] == ["seed2", "seed3"]  # sweep order
+    assert "association physics MaxSubmit 3" in waiting[0]["reason"]
     assert not (tmp_path / "runs").exists()
 
 

@@ -1,6 +1,7 @@
 """A run is its signature: editing the sweep renames runs for people, never moves a folder or an id."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -49,7 +50,7 @@ def test_a_run_keeps_its_folder_when_the_sweep_gains_a_run(tmp_path):
 def test_two_folders_of_one_signature_prefer_the_current_name(tmp_path):
     [first] = plan(ONE, tmp_path)
     a = RunDir.create(tmp_path, first.spec)
-    renamed = first.spec.__class__(**{**first.spec.__dict__, "name": "toy-old"})
+    renamed = dataclasses.replace(first.spec, name="toy-old")
     b = RunDir.create(tmp_path, renamed)
     found = folders_by_signature(tmp_path / "ext", {first.spec.signature: first.spec.run_id})
     assert found[first.spec.signature] == a.path

@@ -30,7 +30,9 @@ class JobkitGroup(click.Group):
 
 @click.group(cls=JobkitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="jobkit")
-def cli() -> None:
+@click.option("--debug-calls", is_flag=True, help="Print every scheduler call (sacct, squeue, sbatch, ...) as it is "
+              "made and their counts at the end, on stderr (also: JOBKIT_DEBUG_CALLS=1).")
+def cli(debug_calls: bool) -> None:
     """Run deep-learning experiments as Slurm batch jobs that survive time limits and preemption.
 
     \b
@@ -40,6 +42,8 @@ def cli() -> None:
       jobkit status smoke
       jobkit collect smoke
     """
+    if debug_calls:  # read by jobkit.schedcalls in this process (and the jobs it starts)
+        os.environ["JOBKIT_DEBUG_CALLS"] = "1"
 
 
 def _register() -> None:

@@ -11,13 +11,21 @@ from jobkit.cli.common import EXIT_FAILED, console
 from jobkit.cli.status_cmd import STATE_STYLE, show_status
 from jobkit.observe.lifecycle import all_ended
 from jobkit.observe.status import collect_status
+from jobkit.plan.siteconfig import SiteConfig
+from jobkit.schedcalls import poll_interval
 from jobkit.state import State
 from jobkit.store import RunDir
 
 
-def wait_for(root: Path, run_dirs: Sequence[Path], interval: float = 3.0) -> int:
-    """Live progress until no run is active (`lifecycle.all_ended`); 0 if all completed, else 1."""
+def wait_for(root: Path, run_dirs: Sequence[Path], interval: float | None = None,
+             site: SiteConfig | None = None) -> int:
+    """Live progress until no run is active (`lifecycle.all_ended`); 0 if all completed, else 1.
+    Each poll is at most two scheduler calls; polls are `schedcalls.poll_interval` apart by default
+    (seconds for a handful of runs, >= 30 s for hundreds; the site's jobkit.toml sets the bounds)."""
     runs = [RunDir(p) for p in run_dirs if RunDir(p).exists()]
+    if interval is None:
+        site = site or SiteConfig()
+        interval = poll_interval(len(runs), site.poll_min_s, site.poll_max_s)
     out = console()
     if not runs:
         return 0

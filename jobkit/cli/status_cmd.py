@@ -14,7 +14,18 @@ from jobkit.observe import status_table as status_view
 from jobkit.observe import status_watch
 from jobkit.observe.status import StatusReport, collect_status
 from jobkit.run import lease
+from jobkit.schedcalls import poll_interval
+from jobkit.plan import siteconfig
 from jobkit.state import FAILED
+
+
+def watch_interval(runs: int) -> float:
+    """`--watch`'s default: grows with the number of runs, within the site's bounds (jobkit.toml)."""
+    try:
+        site = siteconfig.load()
+    except siteconfig.ConfigError:
+        site = siteconfig.SiteConfig()
+    return poll_interval(runs, site.poll_min_s, site.poll_max_s)
 
 STATE_STYLE = status_view.STATE_STYLE
 
@@ -49,13 +60,14 @@ def show_holders(report: StatusReport, out: Console, most: int = 10) -> None:
 @click.argument("selectors", nargs=-1, metavar="[SWEEP|RUN]...", shell_complete=sweeps_and_runs)
 @click.option("--watch", is_flag=True, help="Redraw the table in place every --interval seconds; stops by itself "
               "when no run is queued or running.")
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between refreshes with --watch.")
+@click.option("--interval", type=float, default=None, help="Seconds between refreshes with --watch (default: 0.3 s "
+              "per run, 3 to 60 s; jobkit.toml poll_min_s/poll_max_s). Each refresh is at most 2 scheduler calls.")
 @click.option("--all", "show_all", is_flag=True,
               help=f"The full table even for more than {status_groups.GROUP_ABOVE} runs (else counts per state "
                    "and per value of each varying parameter).")
 @json_option
 @root_option
-def status(selectors: tuple[str, ...], watch: bool, interval: float, show_all: bool, as_json: bool,
+def status(selectors: tuple[str, ...], watch: bool, interval: float | None, show_all: bool, as_json: bool,
            root: Path | None) -> None:
     """One table of runs, in sweep order: the params that tell them apart, state, progress, losses;
     final validation loss and run time once finished, speed and ETA while running, the error line of a
@@ -81,13 +93,14 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float, show_all: b
         console().print(f"no runs under {root} (submit some with `jobkit submit SWEEP_FILE`)")
         return
     if watch and not as_json:  # ends by itself when no run is queued or running
+        interval = interval or watch_interval(len(runs))
         report = status_watch.watch(lambda: collect_status(find(root, selectors)), console(), interval,
                                     describe=lambda r: (r.slurm.source, r.slurm.error),
                                     grouped=len(runs) > status_groups.GROUP_ABOVE and not show_all)
     elif as_json:
         report = collect_status(runs)
         print_json({"root": str(root), "scheduler": report.slurm.source, "slurm_calls": report.slurm.calls,
-                    "scheduler_error": report.slurm.error,
+                    "scheduler_error": report.slurm.error, "feeders": report.feeders,
                     "runs": [{**s.to_json(), "lease": _lease_json(s.path)} for s in report.summaries]})
     else:
         report = collect_status(runs)
@@ -96,5 +109,7 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float, show_all: b
         else:
             show_status(report, console())
         show_holders(report, console())
+    for line in report.feeders if not as_json else ():
+        console().print(line)
     if any(s.state in FAILED for s in report.summaries):
         raise SystemExit(EXIT_FAILED)

@@ -22,10 +22,12 @@ from jobkit.command import params as command_params
 from jobkit.plan import sweep as sweep_mod
 from jobkit.plan.spec import RESOURCE_KEYS, SETTING_KEYS, JobSpec
 from jobkit.store import find_runs
+from jobkit.submit import feeder as feeder_mod
 from jobkit.submit import submission as submit_mod
 from jobkit.submit.submit_runs import SubmitProblem, resumed_spec, submit_runs
 
-ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim", "oom": "red"}
+ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim",
+                "oom": "red", "waiting": "magenta"}
 
 executor_option = click.option(
     "--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,
@@ -108,12 +110,28 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
     out.print(", ".join(f"{n} {a}" for a, n in counts.items()))
 
 
+def _render_waiting(sub, dry_run: bool) -> None:
+    """One line for the runs left waiting for room, and who sends them."""
+    if not sub.waiting:
+        return
+    why = sub.waiting[0].reason.removeprefix("waiting for room: ")
+    line = f"{len(sub.waiting)} run{'s' * (len(sub.waiting) != 1)} {'would wait' if dry_run else 'wait'} for room ({why}); "
+    if sub.feeder_job:
+        line += f"feeder job {sub.feeder_job} sends the next wave when room appears (`jobkit status` names it)"
+    elif dry_run:
+        line += "a feeder job would send them as room appears" if sub.feeder else "the same command again sends them"
+    else:
+        line += "run the same command again to send the next wave"
+    console().print(line)
+
+
 def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, explain: bool,
         show_script: bool, as_json: bool, wait: bool, profile: Path | None = None,
-        config_start: Path | None = None, source: str = "") -> None:
+        config_start: Path | None = None, source: str = "", feeder: bool = True,
+        recipe: feeder_mod.Recipe | None = None) -> None:
     try:
         sub = submit_runs(specs, root, executor_name, dry_run, profile=profile, config_start=config_start,
-                          source=source, explain=explain)
+                          source=source, explain=explain, feeder=feeder, recipe=recipe)
     except SubmitProblem as exc:
         fail(str(exc), code=exc.code)
     planned, executor = sub.planned, sub.executor
@@ -126,6 +144,7 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
                 "arrays": [{"runs": len(a), "partition": a[0].partition, "account": a[0].job_res.account,
                             "qos": a[0].job_res.qos, "time": a[0].job_res.time, "segments": a[0].segments}
                            for a in submit_mod.arrays(planned, sub.max_array)],
+                "waiting": len(sub.waiting), "feeder_job": sub.feeder_job,
                 "runs": [p.to_json() for p in planned]}
         if sub.outlook is not None:
             data["local"] = {k: v for k, v in sub.outlook.items() if k != "describe"}
@@ -135,6 +154,7 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
         print_json(data)
     else:
         _render(planned, executor, explain, dry_run)
+        _render_waiting(sub, dry_run)
         if sub.outlook is not None:
             _render_local(sub.outlook, explain, dry_run)
         if show_script and executor == "slurm":
@@ -143,7 +163,7 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
                     console().rule(f"sbatch script for {p.spec.run_id}")
                     click.echo(submit_mod.sbatch_script(p, root, sub.site))
     if wait and not dry_run:
-        code = wait_for(root, [p.run_dir for p in planned])
+        code = wait_for(root, [p.run_dir for p in planned], site=sub.site)
         raise SystemExit(code)
 
 
@@ -154,6 +174,8 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
                    "scope to a workload with --set vae.beta=4.")
 @click.option("--only", metavar="PATTERN", help="Only runs whose id matches this glob or substring.")
 @click.option("--chunk", is_flag=True, help="Split runs longer than any partition allows into segments that fit.")
+@click.option("--no-feeder", is_flag=True, help="Runs beyond your job limits (MaxSubmitPU, MaxJobsPU) wait for you to "
+              "run `jobkit submit` again, instead of a small feeder job sending them as room appears.")
 @executor_option
 @dry_run_option
 @click.option("--explain", is_flag=True, help="With the plan, show every partition and why it fits or not.")
@@ -163,7 +185,8 @@ def _go(specs: list[JobSpec], root: Path, executor_name: str, dry_run: bool, exp
 @json_option
 @wait_option
 @root_option
-def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: bool, executor: str, dry_run: bool,
+def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: bool, no_feeder: bool, executor: str,
+           dry_run: bool,
            explain: bool, show_script: bool, profile: Path | None, as_json: bool, wait: bool,
            root: Path | None) -> None:
     """Submit every run of SWEEP_FILE: new runs start, unfinished ones resume, the rest are left alone.
@@ -189,8 +212,12 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
     specs = sweep.specs
     if chunk:
         specs = [s.with_resources(replace(s.resources, chunk=True)) for s in specs]
+    recipe = feeder_mod.Recipe(sweep_text=sweep_file.read_text(encoding="utf-8"), source=str(sweep_file),
+                               stem=sweep_file.stem, sets=list(sets), only=only, chunk=chunk, executor=executor,
+                               root=str(root.resolve()), cwd=str(Path.cwd()),
+                               config_start=str(sweep_file.parent.resolve()))
     _go(specs, root, executor, dry_run, explain, show_script, as_json, wait, profile, sweep_file.parent,
-        source=str(sweep_file))
+        source=str(sweep_file), feeder=not no_feeder, recipe=recipe)
 
 
 @click.command("resume")
@@ -247,4 +274,5 @@ def resume(selectors: tuple[str, ...], partition: str | None, time_: str | None,
         specs = [resumed_spec(run.spec(), changes, settings, chunk) for run in runs]
     except SubmitProblem as exc:
         fail(str(exc), code=exc.code)
-    _go(specs, root, executor, dry_run, False, False, as_json, wait, None, Path.cwd())
+    # no feeder: it re-plans the whole sweep file, and resume acts on the runs selected here only
+    _go(specs, root, executor, dry_run, False, False, as_json, wait, None, Path.cwd(), feeder=False)

@@ -12,7 +12,7 @@ from typing import Iterable
 from jobkit.plan.endings import Ending
 from jobkit.observe.runstate import RunSummary
 from jobkit.run.memory import oom_message
-from jobkit.slurm import SlurmView, job_state
+from jobkit.slurm import UNKNOWN_SOURCE, SlurmView, job_state
 from jobkit.state import ACTIVE, TERMINAL, Phase, State
 
 # Ends only the scheduler can report (the run had no chance to write its own last word).
@@ -23,7 +23,7 @@ def phase(state: State | str) -> Phase:
     """ACTIVE while it goes on by itself (queued, running, held by the scheduler); DONE once completed;
     ATTENTION for everything else: ended without finishing, never submitted (NEW), unreadable, or a
     scheduler word jobkit does not know — nothing happens to it until a person acts."""
-    if state in ACTIVE:
+    if state in ACTIVE or state == State.WAITING:  # waiting for room: the next wave (the feeder) sends it
         return Phase.ACTIVE
     return Phase.DONE if state == State.COMPLETED else Phase.ATTENTION
 
@@ -47,8 +47,13 @@ def all_ended(summaries: Iterable[RunSummary]) -> bool:
 
 def settle(summary: RunSummary, view: SlurmView) -> RunSummary:
     """The folder's state corrected by the scheduler's word, where the folder cannot know (the queue,
-    a kill, a node failure). The run's own last word wins over its job's exit status."""
-    if summary.executor != "slurm" or not summary.job_id or view.source == "none":
+    a kill, a node failure). The run's own last word wins over its job's exit status. No answer (a
+    failed or empty sacct/squeue: source "unknown") changes nothing: the run keeps its folder's state —
+    never lost, failed or resubmitted on a silence — and `status` says the scheduler's word is unknown.
+    A run waiting for room (no job of this submission yet) is the folder's alone to say."""
+    if summary.executor != "slurm" or not summary.job_id or view.source in ("none", UNKNOWN_SOURCE):
+        return summary
+    if summary.state == State.WAITING:
         return summary
     word = view.states.get(summary.job_id)
     if word is None:

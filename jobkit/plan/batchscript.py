@@ -1,12 +1,14 @@
-"""The batch script's text: what `jobkit.slurm` hands submitit, and how `--dry-run --show-script`
-shows it (the same parameters, so the two cannot drift apart). Only text here; no command runs."""
+"""The batch script's text and the job folder layout jobkit's Slurm jobs use: what `jobkit.slurm` hands
+submitit, and how `--dry-run --show-script` shows it (the same parameters, so the two cannot drift apart).
+Only text here; no command runs (`jobkit/slurm.py` re-exports these)."""
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
 from typing import Any
 
-NOT_SBATCH = {"setup", "signal_delay_s", "additional_parameters", "srun_args", "stderr_to_stdout"}
+NOT_SBATCH = {"setup", "signal_delay_s", "additional_parameters", "srun_args", "stderr_to_stdout",
+              "array_parallelism"}
 
 # Exported by every batch script before srun: `<job id as submitit names it>/<restart count>`, inherited
 # by every process of the job (jobkit.run.leftovers narrows it per rank and finds leftovers by it).
@@ -21,6 +23,16 @@ def with_job_defaults(params: dict[str, Any]) -> dict[str, Any]:
     if int(params.get("nodes") or 1) * int(params.get("ntasks_per_node") or 1) > 1:
         out["srun_args"] = [*(params.get("srun_args") or []), "--kill-on-bad-exit=1"]
     return out
+
+def job_folder(sweep_dir: Path, job_id: str = "%j") -> Path:
+    """submitit's folder for one job of a sweep (pickles, logs); `%j` is the template submitit fills."""
+    return Path(sweep_dir) / ".submitit" / job_id
+
+
+def job_log_paths(sweep_dir: Path, job_id: str, task: int = 0) -> tuple[Path, Path]:
+    """(stdout, stderr) that submitit writes for one task of the job (task 0: the main rank)."""
+    folder = job_folder(sweep_dir, job_id)
+    return folder / f"{job_id}_{task}_log.out", folder / f"{job_id}_{task}_log.err"
 
 
 def render_script(params: dict[str, Any], folder: Path, python: str) -> str:

@@ -12,6 +12,9 @@ qos = "normal"                      # default --qos
 python = "/home/me/venvs/dl/bin/python"   # interpreter that runs jobs (submitit's `python`)
 setup = ["module load cuda/12.1", "source ~/venvs/dl/bin/activate"]  # run as-is before Python
 never_partitions = ["interactive"]  # never chosen unless a run names them
+sbatch_per_minute = 10              # space sbatch calls (a site's "N allocations a minute"); default: no spacing
+poll_min_s = 3                      # --wait/--watch poll every 0.3 s per run, within these bounds
+poll_max_s = 60
 ```
 `setup` lines are the user's own shell lines, run as written at the top of every job script (that is
 their purpose: `module load`, `source`); only NUL and line breaks inside a line are refused, so one
@@ -27,7 +30,8 @@ from typing import Any
 
 from jobkit.plan.slurmvalues import check_name
 
-KEYS = ("account", "qos", "python", "setup", "never_partitions")
+KEYS = ("account", "qos", "python", "setup", "never_partitions", "sbatch_per_minute", "poll_min_s", "poll_max_s")
+NUMBERS = ("sbatch_per_minute", "poll_min_s", "poll_max_s")
 PROJECT_FILE = "jobkit.toml"
 
 
@@ -42,6 +46,9 @@ class SiteConfig:
     python: str | None = None
     setup: tuple[str, ...] = ()
     never_partitions: tuple[str, ...] = ()
+    sbatch_per_minute: float | None = None  # None: sbatch calls are not spaced
+    poll_min_s: float = 3.0
+    poll_max_s: float = 60.0
     sources: dict[str, str] = field(default_factory=dict)  # key -> file it came from
     files: tuple[str, ...] = ()  # every file read, nearest first
 
@@ -88,6 +95,15 @@ def _validate(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; accepted: {', '.join(KEYS)}")
     out: dict[str, Any] = {}
+    for key in NUMBERS:
+        if key in data:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{path}: {key}: expected a positive number, got {value!r}")
+            out[key] = float(value)
+    if out.get("poll_min_s", 0) > out.get("poll_max_s", float("inf")):
+        raise ConfigError(f"{path}: poll_min_s {out['poll_min_s']:g} > poll_max_s {out['poll_max_s']:g}; "
+                          "make the least interval the smaller")
     try:
         for key in ("account", "qos"):
             if key in data:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Mapping
 
 from jobkit.plan import slurmvalues
@@ -19,7 +20,7 @@ from jobkit.plan.slurmtime import format_time, parse_mem, parse_time
 # what a run asks for and how it is handled (`check_data`: check its data at submit); never hashed
 RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk",
                  "account", "qos", "constraint", "nodes", "exclude", "sbatch", "tasks_per_node",
-                 "check_data", "preemptible")
+                 "check_data", "preemptible", "max_running")
 # Workload fields (validated with the workload's params) that say how a run is run, not what it
 # computes: recorded in the spec beside the resources, changeable by `resume --set`, never hashed.
 SETTING_KEYS = ("checkpoint_every", "checkpoint_minutes", "eval_every", "sample_every", "log_every",
@@ -49,11 +50,12 @@ class Resources:
     sbatch: tuple[tuple[str, str], ...] = ()  # allow-listed extra sbatch options (slurmvalues.SBATCH_OPTIONS)
     check_data: bool = True  # check the data at submit (false: it exists only on compute nodes)
     preemptible: bool = False  # may go to a partition whose jobs can be preempted (it resumes; gains a queue)
+    max_running: int | None = None  # the array throttle (`--array=...%N`): at most N of these runs at once
 
     def shape(self) -> tuple:
         """Runs with equal shapes share one job array (one sbatch call)."""
         return (self.time_min, self.cpus, self.mem_mb, self.gpus, self.partition, self.gpu_type, self.account,
-                self.qos, self.constraint, self.nodes, self.exclude, self.sbatch, self.tasks)
+                self.qos, self.constraint, self.nodes, self.exclude, self.sbatch, self.tasks, self.max_running)
 
     @property
     def tasks(self) -> int:
@@ -91,6 +93,7 @@ class Resources:
             "sbatch": dict(self.sbatch),
             "check_data": self.check_data,
             "preemptible": self.preemptible,
+            **({"max_running": self.max_running} if self.max_running else {}),
         }
 
     @classmethod
@@ -126,7 +129,7 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
                 if minutes is None or minutes <= 0:
                     raise ValueError(f"expected a positive time like '02:00:00', got {value!r}")
                 changes["time_min" if key == "time" else "total_time_min"] = minutes
-            elif key == "tasks_per_node":
+            elif key in ("tasks_per_node", "max_running"):
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                     raise ValueError(f"expected an integer >= 1, got {value!r}")
                 changes[key] = value
@@ -238,7 +241,7 @@ class JobSpec:
     # without importing the workload; not part of the identity
     key_params: tuple[str, ...] = field(default=(), compare=False)
 
-    @property
+    @cached_property  # asked many times per run (its id, its folder): hashed once (10,000-run sweeps)
     def signature(self) -> str:
         blob = json.dumps({"workload": self.workload, "params": dict(self.params)},
                           sort_keys=True, separators=(",", ":"), default=str)

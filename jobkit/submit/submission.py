@@ -29,6 +29,7 @@ from jobkit.plan import placement as placement_mod
 from jobkit.plan.clusterfacts import ClusterFacts
 from jobkit.plan.siteconfig import SiteConfig
 from jobkit.plan.spec import JobSpec, Resources
+from jobkit.schedcalls import CALLS
 from jobkit.state import QUEUED, Event, State
 from jobkit.store import RunDir
 from jobkit.submit import aftermath, intents, localqueue
@@ -46,7 +47,7 @@ class SubmitError(RuntimeError):
 class PlannedRun:
     spec: JobSpec  # as the user asked (spec.json); identity + requested resources
     run_dir: Path
-    action: str  # new | resume | queued | running | done
+    action: str  # new | resume | queued | running | done | waiting (no room under the job limits yet)
     reason: str
     partition: str | None = None
     partition_reason: str = ""
@@ -58,6 +59,7 @@ class PlannedRun:
     routed: bool = False  # the site assigns the partition from the time: --partition is not passed
     candidates: tuple[tuple[str, str | None], ...] = ()  # (partition, QoS) that fit, best first (placement)
     starts: dict[str, str] = field(default_factory=dict)  # partition -> Slurm's expected start (--test-only)
+    prior: str | None = None  # the run's state before this submit (None: no folder)
 
     def __post_init__(self) -> None:
         if self.job_res is None:
@@ -133,7 +135,7 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
         current = summaries.get(spec.run_id)
         action, reason = aftermath.memory_guard(spec, run_dir, current, *_action(current))
         item = PlannedRun(spec=spec, run_dir=run_dir, action=action, reason=reason,
-                          job_id=current.job_id if current else None)
+                          job_id=current.job_id if current else None, prior=current.state if current else None)
         if executor == "slurm" and facts is not None:
             res = with_site_defaults(spec.resources, site)
             if res not in placed:
@@ -153,16 +155,7 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
             item.job_res, avoided = aftermath.avoid_failed_nodes(item.job_res, current)
             item.reason += f"; {avoided}" if avoided else ""
         planned.append(item)
-    if executor == "slurm" and facts is not None:
-        jobs: dict[str, int] = {}
-        by_account: dict[str, int] = {}
-        for item in planned:
-            if item.submits and item.job_res.qos:
-                jobs[item.job_res.qos] = jobs.get(item.job_res.qos, 0) + 1
-            if item.submits and item.job_res.account:
-                by_account[item.job_res.account] = by_account.get(item.job_res.account, 0) + 1
-        placement_mod.check_submit_limits(facts, jobs, by_account)
-    return planned
+    return planned  # what the job limits leave room for now: jobkit.plan.room (submit_runs)
 
 
 def keep_folder_names(specs: Sequence[JobSpec], root: Path) -> list[JobSpec]:
@@ -200,6 +193,8 @@ def _action(current: RunSummary | None) -> tuple[str, str]:
         # does not know: submitting again could train the run twice
         return "running", (f"job {current.job_id} is in a state jobkit does not know; left alone "
                            f"(`jobkit cancel {current.run_id}` first to resubmit)")
+    if current.state == State.WAITING:
+        return "resume", "was waiting for room under the job limits"
     last = f", last state {current.state}" if current.state != State.NEW else ""
     return "resume", f"unfinished at step {current.step}/{current.total}{last}"
 
@@ -243,6 +238,8 @@ def slurm_parameters(res: Resources, partition: str | None, sweep: str,
     for key in ("account", "qos", "constraint", "exclude"):
         if getattr(res, key):
             params[key] = getattr(res, key)
+    if res.max_running:  # the array throttle: sbatch --array=0-N%max_running
+        params["array_parallelism"] = res.max_running
     if res.world_size > 1:  # one job step of nodes × tasks_per_node data-parallel ranks
         params["nodes"] = res.nodes
         params["ntasks_per_node"] = res.tasks
@@ -281,6 +278,7 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
     from jobkit.run.job import TrainJob
 
     todo = [p for p in planned if p.submits]
+    waiting = [p for p in planned if p.action == "waiting" and p.prior != State.WAITING]
     local = executor == "local"  # locally one job per run: each waits for its own share of the machine
     node, pool, t0 = (Node.detect(), localqueue.pool_dir(), time.time_ns()) if local else (None, None, 0)
     created: list[Path] = []
@@ -293,6 +291,11 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
                 RunDir.create(Path(root), item.spec, sync=False)
             else:  # resources may have changed; identity cannot
                 RunDir(item.run_dir).write_spec(item.spec, sync=False)
+        for item in waiting:  # a folder and a `waiting` event: `status` shows it, the next wave sends it
+            if item.prior is None:
+                created.append(item.run_dir)
+                RunDir.create(Path(root), item.spec, sync=False)
+            RunDir(item.run_dir).event(Event.WAITING, sync=False, reason=item.reason)
         batches = arrays(todo, max_array_size if executor == "slurm" else 1)
         tokens = [intents.new_token() for _ in batches]
         for items, token in zip(batches, tokens):  # exactly once: the intent before sbatch (intents.py)
@@ -319,9 +322,12 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
                                           tasks=res.world_size, python=shlex.join(python) if python else None)
             fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min)
                    for item in items]
+            if executor == "slurm":  # a site's "N allocations a minute" (jobkit.toml sbatch_per_minute)
+                CALLS.pace_sbatch(site.sbatch_per_minute if site is not None else None)
             try:
                 with _stdio_detached(executor == "local"):
                     jobs = slurm.submit(ex, fns)
+                CALLS.last_sbatch = time.monotonic()
             except slurm.SubmissionRefused as exc:  # sbatch refused: say why in one line
                 raise SubmitError(str(exc)) from None
             sent.extend(jobs)

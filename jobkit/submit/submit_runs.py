@@ -7,6 +7,8 @@ Bad input raises `SubmitProblem` with one line for the user and the exit code it
 """
 from __future__ import annotations
 
+import os
+import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +19,10 @@ from jobkit.plan import clusterfacts
 from jobkit.plan import datacheck
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry, siteconfig
+from jobkit.plan import room as room_mod
+from jobkit.plan import sweep as sweep_mod
 from jobkit.plan.spec import JobSpec, ResourceError, Resources, parse_resources
+from jobkit.submit import feeder as feeder_mod
 from jobkit.submit import intents, localqueue
 from jobkit.submit import submission as submit_mod
 from jobkit.submit.localnode import Node, Request, schedule
@@ -41,6 +46,13 @@ class Submission:
     facts: clusterfacts.ClusterFacts | None = None
     notes: list[str] = field(default_factory=list)
     outlook: dict[str, Any] | None = None  # local executor: how the runs share this machine
+    feeder: bool = True  # send a feeder job when runs are left waiting for room
+    feeder_job: str | None = None  # the feeder job this submission sent
+    superseded: bool = False  # run as a feeder that a later submit replaced: nothing was done
+
+    @property
+    def waiting(self) -> list[submit_mod.PlannedRun]:
+        return [p for p in self.planned if p.action == "waiting"]
 
     @property
     def max_array(self) -> int | None:
@@ -49,12 +61,17 @@ class Submission:
 
 def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_run: bool,
                 profile: Path | None = None, config_start: Path | None = None, source: str = "",
-                explain: bool = False) -> Submission:
+                explain: bool = False, feeder: bool = True, recipe: feeder_mod.Recipe | None = None,
+                feeder_job: str | None = None) -> Submission:
     """Check, plan and (unless `dry_run`) submit `specs`. Raises SubmitProblem before anything is written.
 
     On a live cluster Slurm judges the plan: one `sbatch --test-only` per array shape before anything
     is written (a refusal is one line), and with `explain` one per partition that fits, whose expected
-    start times rank the partitions that fit equally (see jobkit.plan.placement)."""
+    start times rank the partitions that fit equally (see jobkit.plan.placement).
+
+    Only what the user's job limits leave room for is sent (jobkit.plan.room); the rest waits, and with
+    `feeder` a small job sends the next wave (jobkit.submit.feeder). `recipe` (a user's submit) is
+    stored in the sweep's folder for it; `feeder_job` is set when a feeder job runs this."""
     specs = list(specs)
     # a plan against another cluster's saved profile: its data is there, not here
     data_warnings = _check_data(specs, source or str(root)) if profile is None else []
@@ -72,7 +89,7 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
         raise SubmitProblem(str(exc)) from None
     facts = _facts(executor, profile)  # read once: the limits do not change within a submit
     out = Submission(executor=executor, planned=[], site=site, facts=facts,
-                     notes=list(facts.notes) if facts is not None else [])
+                     notes=list(facts.notes) if facts is not None else [], feeder=feeder)
     node = local_node(specs) if executor == "local" else None
     if node is not None and not dry_run:
         try:
@@ -94,11 +111,17 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
         sweeps = sorted({s.sweep for s in specs})
         try:
             with submit_mod.sweep_lock(root / sweeps[0]):  # one sweep per call in practice
+                if feeder_mod.superseded(root / sweeps[0], feeder_job):  # a later submit sent its own feeder
+                    out.superseded = True
+                    return out
                 out.planned = _plan(specs, root, out)  # under the lock: no duplicate jobs
                 _adopt(out, write=True)  # jobs a dead submitter sent, found by their token
                 out.outlook = local_outlook(node, out.planned) if node else None
-                if any(p.submits for p in out.planned):
+                if any(p.submits or p.action == "waiting" for p in out.planned):
                     submit_mod.execute(out.planned, root, executor, site=site, max_array_size=out.max_array)
+                if recipe is not None:
+                    feeder_mod.save_recipe(root / sweeps[0], replace(recipe, executor=executor))
+                _feed(out, root / sweeps[0], feeder_job)
         except submit_mod.SubmitError as exc:
             raise SubmitProblem(f"submission refused, nothing was submitted: {exc}", EXIT_FAILED) from None
     if dry_run and node is not None:
@@ -108,6 +131,44 @@ def submit_runs(specs: Sequence[JobSpec], root: Path, executor_name: str, dry_ru
         p.warning = "; ".join(w for rid, w in [(p.spec.run_id, p.warning)] + data_warnings
                               if (rid == p.spec.run_id or signature_of.get(rid) == p.spec.signature) and w) or None
     return out
+
+
+def _feed(sub: Submission, sweep_dir: Path, feeder_job: str | None) -> None:
+    """Under the sweep's lock: while runs wait and the feeder is on, send the next feeder (after the
+    first array just sent); a feeder that leaves nothing waiting records that it ended the chain."""
+    if sub.waiting and sub.feeder and sub.executor == "slurm" and sub.facts is not None \
+            and (sweep_dir / feeder_mod.RECIPE).is_file():  # what the feeder re-plans from
+        sent = [p.job_id for p in sub.planned if p.submits and p.job_id]
+        after = sent[0].split("_")[0] if sent else None
+        try:
+            sub.feeder_job = feeder_mod.send(sub.facts, sub.site, sweep_dir, after, sent_by=feeder_job)
+        except feeder_mod.FeederRefused as exc:
+            sub.notes.append(f"no feeder job ({exc}): run `jobkit submit` again to send the waiting runs")
+    elif feeder_job:
+        feeder_mod.write_record(sweep_dir, job_id=feeder_job, ended="nothing waits")
+
+
+def submit_sweep_again(recipe: feeder_mod.Recipe, sweep_dir: Path, feeder_job: str | None) -> str:
+    """The feeder's submit: the sweep re-planned from its stored recipe, exactly as the user's was."""
+    if recipe.cwd and Path(recipe.cwd).is_dir():
+        os.chdir(recipe.cwd)
+    try:
+        data = tomllib.loads(recipe.sweep_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SubmitProblem(f"{recipe.source}: not valid TOML: {exc}") from None
+    sweep = sweep_mod.from_dict(data, source=recipe.source, default_name=recipe.stem,
+                                overrides=recipe.sets, only=recipe.only)
+    specs = sweep.specs
+    if recipe.chunk:
+        specs = [s.with_resources(replace(s.resources, chunk=True)) for s in specs]
+    sub = submit_runs(specs, Path(recipe.root), recipe.executor, False,
+                      config_start=Path(recipe.config_start) if recipe.config_start else None,
+                      source=recipe.source, feeder_job=feeder_job)
+    if sub.superseded:
+        return "superseded by a later submit; nothing to do"
+    sent = sum(p.submits for p in sub.planned)
+    return (f"sent {sent} runs, {len(sub.waiting)} still wait"
+            + (f"; next feeder {sub.feeder_job}" if sub.feeder_job else ""))
 
 
 def _adopt(sub: Submission, write: bool) -> None:
@@ -184,7 +245,22 @@ def _plan(specs: list[JobSpec], root: Path, sub: Submission, check_only: bool = 
     for item in planned:
         key = submit_mod.with_site_defaults(item.spec.resources, sub.site)
         item.starts = dict((starts or {}).get(key, {}))
+    _make_room(planned, sub)
     return planned
+
+
+def _make_room(planned: list[submit_mod.PlannedRun], sub: Submission) -> None:
+    """Runs beyond what the user's job limits leave room for wait (jobkit.plan.room), in sweep order."""
+    if sub.executor != "slurm" or sub.facts is None:
+        return
+    room = room_mod.room_of(sub.facts)
+    todo = [p for p in planned if p.submits]
+    if not room.free or not todo:
+        return
+    verdicts, why = room_mod.admit(room, [(p.job_res.qos, p.job_res.account) for p in todo], feeder=sub.feeder)
+    for item, ok in zip(todo, verdicts):
+        if not ok:
+            item.action, item.reason = "waiting", f"waiting for room: {why}"
 
 
 def _starts(planned: list[submit_mod.PlannedRun], root: Path, site: siteconfig.SiteConfig) -> dict:
