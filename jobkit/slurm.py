@@ -19,9 +19,9 @@ from jobkit.plan.choose import ClusterError, Partition
 from jobkit.plan.clusterfacts import ClusterFacts, facts_from_text
 from jobkit.plan.batchscript import (NOT_SBATCH, job_folder, job_log_paths, render_script,  # noqa: F401 (jobkit.slurm.*)
                                      with_job_defaults)
-from jobkit.plan.slurmtext import SlurmJudgement, parse_partitions, parse_sbatch_test_only
+from jobkit.plan.slurmtext import (SLURM_WORDS, SlurmJudgement, accounting_in_conf, job_state,  # noqa: F401
+                                   parse_partitions, parse_sbatch_test_only)
 from jobkit.schedcalls import CALLS
-from jobkit.state import State
 
 
 def _call(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
@@ -41,24 +41,6 @@ def __getattr__(name: str) -> Any:
 
         return submitit.helpers.Checkpointable
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-# Slurm's job state words (squeue %T, sacct State), each read explicitly as what it means to jobkit.
-# A word not listed is State.UNKNOWN: shown with the word, never taken for a jobkit state by its name
-# (Slurm's STOPPED is a job held by SIGSTOP, not jobkit's terminal STOPPED).
-SLURM_WORDS: dict[str, State] = {
-    **dict.fromkeys(("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"), State.PENDING),
-    **dict.fromkeys(("RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"), State.RUNNING),
-    **dict.fromkeys(("SUSPENDED", "STOPPED"), State.SUSPENDED),  # allocation kept; goes on when released
-    "COMPLETED": State.COMPLETED, "FAILED": State.FAILED, "CANCELLED": State.CANCELLED,
-    "TIMEOUT": State.TIMEOUT, "PREEMPTED": State.PREEMPTED, "OUT_OF_MEMORY": State.OUT_OF_MEMORY,
-    "NODE_FAIL": State.NODE_FAIL, "BOOT_FAIL": State.BOOT_FAIL, "DEADLINE": State.DEADLINE,
-}
-
-
-def job_state(word: str | None) -> State:
-    """What Slurm's state word for a job means to jobkit ("CANCELLED by 0" reads as CANCELLED)."""
-    return SLURM_WORDS.get((word or "").split(" ")[0].strip(), State.UNKNOWN)
-
 
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 
@@ -324,16 +306,10 @@ def jobs_by_comment(comments: Sequence[str]) -> tuple[dict[str, list[str]], str 
 
 def accounting_enabled() -> bool:
     """Whether slurm.conf names an accounting storage (read from the file: no Slurm call)."""
-    conf = conf_path()
     try:
-        text = conf.read_text(errors="replace")
+        return accounting_in_conf(conf_path().read_text(errors="replace"))
     except OSError:
         return True  # unknown: try sacct, fall back to squeue
-    for line in text.splitlines():
-        key, _, value = line.split("#", 1)[0].partition("=")
-        if key.strip().lower() == "accountingstoragetype":
-            return value.strip().lower() not in ("", "accounting_storage/none")
-    return False
 
 
 def _squeue(view: SlurmView) -> SlurmView:

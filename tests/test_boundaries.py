@@ -27,8 +27,8 @@ def test_only_the_scheduler_adapter_runs_slurm_commands_or_imports_submitit():
 def test_state_names_live_in_the_state_module():
     names = "PENDING|RUNNING|COMPLETED|FAILED|CANCELLED|TIMEOUT|PREEMPTED|REQUEUED|STOPPED|BOOT_FAIL|DEADLINE"
     users = _where(rf"""["']({names})["']""")
-    # the adapter holds Slurm's own words for queued and running jobs; everything else uses jobkit.state
-    assert users <= {"jobkit/state.py", "jobkit/slurm.py"}, users
+    # Slurm's own words are read where Slurm's text is parsed (SLURM_WORDS); everything else uses jobkit.state
+    assert users <= {"jobkit/state.py", "jobkit/slurm.py", "jobkit/plan/slurmtext.py"}, users
 
 
 def test_the_collector_names_no_workload():

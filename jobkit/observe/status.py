@@ -36,8 +36,8 @@ def collect_status(runs: Sequence[RunDir], use_slurm: bool = True) -> StatusRepo
     before = [s.state for s in summaries]
     settled = [settle(s, view) for s in summaries]
     ended = {s.job_id: (s, r) for s, r, b in zip(settled, runs, before) if ended_by_scheduler(b, s.state)}
-    if ended:  # killed without a last word (OOM, a lost node): one more call, for those runs only
-        view.calls += 1
+    if ended and view.source == "sacct":  # killed without a last word (OOM, a lost node): one more
+        view.calls += 1                      # sacct, for those runs only (a poll stays within 2 calls)
         history = read_history(job_history(list(ended)) or "")
         for job_id, (s, r) in ended.items():
             name_ending(s, history.get(job_id), r.spec().resources.mem_mb)

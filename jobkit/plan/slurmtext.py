@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from jobkit.plan.choose import Partition
 from jobkit.plan.slurmtime import parse_mem, parse_time
+from jobkit.state import State
 
 
 def _fields(line: str) -> dict[str, str]:
@@ -189,3 +190,30 @@ def parse_sbatch_test_only(rc: int, text: str) -> SlurmJudgement:
     msg = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else f"rc {rc}")
     msg = re.sub(r"^sbatch:\s*(error:\s*)?", "", msg)
     return SlurmJudgement(rc == 0, message=msg)
+
+
+# Slurm's job state words (squeue %T, sacct State), each read explicitly as what it means to jobkit.
+# A word not listed is State.UNKNOWN: shown with the word, never taken for a jobkit state by its name
+# (Slurm's STOPPED is a job held by SIGSTOP, not jobkit's terminal STOPPED).
+SLURM_WORDS: dict[str, State] = {
+    **dict.fromkeys(("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"), State.PENDING),
+    **dict.fromkeys(("RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"), State.RUNNING),
+    **dict.fromkeys(("SUSPENDED", "STOPPED"), State.SUSPENDED),  # allocation kept; goes on when released
+    "COMPLETED": State.COMPLETED, "FAILED": State.FAILED, "CANCELLED": State.CANCELLED,
+    "TIMEOUT": State.TIMEOUT, "PREEMPTED": State.PREEMPTED, "OUT_OF_MEMORY": State.OUT_OF_MEMORY,
+    "NODE_FAIL": State.NODE_FAIL, "BOOT_FAIL": State.BOOT_FAIL, "DEADLINE": State.DEADLINE,
+}
+
+
+def job_state(word: str | None) -> State:
+    """What Slurm's state word for a job means to jobkit ("CANCELLED by 0" reads as CANCELLED)."""
+    return SLURM_WORDS.get((word or "").split(" ")[0].strip(), State.UNKNOWN)
+
+
+def accounting_in_conf(text: str) -> bool:
+    """Whether a slurm.conf's text names an accounting storage (AccountingStorageType, not none)."""
+    for line in text.splitlines():
+        key, _, value = line.split("#", 1)[0].partition("=")
+        if key.strip().lower() == "accountingstoragetype":
+            return value.strip().lower() not in ("", "accounting_storage/none")
+    return False
