@@ -14,6 +14,8 @@ otherwise (bias=False, weight_decay 0.1, grad_clip 1.0, beta2 0.99 from the conf
 warmup-cosine learning rate, `loss.item()` every step (log_interval=1). Its periodic evaluation is not
 timed on either side. Both train the same number of steps on the same characters (the workload's 90/10
 split), alternating in chunks, one torch thread; both are then scored on the same validation windows.
+nanoGPT's CPU run is float32 (its train.py autocasts on a GPU only); charlm variants may set
+`autocast = "bf16"`, and `nanogpt_bf16` adds nanoGPT under the same autocast as an ablation.
 """
 from __future__ import annotations
 
