@@ -2,7 +2,9 @@
 
 0. Against nanoGPT (`bench/vs_nanogpt.py`): the charlm Transformer's training speed over nanoGPT's at
    nanoGPT's CPU configuration, measured in this run (alternating, one thread, 2000 steps each), and
-   the validation loss each reaches (target: ≥ 1.10x with an equal or better loss). Needs a checkout
+   the validation loss each reaches (target: ≥ 1.10x with an equal or better loss), for charlm in
+   float32 and with `autocast = "bf16"` (the variant that meets the target on CPUs with native bf16;
+   nanoGPT's CPU run is float32). Needs a checkout
    of karpathy/nanoGPT at the pinned commit in NANOGPT_DIR (or --nanogpt); skipped with one line
    without it. Then the LSTM and the β-VAE against their bare loops (`bench/bare_loops.py`, ≥ 0.95x).
 1. Training throughput (characters/s) of each model at the `cpu-small` sizes, and of a
@@ -13,7 +15,7 @@
    then the LSTM and the TCN — final validation loss and wall time of each.
 
     python bench/bench_charlm.py [--quick] [--data PATH] [--threads N] [--skip-reference]
-        [--only nanogpt|bare|models] [--nanogpt DIR] [--compile]
+        [--only nanogpt|bare|models] [--nanogpt DIR] [--compile] [--nanogpt-bf16] [--variant NAME]
 
 `--quick` runs 200 steps per model instead of 2000 (losses are then far from converged).
 The corpus defaults to $JOBKIT_DATA/tinyshakespeare.txt, else ../shared/data/tinyshakespeare.txt.
@@ -217,7 +219,12 @@ def main() -> None:
     ap.add_argument("--skip-reference", action="store_true", help="do not train the reference to the end")
     ap.add_argument("--only", choices=["nanogpt", "bare", "models"], help="run one section (default: all)")
     ap.add_argument("--nanogpt", default=None, help="nanoGPT checkout (default: $NANOGPT_DIR)")
-    ap.add_argument("--compile", action="store_true", help="also compare with the charlm run at compile=true")
+    ap.add_argument("--compile", action="store_true",
+                    help="also the charlm runs at compile=true (float32 and autocast=bf16)")
+    ap.add_argument("--nanogpt-bf16", action="store_true",
+                    help="also nanoGPT under bf16 autocast (its GPU setting): the same precision on both sides")
+    ap.add_argument("--variant", action="append", metavar="NAME",
+                    help="only these charlm variants, e.g. 'charlm compile=true autocast=bf16' (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = args.data
@@ -228,7 +235,8 @@ def main() -> None:
     tp_steps, tp_rounds = (20, 1) if args.quick else (50, 3)
     with tempfile.TemporaryDirectory(prefix="bench_charlm.") as tmp:
         if args.only in (None, "nanogpt"):
-            nanogpt_section(args.nanogpt, data, Path(tmp), steps, args.compile)
+            nanogpt_section(args.nanogpt, data, Path(tmp), steps, args.compile, args.nanogpt_bf16,
+                            args.variant)
         if args.only in (None, "bare"):
             print(f"\n## workload step vs bare loop, {torch.get_num_threads()} thread(s) (goal >= 0.95x)")
             bare_loops.compare(data, Path(tmp) / "bare", *((20, 3) if args.quick else (50, 5)))
@@ -236,15 +244,22 @@ def main() -> None:
             bench(data, Path(tmp), steps, tp_steps, tp_rounds, args.skip_reference)
 
 
-def nanogpt_section(where: str | None, data: str, tmp: Path, steps: int, compile_too: bool) -> None:
+def nanogpt_section(where: str | None, data: str, tmp: Path, steps: int, compile_too: bool,
+                    nanogpt_bf16: bool = False, only: list[str] | None = None) -> None:
     path, line = vs_nanogpt.find_nanogpt(where)
     print(f"## charlm Transformer vs nanoGPT at its CPU configuration, {torch.get_num_threads()} thread(s), "
           f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}")
     print(line)
     if path is None:
         return
-    variants = {"charlm": {}, **({"charlm compile=true": {"compile": True}} if compile_too else {})}
-    vs_nanogpt.compare(path, data, tmp / "nanogpt", steps=steps, chunk=max(10, steps // 20), variants=variants)
+    variants: dict = {"charlm": {}, "charlm autocast=bf16": {"autocast": "bf16"}}
+    if compile_too:
+        variants.update({"charlm compile=true": {"compile": True},
+                         "charlm compile=true autocast=bf16": {"compile": True, "autocast": "bf16"}})
+    if only:
+        variants = {n: v for n, v in variants.items() if n in only}
+    vs_nanogpt.compare(path, data, tmp / "nanogpt", steps=steps, chunk=max(10, steps // 20), variants=variants,
+                       nanogpt_bf16=nanogpt_bf16)
 
 
 if __name__ == "__main__":

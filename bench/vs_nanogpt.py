@@ -14,6 +14,8 @@ otherwise (bias=False, weight_decay 0.1, grad_clip 1.0, beta2 0.99 from the conf
 warmup-cosine learning rate, `loss.item()` every step (log_interval=1). Its periodic evaluation is not
 timed on either side. Both train the same number of steps on the same characters (the workload's 90/10
 split), alternating in chunks, one torch thread; both are then scored on the same validation windows.
+nanoGPT's CPU run is float32 (its train.py autocasts on a GPU only); charlm variants may set
+`autocast = "bf16"`, and `nanogpt_bf16` adds nanoGPT under the same autocast as an ablation.
 """
 from __future__ import annotations
 
@@ -99,8 +101,10 @@ def nanogpt_lr(it: int) -> float:
 class NanoGPTTrainer:
     """nanoGPT's model and optimiser, stepped the way its train.py steps them on a CPU."""
 
-    def __init__(self, nanogpt: Path, train_ids: torch.Tensor, vocab_size: int, scratch: Path) -> None:
+    def __init__(self, nanogpt: Path, train_ids: torch.Tensor, vocab_size: int, scratch: Path,
+                 bf16: bool = False) -> None:
         ng = _import_model(nanogpt)
+        self.bf16 = bf16  # train.py's own GPU setting (autocast) used on the CPU: an ablation, not its CPU run
         torch.manual_seed(1337)  # train.py's seed
         config = ng.GPTConfig(block_size=BLOCK, vocab_size=vocab_size, n_layer=LAYERS, n_head=HEADS,
                               n_embd=WIDTH, dropout=0.0, bias=False)
@@ -121,7 +125,8 @@ class NanoGPTTrainer:
     def train_step(self, it: int) -> dict[str, float]:
         for group in self.optimizer.param_groups:
             group["lr"] = nanogpt_lr(it)
-        _, loss = self.model(self.x, self.y)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
+            _, loss = self.model(self.x, self.y)
         self.x, self.y = self._batch()  # the next batch, fetched before the backward as in train.py
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
@@ -146,9 +151,13 @@ def val_loss(forward: Callable[[torch.Tensor], torch.Tensor], workload: CharLM, 
 
 
 def compare(nanogpt: Path, data: str, scratch: Path, chunk: int = 100, steps: int = STEPS,
-            variants: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, float]]:
+            variants: dict[str, dict[str, Any]] | None = None, nanogpt_bf16: bool = False
+            ) -> dict[str, dict[str, float]]:
     """Train nanoGPT and each charlm variant (name: extra params) for `steps`, in turn every `chunk`
-    steps (the order rotates); print and return each one's speed ratio and validation loss."""
+    steps (the order rotates); print and return each one's speed ratio and validation loss.
+
+    `nanogpt_bf16` adds nanoGPT under bf16 autocast (what its train.py does on a GPU) as an ablation:
+    it tells how much of a bf16 variant's lead is the precision rather than the code."""
     variants = variants or {"charlm": {}}
     trainers: dict[str, Any] = {}
     for name, extra in variants.items():
@@ -156,7 +165,9 @@ def compare(nanogpt: Path, data: str, scratch: Path, chunk: int = 100, steps: in
         workload.setup(scratch / name, torch.device("cpu"))
         trainers[name] = workload
     first = next(iter(trainers.values()))
-    trainers = {"nanoGPT": NanoGPTTrainer(nanogpt, first.corpus.train, len(first.vocab), scratch), **trainers}
+    ng = {"nanoGPT": False, **({"nanoGPT autocast=bf16": True} if nanogpt_bf16 else {})}
+    trainers = {**{n: NanoGPTTrainer(nanogpt, first.corpus.train, len(first.vocab), scratch, bf16)
+                   for n, bf16 in ng.items()}, **trainers}
     names = list(trainers)
     seconds: dict[str, list[float]] = {n: [] for n in names}
     losses: dict[str, list[float]] = {n: [] for n in names}
@@ -166,23 +177,32 @@ def compare(nanogpt: Path, data: str, scratch: Path, chunk: int = 100, steps: in
             for it in range(begin, min(steps, begin + chunk)):
                 losses[name].append(trainers[name].train_step(it)["loss"])
             seconds[name].append(time.perf_counter() - t0)
-    reference = trainers["nanoGPT"].model
-    vals = {"nanoGPT": val_loss(lambda x: reference(x, x)[0], first, reference)}
-    vals.update({n: trainers[n].evaluate()["val_loss"] for n in names[1:]})
+    # every model is scored in float32 on the same windows; a charlm variant also by its own
+    # evaluate() (under its autocast: what a run reports)
+    vals = {n: val_loss(lambda x, m=trainers[n].model: m(x, x)[0], first, trainers[n].model) for n in ng}
+    vals.update({n: val_loss(trainers[n].model, first, trainers[n].model) for n in variants})
+    own = {n: trainers[n].evaluate()["val_loss"] for n in variants}
     timed = {n: sum(v[1:]) for n, v in seconds.items()}  # the first chunk warms up (and compiles)
     n_timed = steps - chunk
     print(f"charlm settings: {dict(CHARLM_RAW)}; variants: {variants}")
-    print("| trainer | params | ms/step | chars/s | first chunk (s) | train loss, last 100 | val loss (nats/char) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| trainer | params | ms/step | chars/s | first chunk (s) | train loss, last 100 | val loss fp32 "
+          "(nats/char) | val loss, own evaluate |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in names:
         params = sum(q.numel() for q in trainers[n].model.parameters())
         print(f"| {n} | {params:,} | {timed[n] / n_timed * 1000:.2f} | {n_timed * BATCH * BLOCK / timed[n]:,.0f} | "
-              f"{seconds[n][0]:.1f} | {sum(losses[n][-100:]) / 100:.4f} | {vals[n]:.4f} |")
+              f"{seconds[n][0]:.1f} | {sum(losses[n][-100:]) / 100:.4f} | {vals[n]:.4f} | "
+              f"{own.get(n, vals[n]):.4f} |")
     out = {}
     for n in names[1:]:
         ratios = [a / b for a, b in zip(seconds["nanoGPT"][1:], seconds[n][1:])]
-        out[n] = {"ratio": timed["nanoGPT"] / timed[n], "val_loss": vals[n], "nanogpt_val_loss": vals["nanoGPT"]}
+        worst = max(vals[n], own.get(n, vals[n]))  # the fp32 score and the run's own must both hold
+        out[n] = {"ratio": timed["nanoGPT"] / timed[n], "val_loss": worst, "nanogpt_val_loss": vals["nanoGPT"]}
         print(f"{n} / nanoGPT speed: {out[n]['ratio']:.3f}x over {len(ratios)} chunks of {chunk} steps "
               f"(median chunk {statistics.median(ratios):.3f}x, {min(ratios):.3f}-{max(ratios):.3f}); val loss "
-              f"{vals[n]:.4f} vs {vals['nanoGPT']:.4f}: {'equal or better' if vals[n] <= vals['nanoGPT'] else 'WORSE'}")
+              f"{worst:.4f} vs {vals['nanoGPT']:.4f}: {'equal or better' if worst <= vals['nanoGPT'] else 'WORSE'}")
+    if nanogpt_bf16:
+        for n in (v for v, extra in variants.items() if extra.get("autocast") == "bf16"):
+            print(f"{n} / nanoGPT autocast=bf16 speed (the same precision on both sides): "
+                  f"{timed['nanoGPT autocast=bf16'] / timed[n]:.3f}x")
     return out

@@ -84,3 +84,29 @@ class Stepper:
             return body(self.module)
         self.pending = False
         return out
+
+
+def autocast_dtype(mode: str, device_type: str, log: Any) -> Any:
+    """The dtype forward passes autocast to for `autocast = mode` on this device, or None (float32).
+
+    "auto" keeps each device's usual choice (bfloat16 on CUDA, float32 on CPU); "bf16" asks for
+    bfloat16 on a CPU too, which pays off only where the CPU multiplies bf16 natively (AVX512-BF16,
+    AMX): elsewhere it is emulated and slower, said in one warning line; "off" is float32 everywhere.
+    """
+    import torch
+
+    if mode == "off" or (mode == "auto" and device_type != "cuda"):
+        return None
+    if device_type == "cpu" and not _cpu_has_native_bf16():
+        log.warning("autocast = bf16: this CPU has no native bfloat16 matrix multiply (AVX512-BF16 or "
+                    "AMX); training runs, probably slower than with autocast = \"off\"")
+    return torch.bfloat16
+
+
+def _cpu_has_native_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

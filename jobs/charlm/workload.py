@@ -21,7 +21,7 @@ from torch import nn
 from jobkit.atomic import write_text
 from jobkit.plan.datacheck import DataProblem
 from jobkit.protocol import Metric, ReportLayout, RunContext
-from jobkit.torchutil import Stepper, eval_mode
+from jobkit.torchutil import Stepper, autocast_dtype, eval_mode
 
 from .data import Corpus, DataError, Vocab, check_corpus, load_corpus, random_batch, val_window_starts, windows
 from .models import TCNLM, build_model, count_params
@@ -124,6 +124,7 @@ class CharLM:
         self.model = build_seeded_model(p, len(self.vocab)).to(self.device)
         self.train_model = ctx.data_parallel(self.model)  # steps only; the bare model evaluates and is saved
         self.stepper = Stepper(self.train_model, p.compile, log)
+        self.autocast_dtype = autocast_dtype(p.autocast, self.device.type, log)
         self.optimizer = make_adamw(param_groups(self.model, p.weight_decay), lr=p.lr, betas=(0.9, p.beta2))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, WarmupCosine(p.lr, p.min_lr, p.warmup_steps, p.steps, constant=p.schedule == "constant"))
@@ -143,9 +144,9 @@ class CharLM:
                  self.corpus.num_chars, len(self.vocab), len(self.val_starts))
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     # ---------------------------------------------------------------------------------- training
     def train_step(self, step: int) -> dict[str, float]:
