@@ -66,6 +66,7 @@ class Event(StrEnum):
     LEASE_TAKEN_OVER = "lease_taken_over"  # a writer took the lease of one gone silent (jobkit/run/lease.py)
     SUBMIT_INTENT = "submit_intent"  # about to sbatch, with the token the job carries; `submitted` is the receipt
     SUBMIT_ABORTED = "submit_aborted"  # the submission of an intent was taken back (all or nothing)
+    STALLED = "stalled"  # no step for the stall timeout: stacks kept, the job requeued (jobkit/run/watchdog.py)
 
 
 # The state a run is in when this event is its latest lifecycle event.
