@@ -105,7 +105,7 @@ def _prepare(run: RunDir, host: Host, flag: StopFlag) -> "Loop":
         if topo.is_main:
             run.event(Event.FAILED, step=0, error=message)
         raise RunFailed(message)
-    ranks = distributed.Ranks.open(topo, device, host.collective_timeout_s)
+    ranks = distributed.Ranks.open(topo, device, watchdog.collective_timeout(host, spec.resources))
     return Loop(run, host, flag, spec, workload, params, device, ranks, takes_ctx)
 
 

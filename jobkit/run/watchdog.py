@@ -231,6 +231,17 @@ def stalled_before(events: list[dict[str, Any]], step: int) -> dict[str, Any] | 
     return None
 
 
+def collective_timeout(host: Any, resources: Any, environ: Any = os.environ) -> float:
+    """The process group's timeout: long enough that a hang is the watchdog's to name (it knows which
+    rank stopped), not a collective's timeout (a failure blaming no one). $JOBKIT_COLLECTIVE_TIMEOUT_S wins;
+    a dead rank is noticed at once either way (its connection closes)."""
+    if "JOBKIT_COLLECTIVE_TIMEOUT_S" in environ:
+        return float(host.collective_timeout_s)
+    timeout = host.stall_timeout_s if host.stall_timeout_s is not None else resources.stall_timeout_s
+    slow = StallRule(timeout).limit("start", None)
+    return max(float(host.collective_timeout_s), 0.0 if slow is None else slow + 120.0)
+
+
 # --- the loop's watchdog ---------------------------------------------------------------------------
 def watch(loop: Any) -> Watchdog:
     """Start watching `loop` (a `runner.Loop`): its `train_step` feeds the watchdog after each step and
