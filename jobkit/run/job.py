@@ -107,6 +107,8 @@ def _classify(stop: runner.Stopped, host: runner.Host, chunked: bool) -> str:
 
     Near the limit a signal is ambiguous (Slurm's time-limit warning and a preemption are the same
     USR2), so there Slurm itself is asked whether it chose the job for preemption."""
+    if stop.reason.startswith("stalled"):  # a command run's stall watch (jobkit.command.stall)
+        return "stall"
     if host.time_limit_s is None:
         return "preemption"
     if stop.reason.startswith("time limit"):  # jobkit's own deadline: no signal at all
