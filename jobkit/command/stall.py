@@ -45,6 +45,11 @@ class ScriptWatch:
 
     def saw_line(self, text: str) -> None:
         """Any output line is progress (called from the output readers' threads)."""
+        self._progress()
+
+    def _progress(self) -> None:
+        if self.dog.current == "start":  # the first sign of life ends the start's long allowance
+            self.dog.phase("step")
         self.lines += 1
         self.dog.feed(self.lines)
 
@@ -53,8 +58,7 @@ class ScriptWatch:
         mtime = self._mtime()
         if mtime != self._progress_mtime:
             self._progress_mtime = mtime
-            self.lines += 1
-            self.dog.feed(self.lines)
+            self._progress()
         return self.dog.overdue()
 
     def since(self) -> float:

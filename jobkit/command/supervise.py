@@ -144,10 +144,10 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
             raise RunFailed(message) from None
         run.event(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
                   host=socket.gethostname(), pid=os.getpid(), child_pid=proc.pid, command=argv, workdir=workdir)
-        watch = stall_mod.ScriptWatch(run, StallRule(stall_mod.stall_timeout(host, run)), attempt)
+        stalls = stall_mod.ScriptWatch(run, StallRule(stall_mod.stall_timeout(host, run)), attempt)
 
         def feed(text: str) -> None:
-            watch.saw_line(text)
+            stalls.saw_line(text)
             if reader is not None:
                 reader.feed(text)
         tail = _Tail(proc.stderr, feed=feed)  # type: ignore[arg-type]
@@ -158,8 +158,8 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
         while proc.poll() is None:
             time.sleep(POLL_S)
             now = time.time()
-            if flag.reason is None and watch.overdue() is not None:
-                _stalled(run, proc, watch, params, attempt, tail, flag)
+            if flag.reason is None and stalls.overdue() is not None:
+                _stalled(run, proc, stalls, params, attempt, tail, flag)
             if watch is not None:
                 _saw_checkpoints(run, watch, reader)
             if flag.signum == signal.SIGTERM and signal.SIGTERM not in host.stop_signals:
