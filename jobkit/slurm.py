@@ -430,34 +430,17 @@ def requeue(env: JobEnvironment) -> str:
     Slurm: `scontrol requeue JOB` (the job keeps its id and restarts from the same submission).
     Local executor: exit with submitit's requeue code, and its controller starts the job again.
     """
-    problem = ask_requeue(env)
-    if problem is not None:
-        return problem
-    sys.exit(requeue_exit_code(env))
-
-
-def ask_requeue(env: JobEnvironment) -> str | None:
-    """Ask Slurm to requeue this job (it ends this attempt's processes itself); None when asked.
-    The local executor needs no asking: the process's exit code (`requeue_exit_code`) is the request."""
     if env.executor == "local":
-        return None
+        from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
+
+        sys.exit(LOCAL_REQUEUE_RETURN_CODE)
     try:
         done = subprocess.run(["scontrol", "requeue", env.job_id], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"scontrol requeue {env.job_id}: {exc}"
     if done.returncode != 0:
         return f"scontrol requeue {env.job_id}: {last_line(done.stderr) or 'failed'}"
-    return None
-
-
-def requeue_exit_code(env: JobEnvironment) -> int:
-    """The exit status of a process whose job was requeued: the local executor's requeue code, else
-    -1 as submitit uses (the attempt ends without a result)."""
-    if env.executor == "local":
-        from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
-
-        return int(LOCAL_REQUEUE_RETURN_CODE)
-    return -1
+    sys.exit(-1)  # as submitit does: the job is requeued; this attempt ends without a result
 
 
 def resubmission(fn: Any) -> Any:

@@ -150,6 +150,6 @@ def record(run: RunDir, step: int, watch: ScriptWatch, limit: float, stacks: Pat
     if stalled_before(run.events(), step) is not None:
         run.record_failed(f"stalled twice at step {step}; stacks in {folder}", step=step)
         return None
-    run.event(Event.STALLED, step=step, last_progress_t=round(time.time() - watch.since(), 3), rank=0,
+    run.record_stalled(step=step, last_progress_t=round(time.time() - watch.since(), 3), rank=0,
               timeout_s=round(limit, 1), phase="script", stacks=str(folder), file=f"{STACKS}/{stacks.name}")
     return f"stalled: no progress from the script for {format_duration(limit)} at step {step}"

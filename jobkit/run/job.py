@@ -85,21 +85,21 @@ class TrainJob(slurm.Checkpointable):
 
 def _requeue_stalled(run: RunDir, env: Any, topo: distributed.Topology, held: lease.Lease, step: int,
                      detail: str | None) -> None:
-    """A stalled attempt (from the watchdog's thread): the main rank writes `requeued` and asks for the
-    requeue as a stop does; every rank then ends its process (its main thread is stuck)."""
+    """A stalled attempt (from the watchdog's thread): the main rank writes `requeued` and requeues the job
+    as a stop does; every rank then ends its process with `os._exit` (its main thread is stuck)."""
     if detail is None:  # the run failed (stalled twice): nothing to requeue
         os._exit(1)
-    if topo.is_main:
-        run.event(Event.REQUEUED, step=step, reason="stall", job_id=env.job_id, detail=detail)
-        held.release()
-        problem = slurm.ask_requeue(env)
-        if problem is not None:
-            run.record_failed(f"stalled at step {step} but could not requeue: {problem}", step=step)
-            os._exit(1)
-    else:
-        held.release()
-        time.sleep(5.0)  # the main rank has read this rank's stacks record by now, and asked for the requeue
-    os._exit(slurm.requeue_exit_code(env))
+    held.release()
+    if not topo.is_main:
+        time.sleep(5.0)  # the main rank has read this rank's stacks record by now, and requeued the job
+        os._exit(1)  # (Slurm ends it sooner; the local executor requeues when any task exits with its code)
+    run.event(Event.REQUEUED, step=step, reason="stall", job_id=env.job_id, detail=detail)
+    try:
+        problem = slurm.requeue(env)  # ends with SystemExit (its exit status) once the job is requeued
+    except SystemExit as done:
+        os._exit(done.code if isinstance(done.code, int) else 1)
+    run.record_failed(f"stalled at step {step} but could not requeue: {problem}", step=step)
+    os._exit(1)
 
 
 def _classify(stop: runner.Stopped, host: runner.Host, chunked: bool) -> str:

@@ -304,7 +304,7 @@ def decide(run: Any, stall: Stall, records: dict[int, dict[str, Any]], world: in
                           ranks=ranks)
         return None
     frames = {str(r): records[r].get("frame") for r in ranks if r in records}
-    run.event(Event.STALLED, step=stall.step, last_progress_t=stall.last_t, rank=ranks[0] if len(ranks) == 1 else ranks,
+    run.record_stalled(step=stall.step, last_progress_t=stall.last_t, rank=ranks[0] if len(ranks) == 1 else ranks,
               timeout_s=stall.timeout_s, phase=stall.phase, stacks=str(folder), frames=frames)
     who = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
     return f"stalled: no step for {format_duration(stall.timeout_s)} after step {stall.step} ({who})"
