@@ -21,7 +21,6 @@ from typing import Any
 
 from jobkit.plan.slurmtime import format_duration
 from jobkit.run.watchdog import STACKS, StallRule, Watchdog, stalled_before
-from jobkit.state import Event
 from jobkit.store import RunDir
 
 SIGNAL_WAIT_S = 3.0  # after the stall signal: time for the script to write its own stacks

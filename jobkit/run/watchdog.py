@@ -249,6 +249,8 @@ def watch(loop: Any) -> Watchdog:
     host = loop.host
     timeout = host.stall_timeout_s if host.stall_timeout_s is not None else loop.spec.resources.stall_timeout_s
     dog = Watchdog(StallRule(timeout), lambda d, limit: _stalled(loop, d, limit))
+    if timeout == 0:  # `stall_timeout = "off"`: the plain loop
+        return dog
     train_step = loop.train_step
 
     def fed_step() -> None:
