@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobkit import report, testing
-from jobkit.observe.runstate import FIRST_STEP_AFTER_S, NO_STEP_AFTER_S, no_step_for, summarize
+from jobkit.observe.runstate import FIRST_STEP_AFTER_S, NO_STEP_AFTER_S, RunSummary, no_step_for, summarize
 from jobkit.observe.status_table import _state
 from jobkit.plan import siteconfig
 from jobkit.plan.slurmtime import format_duration, parse_duration
@@ -142,8 +142,8 @@ def test_status_says_how_long_a_running_run_has_gone_without_a_step():
     assert no_step_for(now - NO_STEP_AFTER_S - 60, now - 3600, 0.001, now) is None  # 1000 s steps: expected
     assert no_step_for(None, now - 60, None, now) is None  # setting up
     assert no_step_for(now - 7200, now - FIRST_STEP_AFTER_S - 5, None, now) == FIRST_STEP_AFTER_S + 5
-    s = summarize.__globals__["RunSummary"](run_id="r", sweep="s", workload="toy", path="/x", params={},
-                                            state="RUNNING", no_step_s=14 * 60 + 10)
+    s = RunSummary(run_id="r", sweep="s", workload="toy", path="/x", params={},
+                   state="RUNNING", no_step_s=14 * 60 + 10)
     assert _state(s) == "RUNNING (no step for 14m)"
     assert format_duration(45) == "45s" and format_duration(125 * 60) == "2h05m"
 
@@ -320,3 +320,72 @@ def test_a_command_stall_runs_py_spy_on_each_process_when_it_is_on_path(tmp_path
         proc.wait()
     text = path.read_text()
     assert f"py-spy dump --pid {proc.pid}" in text and "last line" in text
+
+
+class FakeLoop:
+    """What `watchdog.watch` needs of a `runner.Loop`; each method records the phase it ran in."""
+
+    def __init__(self, stall_timeout_s):
+        from jobkit.run.stops import Host
+
+        self.host = Host(stall_timeout_s=stall_timeout_s)
+        self.spec = type("Spec", (), {"resources": Resources()})()
+        self.step, self.seen = 0, []
+        self.dog: Watchdog | None = None
+
+    def _note(self, name):
+        self.seen.append((name, self.dog.current if self.dog else None))
+
+    def start(self, writer):
+        self._note("start")
+        return True
+
+    def train_step(self):
+        self._note("train_step")
+        self.step += 1
+
+    def evaluate(self):
+        self._note("evaluate")
+
+    def sample(self):
+        self._note("sample")
+
+    def checkpoint(self, reason):
+        self._note("checkpoint")
+
+
+def test_the_loop_feeds_after_each_step_and_names_its_slow_phases():
+    loop = FakeLoop(3600.0)
+    dog = watchdog.watch(loop)
+    loop.dog = dog
+    try:
+        assert loop.start(None) is True and dog.current == "step"
+        loop.train_step()
+        loop.train_step()
+        assert dog.step == 2 and len(dog.durations) == 1
+        loop.evaluate()
+        loop.sample()
+        loop.checkpoint("periodic")
+        assert dog.current == "step" and not dog.fed  # the next interval spans a phase: not a step's time
+    finally:
+        dog.stop()
+    assert loop.seen == [("start", "start"), ("train_step", "step"), ("train_step", "step"),
+                         ("evaluate", "evaluate"), ("sample", "sample"), ("checkpoint", "checkpoint")]
+
+
+def test_an_off_watchdog_leaves_the_loop_as_it_is():
+    loop = FakeLoop(0)
+    methods = {name: getattr(loop, name) for name in ("start", "train_step", "evaluate", "sample", "checkpoint")}
+    dog = watchdog.watch(loop)
+    assert all(getattr(loop, name) == m for name, m in methods.items()) and dog._thread is None
+
+
+def test_the_process_group_waits_longer_than_the_watchdog_unless_told_otherwise():
+    from jobkit.run.stops import Host
+
+    res = Resources()
+    assert watchdog.collective_timeout(Host(collective_timeout_s=600), res, {}) == watchdog.SLOW_FLOOR_S + 120
+    assert watchdog.collective_timeout(Host(collective_timeout_s=600, stall_timeout_s=60), res, {}) == 600
+    assert watchdog.collective_timeout(Host(collective_timeout_s=600), Resources(stall_timeout_s=1800), {}) \
+        == 4 * 1800 + 120
+    assert watchdog.collective_timeout(Host(collective_timeout_s=30), res, {"JOBKIT_COLLECTIVE_TIMEOUT_S": "30"}) == 30
