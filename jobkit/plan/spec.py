@@ -49,7 +49,7 @@ class Resources:
     sbatch: tuple[tuple[str, str], ...] = ()  # allow-listed extra sbatch options (slurmvalues.SBATCH_OPTIONS)
     check_data: bool = True  # check the data at submit (false: it exists only on compute nodes)
     preemptible: bool = False  # may go to a partition whose jobs can be preempted (it resumes; gains a queue)
-    stall_timeout_s: float | None = None  # no step for this long: a stall (run/watchdog.py); None: from step times, 0: off
+    stall_timeout_s: float | None = None  # no step this long is a stall (run/watchdog.py); None: derived, 0: off
 
     def shape(self) -> tuple:
         """Runs with equal shapes share one job array (one sbatch call)."""
