@@ -322,6 +322,22 @@ def test_a_command_stall_runs_py_spy_on_each_process_when_it_is_on_path(tmp_path
     assert f"py-spy dump --pid {proc.pid}" in text and "last line" in text
 
 
+def test_a_stalled_process_dumps_its_children_with_py_spy_when_it_is_on_path(tmp_path, monkeypatch):
+    spy = tmp_path / "bin" / "py-spy"
+    spy.parent.mkdir()
+    spy.write_text("#!/bin/sh\necho \"py-spy $*\"\n")
+    spy.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{spy.parent}{os.pathsep}{os.environ['PATH']}")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path, main = watchdog.write_stacks(tmp_path / "stacks", "attempt1-rank0", "header")
+    finally:
+        child.kill()
+        child.wait()
+    text = path.read_text()
+    assert f"py-spy dump --pid {child.pid}" in text and main is not None
+
+
 class FakeLoop:
     """What `watchdog.watch` needs of a `runner.Loop`; each method records the phase it ran in."""
 

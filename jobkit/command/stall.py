@@ -14,13 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from jobkit.plan.slurmtime import format_duration
-from jobkit.run.watchdog import STACKS, StallRule, Watchdog, stalled_before
+from jobkit.run.watchdog import STACKS, StallRule, Watchdog, py_spy, stalled_before
 from jobkit.store import RunDir
 
 SIGNAL_WAIT_S = 3.0  # after the stall signal: time for the script to write its own stacks
@@ -86,14 +85,7 @@ def dump(run: RunDir, attempt: int, pgid: int, limit: float, since: float, step:
              f"stall signal sent: {sent}"]
     for pid in pids:
         parts.append(f"\n--- process {pid}: {_cmdline(pid)} (waiting in {_wchan(pid)}) ---")
-        if spy is None:
-            continue
-        try:
-            done = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True,
-                                  timeout=PY_SPY_TIMEOUT_S)
-            parts.append((done.stdout + done.stderr).rstrip())
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            parts.append(f"py-spy dump --pid {pid}: {exc}")
+    parts.extend(py_spy(pids, PY_SPY_TIMEOUT_S))
     if spy is None:
         parts.append("\n(py-spy is not on PATH: `pip install py-spy` for every process's Python stacks)")
     parts.append("\n--- the script's last output lines ---")

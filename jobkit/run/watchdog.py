@@ -157,6 +157,36 @@ def waiting_on_peers(frame: Any) -> bool:
     return False
 
 
+def py_spy(pids: list[int], timeout_s: float = 30.0) -> list[str]:
+    """`py-spy dump --pid` of each process, when py-spy is on PATH (else nothing): the Python stacks
+    of processes this one cannot ask itself (DataLoader workers, a command's script)."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy")
+    out: list[str] = []
+    for pid in pids if spy else []:
+        try:
+            done = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=timeout_s)
+            out.append(f"--- py-spy dump --pid {pid} ---\n" + (done.stdout + done.stderr).rstrip())
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            out.append(f"--- py-spy dump --pid {pid}: {exc} ---")
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """This process's child processes (e.g. DataLoader workers), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return sorted(found)
+
+
 def write_stacks(folder: Path, name: str, header: str) -> tuple[Path, Any]:
     """Every thread's stack into `folder/name.txt`: a readable traceback per thread, then faulthandler's
     own dump (it works even when Python-level formatting would not). Returns the file and the main
@@ -177,6 +207,9 @@ def write_stacks(folder: Path, name: str, header: str) -> tuple[Path, Any]:
         out.write("--- faulthandler (all threads) ---\n")
         out.flush()
         faulthandler.dump_traceback(file=out, all_threads=True)
+        out.flush()
+        for text in py_spy(children(os.getpid())):  # DataLoader workers and other children
+            out.write("\n" + text + "\n")
         out.flush()
         os.fsync(out.fileno())
     return path, main
