@@ -23,6 +23,8 @@ command, so both the in-process figures and the `python -m jobkit ...` subproces
     `scancel --name` for anything left) and the script waits until the queue holds none of them.
 (p) profile: `submit.plan` of the sweep with gpus = 1 against the GPU university profile (accounts,
     QoS, typed GPUs; no Slurm), in-process and as `python -m jobkit submit --dry-run --cluster`.
+(d) reports at scale (`bench/bench_reports.py`; `--only-reports` runs just this): a synthetic sweep of
+    finished toy runs, `status` (grouped, --json, --all), `collect`, and the page in headless Chromium.
 (c) status: `python -m jobkit status SWEEP --json` (end to end) and `collect_status` in-process,
     over the live runs; and over synthetic mid-training runs (submitted, started, checkpoints,
     progress.json, with job ids Slurm does not know) which need no cluster (`--no-live` uses only
@@ -53,6 +55,9 @@ from jobkit.plan import clusterfacts
 from jobkit.plan import sweep as sweep_mod
 from jobkit.store import RunDir, find_runs
 from jobkit.submit import submission as submit_mod
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_reports import bench_reports  # noqa: E402  (d): reports at scale, issue 24 item 4
 
 WRAPPED = ("sbatch", "sacct", "squeue", "scontrol", "scancel", "sacctmgr")
 PROFILE = Path(__file__).resolve().parents[1] / "tests" / "data" / "gpu-university.json"
@@ -178,7 +183,7 @@ def bench_dry_run(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         t2 = time.perf_counter()
         facts = slurm_mod.read_facts() if executor == "slurm" else None
         t3 = time.perf_counter()
-        planned = submit_mod.plan(sweep.specs, root, executor, None, facts=facts)
+        planned = submit_mod.plan(sweep.specs, root, executor, facts=facts)
         t4 = time.perf_counter()
         for key, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
             phases[key].append(value)
@@ -210,7 +215,7 @@ def bench_dry_run(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         prof.enable()
         sweep = sweep_mod.load(sweep_file)
         executor = submit_mod.pick_executor("auto")
-        submit_mod.plan(sweep.specs, root, executor, None,
+        submit_mod.plan(sweep.specs, root, executor,
                         facts=slurm_mod.read_facts() if executor == "slurm" else None)
         prof.disable()
         profile_top(prof, "dry run in-process (sweep.load + plan)")
@@ -230,7 +235,7 @@ def bench_profile(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
         t1 = time.perf_counter()
         facts = clusterfacts.load_profile(PROFILE)
         t2 = time.perf_counter()
-        planned = submit_mod.plan(sweep.specs, root, "slurm", None, summaries={}, facts=facts)
+        planned = submit_mod.plan(sweep.specs, root, "slurm", summaries={}, facts=facts)
         t3 = time.perf_counter()
         for key, value in zip(phases, (t1 - t0, t2 - t1, t3 - t2)):
             phases[key].append(value)
@@ -249,7 +254,7 @@ def bench_profile(sweep_file: Path, root: Path, counter: SlurmCounter, repeats: 
     if profile:
         prof = cProfile.Profile()
         prof.enable()
-        submit_mod.plan(sweep.specs, root, "slurm", None, summaries={}, facts=facts)
+        submit_mod.plan(sweep.specs, root, "slurm", summaries={}, facts=facts)
         prof.disable()
         profile_top(prof, "plan against the profile")
 
@@ -288,7 +293,7 @@ def bench_plan_10k(work: Path, root: Path, repeats: int, runs: int = 10_000) -> 
     for _ in range(repeats):
         t0 = time.perf_counter()
         try:
-            planned = submit_mod.plan(specs, root, "slurm", None, summaries={}, facts=facts)
+            planned = submit_mod.plan(specs, root, "slurm", summaries={}, facts=facts)
         except Exception as exc:  # noqa: BLE001 - a figure, not a test: say why a shape did not place
             error = f" (refused: {str(exc)[:200]})"
         times.append(time.perf_counter() - t0)
@@ -525,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time", default="00:05:00", help="wall time of each run's job (default 00:05:00: `test`)")
     ap.add_argument("--profile", action="store_true", help="cProfile the in-process parts and print the top calls")
     ap.add_argument("--keep", action="store_true", help="keep the temporary root (printed) instead of removing it")
+    ap.add_argument("--only-reports", action="store_true",
+                    help="only (d): status, collect and the page of a synthetic finished sweep (bench_reports.py)")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="jobkit-bench-cli-"))
@@ -547,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
 
     atexit.register(cleanup)
     try:
+        if args.only_reports:  # (d) alone: reports at scale (bench/bench_reports.py)
+            bench_reports(work, args.runs, args.repeats, counter.calls, counter.reset)
+            return 0
         bench_dry_run(sweep_file, root, counter, args.repeats, args.profile, args.runs)
         if slurm:
             bench_sacctmgr_calls(sweep_file, root, counter)
@@ -564,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         make_synthetic(sweep_file, root, synth)
         bench_status(f"over {args.runs} synthetic mid-training runs (10 events + progress.json each; "
                      "job ids unknown to Slurm)", synth, root, counter, args.repeats, args.profile)
+        bench_reports(work, args.runs, args.repeats, counter.calls, counter.reset)  # (d)
     finally:
         if submitted:
             print("\n## cleanup")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any, Sequence
 
 from jobkit.plan.choose import ClusterError, Partition
 from jobkit.plan.clusterfacts import ClusterFacts, facts_from_text
+from jobkit.plan.batchscript import render_script, with_job_defaults  # noqa: F401 (render_script: the boundary's)
 from jobkit.plan.slurmtext import SlurmJudgement, parse_partitions, parse_sbatch_test_only
 from jobkit.state import State
 
@@ -259,6 +259,22 @@ def query_states(job_ids: Sequence[str]) -> SlurmView:
     return _squeue(view)
 
 
+HISTORY_FIELDS = "JobID,State,ExitCode,NodeList,MaxRSS,ReqMem,NTasks"
+
+
+def job_history(job_ids: Sequence[str]) -> str | None:
+    """`sacct -D` lines (every attempt and step) of these jobs in one call, None when accounting does not
+    answer: `jobkit.plan.endings` reads an OOM kill or a lost node from them."""
+    ids = sorted({j for j in job_ids if j and str(j)[0].isdigit()})
+    if not ids or shutil.which("sacct") is None or not accounting_enabled():
+        return None
+    try:
+        out = _run(["sacct", "-D", "-n", "-P", "-o", HISTORY_FIELDS, "-j", ",".join(ids)])
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
 def jobs_by_comment(comments: Sequence[str]) -> tuple[dict[str, list[str]], str | None]:
     """{comment: job ids (array tasks as `123_4`)} of this user's queued and running jobs whose comment
     starts with one of `comments` (up to a comma), with one squeue call; and squeue's error line, if it failed."""
@@ -316,7 +332,6 @@ def _squeue(view: SlurmView) -> SlurmView:
 # --------------------------------------------------------------------------- submitting, via submitit
 
 MAX_REQUEUES = 1000  # submitit's own count of signal requeues; jobkit stops loops itself (runner)
-NOT_SBATCH = {"setup", "signal_delay_s", "additional_parameters", "srun_args", "stderr_to_stdout"}
 
 
 class SubmissionRefused(RuntimeError):
@@ -339,7 +354,7 @@ def slurm_executor(folder: Path, params: dict[str, Any], python: str | None = No
     import submitit
 
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_REQUEUES, python=python or None)
-    ex.update_parameters(stderr_to_stdout=False, **params)
+    ex.update_parameters(stderr_to_stdout=False, **with_job_defaults(params))
     return ex
 
 
@@ -380,27 +395,6 @@ def _refusal(exc: Exception) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def render_script(params: dict[str, Any], folder: Path, python: str) -> str:
-    """The batch script for executor `params`, laid out as submitit writes it: one `#SBATCH` line per
-    parameter (and the log paths, signal and open mode it adds), the setup lines, then `srun` running
-    submitit's entry point. Values were validated when parsed, so none needs quoting; the site's
-    `setup` lines and `python` are the site's own shell text."""
-    flags = {k.replace("_", "-"): v for k, v in params.items() if k not in NOT_SBATCH}
-    flags.update({"nodes": params.get("nodes", 1), "wckey": "submitit", "open-mode": "append",
-                  "signal": f"USR2@{params.get('signal_delay_s', 90)}",
-                  "output": str(folder / "%j_0_log.out"), "error": str(folder / "%j_0_log.err")})
-    flags.update(params.get("additional_parameters") or {})
-    lines = ["#!/bin/bash", "", "# Parameters"]
-    lines += [f"#SBATCH --{k}" if v is True else f"#SBATCH --{k}={v}" for k, v in sorted(flags.items())]
-    if params.get("setup"):
-        lines += ["", "# setup", *params["setup"]]
-    srun = ["srun", "--unbuffered", "--output", str(folder / "%j_%t_log.out"),
-            "--error", str(folder / "%j_%t_log.err"), *(params.get("srun_args") or [])]
-    lines += ["", "# command", "export SUBMITIT_EXECUTOR=slurm",
-              f"{shlex.join(srun)} {python} -u -m submitit.core._submit {folder}", ""]
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------------ inside a job
 
 @dataclass(frozen=True)
@@ -424,10 +418,11 @@ def job_environment() -> JobEnvironment:
                           num_nodes=env.num_nodes, hostnames=tuple(env.hostnames))
 
 
-def requeue(env: JobEnvironment) -> str:
+def requeue(env: JobEnvironment, exclude: Sequence[str] = ()) -> str:
     """Put this job back in the queue and end the process; returns only with the reason it could not.
 
-    Slurm: `scontrol requeue JOB` (the job keeps its id and restarts from the same submission).
+    Slurm: `scontrol requeue JOB` (the job keeps its id and restarts from the same submission), then,
+    with `exclude`, `ExcNodeList` (only a pending job's can change; a failure there is only printed).
     Local executor: exit with submitit's requeue code, and its controller starts the job again.
     """
     if env.executor == "local":
@@ -440,6 +435,10 @@ def requeue(env: JobEnvironment) -> str:
         return f"scontrol requeue {env.job_id}: {exc}"
     if done.returncode != 0:
         return f"scontrol requeue {env.job_id}: {last_line(done.stderr) or 'failed'}"
+    try:  # pending again now: its ExcNodeList may change
+        exclude and scontrol(["update", f"jobid={env.job_id}", f"ExcNodeList={','.join(exclude)}"], 30)
+    except ClusterError as exc:
+        print(f"jobkit: could not keep job {env.job_id} off {','.join(exclude)}: {exc}", file=sys.stderr)
     sys.exit(-1)  # as submitit does: the job is requeued; this attempt ends without a result
 
 

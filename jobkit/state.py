@@ -67,6 +67,8 @@ class Event(StrEnum):
     SUBMIT_INTENT = "submit_intent"  # about to sbatch, with the token the job carries; `submitted` is the receipt
     SUBMIT_ABORTED = "submit_aborted"  # the submission of an intent was taken back (all or nothing)
     STALLED = "stalled"  # no step for the stall timeout: stacks kept, the job requeued (jobkit/run/watchdog.py)
+    NODE_FAILED = "node_failed"  # an attempt's node was lost (NODE_FAIL); later attempts exclude it
+    WORK_LOST = "work_lost"  # a script killed past its checkpoint, or not resumable: the next start goes back
 
 
 # The state a run is in when this event is its latest lifecycle event.

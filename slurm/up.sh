@@ -21,6 +21,10 @@
 #                     (e.g. `--no-accounting --port-base 7817 /tmp/noacct`); it never takes the
 #                     /etc/slurm/slurm.conf link, so use it through SLURM_CONF.
 #   --no-symlink      do not point /etc/slurm/slurm.conf at the generated config.
+#   --enforce-memory  (or JOBKIT_SLURM_ENFORCE_MEMORY=1) end a job step past its --mem, as cgroups would:
+#                     no cgroups here, so jobacct_gather polls every 5 s and OverMemoryKill kills (sacct:
+#                     job FAILED, step CANCELLED with MaxRSS over ReqMem). Off by default: torch alone
+#                     holds ~550 MB resident and many tests ask for mem = "500M". The OOM tests need it.
 #
 # Needs root (installs Debian's packages when missing, runs each slurmd in namespaces of its own,
 # links /etc/slurm/slurm.conf).
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
         --port-base) PORT_BASE=${2:?--port-base needs a number}; shift ;;
         --port-base=*) PORT_BASE=${1#*=} ;;
         --no-symlink) SYMLINK=0 ;;
+        --enforce-memory) JOBKIT_SLURM_ENFORCE_MEMORY=1 ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "up.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
         *) STATE=$1 ;;
@@ -150,12 +155,19 @@ else
     ACCT_BLOCK="# no accounting (slurm/up.sh --no-accounting): sacct does not work\nAccountingStorageType=accounting_storage/none"
 fi
 
+if [ "${JOBKIT_SLURM_ENFORCE_MEMORY:-0}" = 1 ]; then
+    MEM_BLOCK="# slurm/up.sh --enforce-memory: a step past its --mem is killed (polled every 5 s; no cgroups)\nJobAcctGatherFrequency=task=5\nJobAcctGatherParams=OverMemoryKill"
+else
+    MEM_BLOCK="JobAcctGatherFrequency=30"
+fi
+
 render() {  # template -> stdout
     sed -e "s|@CLUSTER@|$CLUSTER|g" -e "s|@HOST@|$HOST|g" -e "s|@STATE@|$STATE|g" \
         -e "s|@CTLD_PORT@|$CTLD_PORT|g" "${PORT_SED[@]}" -e "s|@DBD_PORT@|$DBD_PORT|g" \
         -e "s|@MYSQL_PORT@|$MYSQL_PORT|g" -e "s|@MUNGE_SOCKET@|$MUNGE_SOCKET|g" -e "s|@CPUS@|$CPUS|g" \
         -e "s|@REAL_MEM@|$REAL_MEM|g" -e "s|@DEF_MEM_PER_CPU@|$DEF_MEM_PER_CPU|g" \
-        -e "s|@FIRST_JOB_ID@|$FIRST_JOB_ID|g" -e "s|@DB_PASS@|$DB_PASS|g" -e "s|@ACCOUNTING@|$ACCT_BLOCK|g" "$1"
+        -e "s|@FIRST_JOB_ID@|$FIRST_JOB_ID|g" -e "s|@DB_PASS@|$DB_PASS|g" -e "s|@ACCOUNTING@|$ACCT_BLOCK|g" \
+        -e "s|@MEMORY@|$MEM_BLOCK|g" "$1"
 }
 install_file() {  # install_file TEMPLATE DEST MODE: rewrite DEST only when its content changes
     local tmp; tmp=$(mktemp "$2.XXXX")

@@ -250,3 +250,109 @@ def test_browser_sees_a_broken_image(browser, sweeps, tmp_path):
     broken = [i["src"] for i in checks["imgs"] if i["w"] == 0]
     assert len(broken) == 1 and broken[0].endswith(victim.name)
     assert any("ERR_FILE_NOT_FOUND" in e or victim.name in e for e in errors), errors
+
+
+# --- a large sweep: the paged table, its filters and sorting, a run's own page ----------------------
+
+LARGE = 300  # above bigpage.LARGE_ABOVE, small enough to make in a few seconds
+
+
+def wait_js(cdp: DevTools, condition: str, timeout_ms: int = 20000) -> Any:
+    """Evaluate `condition` until it is truthy (in the page); its value."""
+    expr = (f"new Promise((ok, no) => {{ const t0 = Date.now(); const t = setInterval(() => {{ let v; "
+            f"try {{ v = ({condition}); }} catch (e) {{ v = null; }} if (v) {{ clearInterval(t); ok(v); }} "
+            f"else if (Date.now() - t0 > {timeout_ms}) {{ clearInterval(t); no(new Error('timed out')); }} }}, 20); }})")
+    res = cdp.call("Runtime.evaluate", expression=expr, awaitPromise=True, returnByValue=True)
+    assert "exceptionDetails" not in res, f"never true in the page: {condition}"
+    return res["result"]["value"]
+
+
+def js(cdp: DevTools, expression: str) -> Any:
+    res = cdp.call("Runtime.evaluate", expression=expression, returnByValue=True)
+    assert "exceptionDetails" not in res, res["exceptionDetails"]
+    return res["result"].get("value")
+
+
+def page_session(port: int) -> DevTools:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
+        pages = [t for t in json.load(resp) if t.get("type") == "page"]
+    cdp = DevTools(pages[0]["webSocketDebuggerUrl"])
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        cdp.call(f"{domain}.enable")
+    cdp.call("Emulation.setDeviceMetricsOverride", width=1400, height=900, deviceScaleFactor=1, mobile=False)
+    cdp.events.clear()
+    return cdp
+
+
+def problems(cdp: DevTools) -> tuple[list[str], list[str]]:
+    """(console errors, requests to anything but files) seen so far."""
+    errors, remote = [], []
+    for ev in cdp.events:
+        m, p = ev["method"], ev.get("params", {})
+        if m == "Runtime.exceptionThrown" or (m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error"):
+            errors.append(json.dumps(p)[:300])
+        elif m == "Network.requestWillBeSent" and urlparse(p["request"]["url"]).scheme not in ("file", "data", "about"):
+            remote.append(p["request"]["url"])
+    return errors, remote
+
+
+ROWS = "[...document.querySelectorAll('#rows tr')]"
+CELL = "(tr, name) => tr.children[[...document.querySelectorAll('#runs-table thead th.sort')].findIndex(th => th.textContent === name)].textContent"
+
+
+def test_large_sweep_page_pages_filters_sorts_and_links_each_run(browser, tmp_path):
+    from synthetic_runs import make_sweep
+
+    from jobkit.collect.bigpage import LARGE_ABOVE
+    from jobkit.observe.runstate import summarize
+
+    runs = make_sweep(tmp_path / "runs", LARGE, sweep="big")
+    assert LARGE > LARGE_ABOVE
+    report = collect(tmp_path / "runs", "big")
+    lrs = {r.run_id: summarize(r).params["lr"] for r in runs}
+    cdp = page_session(browser)
+    try:
+        cdp.call("Page.navigate", url=report.index.resolve().as_uri())
+        cdp.wait_for("Page.loadEventFired")
+        wait_js(cdp, "document.body.dataset.ready === '1'")
+        # one page of rows, not every run: the DOM stays small
+        assert js(cdp, f"{ROWS}.length") == 100
+        assert js(cdp, "document.getElementById('count').textContent") == f"{LARGE} runs"
+        assert js(cdp, "document.getElementsByTagName('*').length") < 5000
+        shown = js(cdp, f"{ROWS}.map(tr => tr.querySelector('a').textContent)")
+        assert set(shown) <= set(lrs) and len(set(shown)) == 100
+        # filter lr > 0.05: exactly the runs whose lr is above it
+        js(cdp, "(() => { const el = [...document.querySelectorAll('input.f')][[...document.querySelectorAll("
+                "'#runs-table thead th.sort')].findIndex(th => th.textContent === 'lr')]; el.value = '>0.05'; "
+                "el.dispatchEvent(new Event('input')); })()")
+        want = sorted(rid for rid, lr in lrs.items() if lr > 0.05)
+        assert 0 < len(want) <= 100  # one page holds them all
+        assert js(cdp, "document.getElementById('count').textContent") == f"{len(want)} of {LARGE} runs"
+        assert sorted(js(cdp, f"{ROWS}.map(tr => tr.querySelector('a').textContent)")) == want
+        # sort by lr: ascending, then descending on a second click
+        click = "[...document.querySelectorAll('#runs-table thead th.sort')].find(th => th.textContent === 'lr').click()"
+        js(cdp, click)
+        up = js(cdp, f"(() => {{ const cell = {CELL}; return {ROWS}.map(tr => parseFloat(cell(tr, 'lr'))); }})()")
+        assert up == sorted(up) and up[0] == pytest.approx(min(lrs[r] for r in want), rel=1e-3)
+        js(cdp, click)
+        down = js(cdp, f"(() => {{ const cell = {CELL}; return {ROWS}.map(tr => parseFloat(cell(tr, 'lr'))); }})()")
+        assert down == sorted(down, reverse=True) and down[0] == pytest.approx(max(lrs.values()), rel=1e-3)
+        # the best of each group is picked at the start: their curves come from the curves/ chunks
+        assert wait_js(cdp, "document.querySelectorAll('#curve-charts svg polyline').length") >= 2
+        assert js(cdp, "document.querySelectorAll('#best tbody tr').length") >= 2
+        # a run's own page: linked from its row, written beside the index, with its charts
+        first = js(cdp, f"{ROWS}[0].querySelector('a').href")
+        errors, remote = problems(cdp)
+        assert errors == [] and remote == []
+        cdp.events.clear()
+        cdp.call("Page.navigate", url=first)
+        cdp.wait_for("Page.loadEventFired")
+        run_id = first.rsplit("/", 1)[1].removesuffix(".html")
+        assert run_id in lrs
+        assert run_id in js(cdp, "document.title")
+        assert js(cdp, "document.querySelectorAll('svg.chart polyline').length") >= 2
+        assert js(cdp, "getComputedStyle(document.querySelector('table')).borderCollapse") == "collapse"  # style.css
+        errors, remote = problems(cdp)
+        assert errors == [] and remote == []
+    finally:
+        cdp.close()

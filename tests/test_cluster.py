@@ -1,4 +1,4 @@
-"""jobkit.plan.choose: parsing `scontrol show partition -o` and choosing a partition (canned text, no Slurm)."""
+"""jobkit.plan: parsing `scontrol show partition -o` and placing runs by partition sizes, MaxTime and preemption (canned text, no Slurm)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,8 @@ import pytest
 
 from jobkit import slurm
 from jobkit.plan import placement, slurmtext
-from jobkit.plan.choose import Choice, ClusterError, NoFit, choose_partition
+from jobkit.plan.choose import Choice, ClusterError, NoFit
+from jobkit.plan.clusterfacts import ClusterFacts
 from jobkit.plan.slurmtext import parse_partitions
 from jobkit.plan.spec import Resources
 
@@ -54,7 +55,8 @@ def res(**kw) -> Resources:
 
 
 def choose(text, groups=frozenset({"root"}), **kw) -> Choice:
-    return choose_partition(parse_partitions(text), res(**kw), groups=set(groups))
+    facts = ClusterFacts(partitions=parse_partitions(text), preempt_type="preempt/partition_prio")
+    return placement.place(facts, res(**kw), groups=set(groups)).choice
 
 
 # ------------------------------------------------------------------------------------------- parsing
@@ -129,7 +131,7 @@ def test_short_run_goes_to_test():
     their jobs can be preempted: a run goes there only with preemptible = true (these runs resume)."""
     c = choose(LOCAL, time_min=5, preemptible=True)
     assert c.partition.name == "test" and c.segments == 1 and c.time_min == 5
-    assert "shortest MaxTime" in c.reason
+    assert "shortest limit that fits" in c.reason
     v = {x.partition.name: x for x in c.verdicts}
     assert v["test"].fits and v["submit"].fits and v["preempt"].fits
 
@@ -147,13 +149,14 @@ def test_long_run_goes_to_submit_not_test():
     assert c.partition.name == "submit"
     v = {x.partition.name: x for x in c.verdicts}
     assert not v["test"].fits and v["test"].reason == "MaxTime 00:10:00 < 00:30:00 asked"
-    assert "shortest MaxTime" in c.reason
+    assert "shortest limit that fits" in c.reason
 
 
 def test_preempt_partition_only_when_named():
     c = choose(LOCAL, time_min=30, partition="preempt")
     assert c.partition.name == "preempt" and "named" in c.reason
-    assert len(c.verdicts) == 3 and c.verdicts[0].fits
+    v = {x.partition.name: x for x in c.verdicts}
+    assert len(v) == 3 and v["preempt"].fits and v["test"].reason == v["submit"].reason == "not named"
 
 
 def test_too_long_without_chunk_names_every_limit():
@@ -253,7 +256,7 @@ def test_named_partition_checks():
         choose(LOCAL, time_min=30, partition="test", preemptible=True)
     msg = str(e.value)
     assert "partition 'test' cannot take 00:30:00" in msg and "MaxTime 00:10:00 < 00:30:00 asked" in msg
-    assert "fits: submit (MaxTime 2-00:00:00)" in msg and "--chunk" in msg
+    assert "fits: submit, preempt" in msg and "--chunk" in msg
     with pytest.raises(NoFit, match=r"partition 'gpu' does not exist \(partitions: test MaxTime 00:10:00"):
         choose(LOCAL, time_min=5, partition="gpu")
     with pytest.raises(NoFit, match="State=DOWN"):
@@ -271,7 +274,7 @@ def test_named_partition_with_chunk():
 
 def test_no_partitions():
     with pytest.raises(NoFit):
-        choose_partition([], res(), groups={"root"})
+        choose("", groups={"root"})
 
 
 def test_one_json_shape_the_dataclass_fields():
@@ -334,14 +337,12 @@ def test_live_partitions(slurm_cluster):
     assert pre.priority_tier == 10 and pre.preempt_mode == "OFF" and pre.priority_tier > t.priority_tier
     assert t.preempt_mode == "REQUEUE"
     assert t.max_cpus_per_node >= 1 and t.mem_per_node_mb and t.gpus_per_node == 0
-    # sizes and times alone (placement adds the QoS rules: `express` admits only QoS short)
-    sized = [p for p in parts.values() if p.allow_qos == "ALL" and p.allow_accounts == "ALL"]
     # test, submit and cpu share n1 with `preempt` (PriorityTier 10): their jobs can be preempted, so only
     # runs that allow it (preemptible = true) go there; the rest go to `preempt`, where nothing preempts them
-    assert choose_partition(sized, Resources(time_min=5, preemptible=True)).partition.name == "test"
-    assert choose_partition(sized, Resources(time_min=60, preemptible=True)).partition.name == "cpu"  # 1 day < 2
-    assert choose_partition(sized, Resources(time_min=2000, preemptible=True)).partition.name == "submit"
-    facts = slurm.read_facts()  # express (1 h) would be shorter, but it admits QoS short only
+    facts = slurm.read_facts()
+    for minutes, where in ((5, "test"), (2000, "submit")):
+        assert placement.place(facts, Resources(time_min=minutes, preemptible=True)).partition == where
+    # express (1 h) would be shorter than cpu (1 day), but it admits QoS short only
     assert placement.place(facts, Resources(time_min=60, preemptible=True)).choice.partition.name == "cpu"
     assert placement.place(facts, Resources(time_min=60)).choice.partition.name == "preempt"
 

@@ -35,6 +35,7 @@ end = start + 12 if attempt < 3 else 30
 for it in range(start + 1, min(end, 30) + 1):
     print(f'iter {it}: loss {3.0 / it:.4f}', file=sys.stderr if it % 2 else sys.stdout)
     if it % 5 == 0:
+        time.sleep(0.3)  # the printed line is read before the file is written (the step is read by mtime)
         json.dump({'iter': it}, open(ckpt, 'w'))
         seen = time.time() + 30 if os.environ.get('WAIT_SEEN') else 0  # until jobkit noticed the file
         while time.time() < seen and f'"step": {it}' not in open(os.path.join(out, 'events.jsonl')).read():

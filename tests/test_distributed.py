@@ -13,7 +13,8 @@ import pytest
 
 from jobkit import testing
 from jobkit.plan import choose as cluster
-from jobkit.plan import slurmtext
+from jobkit.plan import placement, slurmtext
+from jobkit.plan.clusterfacts import ClusterFacts
 from jobkit.plan.spec import JobSpec, ResourceError, Resources, parse_resources
 from jobkit.protocol import RunContext
 from jobkit.run import distributed
@@ -73,13 +74,14 @@ def _partition(name, nodes, cpus, max_nodes=None, gpus=0):
 
 def test_the_partition_chooser_counts_nodes_and_the_cpus_of_every_task_on_a_node():
     parts = [_partition("one", 1, 4), _partition("capped", 4, 4, max_nodes=1), _partition("wide", 2, 2)]
-    choice = cluster.choose_partition(parts, Resources(nodes=2, cpus=1, mem_mb=1000), groups=set())
+    facts = ClusterFacts(partitions=parts)
+    choice = placement.place(facts, Resources(nodes=2, cpus=1, mem_mb=1000), groups=set()).choice
     assert choice.partition.name == "wide"
     reasons = {v.partition.name: v.reason for v in choice.verdicts}
-    assert "1 node < 2 asked" in reasons["one"] and "MaxNodes=1 < 2 asked" in reasons["capped"]
-    with pytest.raises(cluster.NoFit, match="2 tasks × 2 cpus"):
-        cluster.choose_partition([_partition("wide", 2, 2)], Resources(tasks_per_node=2, cpus=2, mem_mb=1000),
-                                 groups=set())
+    assert "1 < 2 nodes asked" in reasons["one"] and "MaxNodes 1 < 2 nodes asked" in reasons["capped"]
+    with pytest.raises(cluster.NoFit, match="2 cpus per node < 4 asked"):
+        placement.place(ClusterFacts(partitions=[_partition("wide", 2, 2)]),
+                        Resources(tasks_per_node=2, cpus=2, mem_mb=1000), groups=set())
     line = "PartitionName=cpu Nodes=n[1-2] TotalNodes=2 TotalCPUs=4 MaxNodes=1 State=UP MaxTime=01:00:00"
     assert slurmtext.parse_partitions(line)[0].max_nodes == 1
 

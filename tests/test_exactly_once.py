@@ -88,7 +88,7 @@ def test_an_intent_the_scheduler_does_not_know_is_submitted_anew(tmp_path):
     specs = sweep_mod.from_dict({"name": "x", "run": [{"workload": "toy", "preset": "tiny"}]}).specs
     run = RunDir.create(tmp_path, specs[0])
     intents.record([run], intents.new_token(), "local")
-    planned = submission.plan(specs, tmp_path, "local", None)
+    planned = submission.plan(specs, tmp_path, "local")
     assert intents.adopt(planned, "local") is None
     assert planned[0].action == "resume" and Event.SUBMITTED not in _kinds(run)
     run.event(Event.SUBMITTED, job_id="1")
@@ -113,7 +113,7 @@ def _planned_with_intent(tmp_path: Path, executor: str, runs: int = 2):
     folders = [RunDir.create(tmp_path, s) for s in specs]
     token = intents.new_token()
     intents.record(folders, token, executor)
-    return folders, token, submission.plan(specs, tmp_path, executor, None)
+    return folders, token, submission.plan(specs, tmp_path, executor)
 
 
 def test_slurm_jobs_carrying_the_token_are_adopted_one_query_for_all(tmp_path, monkeypatch):

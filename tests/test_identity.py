@@ -25,7 +25,7 @@ def extended(values: list) -> dict:
 
 
 def plan(data: dict, root: Path) -> list[submission.PlannedRun]:
-    return submission.plan(sweep_mod.from_dict(data).specs, root, "local", None)
+    return submission.plan(sweep_mod.from_dict(data).specs, root, "local")
 
 
 def test_a_run_keeps_its_folder_when_the_sweep_gains_a_run(tmp_path):

@@ -256,7 +256,7 @@ def test_bad_cluster_input_exits_2_with_one_line(tmp_path, setting, expected):
 def test_large_arrays_are_split_at_maxarraysize(tmp_path, facts):
     spec = JobSpec(sweep="big", workload="toy", params={"seed": 0}, resources=res())
     specs = [replace(spec, params={"seed": i}) for i in range(1200)]
-    planned = submit_mod.plan(specs, tmp_path, "slurm", None, summaries={}, facts=facts)
+    planned = submit_mod.plan(specs, tmp_path, "slurm", summaries={}, facts=facts)
     sizes = [len(a) for a in submit_mod.arrays(planned, facts.max_array_size)]
     assert sizes == [501, 501, 198]
 
@@ -280,7 +280,7 @@ def test_sbatch_script_carries_account_qos_gres_constraint_setup_and_python(tmp_
                                  sbatch={"mail-type": "END"}))
     site = siteconfig.SiteConfig(setup=("module load cuda/12.1", "source ~/venvs/dl/bin/activate"),
                                  python="/opt/dl/bin/python")
-    planned = submit_mod.plan([spec], tmp_path, "slurm", None, summaries={}, facts=facts, site=site)
+    planned = submit_mod.plan([spec], tmp_path, "slurm", summaries={}, facts=facts, site=site)
     script = submit_mod.sbatch_script(planned[0], tmp_path, site)
     for line in ("#SBATCH --account=physics", "#SBATCH --qos=normal", "#SBATCH --gpus-per-node=a100:1",
                  "#SBATCH --constraint=nvlink", "#SBATCH --partition=gpu", "#SBATCH --mail-type=END",

@@ -25,7 +25,8 @@ def collect(sweep: str, root: Path | None, out: Path | None, as_json: bool) -> N
     plot per workload (read from the TensorBoard files), text samples side by side with the true
     continuation, and each workload's images compared as it describes them (β-VAE grids per β with MIG). A sweep that is still running gives a report of what
     exists plus a list of what is missing. SWEEP may also be the sweep's folder, or one of its runs
-    (signature, id or name).
+    (signature, id or name). Above 50 runs the page is a table that pages, sorts and filters, the best
+    run of each group and the curves of the runs you pick, with one page per run under runs/.
 
     \b
     Examples:

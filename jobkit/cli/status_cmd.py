@@ -9,6 +9,7 @@ from rich.table import Table
 
 from jobkit.cli.common import EXIT_FAILED, console, find, json_option, print_json, resolve_root, root_option
 from jobkit.cli.complete import sweeps_and_runs
+from jobkit.observe import status_groups
 from jobkit.observe import status_table as status_view
 from jobkit.observe import status_watch
 from jobkit.observe.status import StatusReport, collect_status
@@ -49,22 +50,29 @@ def show_holders(report: StatusReport, out: Console, most: int = 10) -> None:
 @click.option("--watch", is_flag=True, help="Redraw the table in place every --interval seconds; stops by itself "
               "when no run is queued or running.")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between refreshes with --watch.")
+@click.option("--all", "show_all", is_flag=True,
+              help=f"The full table even for more than {status_groups.GROUP_ABOVE} runs (else counts per state "
+                   "and per value of each varying parameter).")
 @json_option
 @root_option
-def status(selectors: tuple[str, ...], watch: bool, interval: float, as_json: bool, root: Path | None) -> None:
+def status(selectors: tuple[str, ...], watch: bool, interval: float, show_all: bool, as_json: bool,
+           root: Path | None) -> None:
     """One table of runs, in sweep order: the params that tell them apart, state, progress, losses;
     final validation loss and run time once finished, speed and ETA while running, the error line of a
     failed run. Columns equal for every run are named once above the table.
 
     Asks the scheduler once for all runs (sacct; squeue when accounting is off). On a terminal the
     table fits its width (long values shortened in the middle; `--json` has them in full); piped or
-    logged, it is one aligned line per run. Under it, who trains each run being trained (its lease:
+    logged, it is one aligned line per run. Over more than 50 runs it prints counts instead (per state,
+    and per value of each parameter that varies, then the runs that need attention); `--all` prints
+    the table. Under it, who trains each run being trained (its lease:
     job, host, since when; `lease` in `--json`). Exits 1 when a shown run has failed.
 
     \b
     Examples:
       jobkit status                 # every run under --root
       jobkit status smoke --json    # one sweep, for scripts
+      jobkit status big-sweep --all # every run of a large sweep, one line each
       jobkit status charlm-lstm-3f9a1c2e --watch
     """
     root = resolve_root(root)
@@ -74,7 +82,8 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float, as_json: bo
         return
     if watch and not as_json:  # ends by itself when no run is queued or running
         report = status_watch.watch(lambda: collect_status(find(root, selectors)), console(), interval,
-                                    describe=lambda r: (r.slurm.source, r.slurm.error))
+                                    describe=lambda r: (r.slurm.source, r.slurm.error),
+                                    grouped=len(runs) > status_groups.GROUP_ABOVE and not show_all)
     elif as_json:
         report = collect_status(runs)
         print_json({"root": str(root), "scheduler": report.slurm.source, "slurm_calls": report.slurm.calls,
@@ -82,7 +91,10 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float, as_json: bo
                     "runs": [{**s.to_json(), "lease": _lease_json(s.path)} for s in report.summaries]})
     else:
         report = collect_status(runs)
-        show_status(report, console())
+        if len(report.summaries) > status_groups.GROUP_ABOVE and not show_all:
+            status_groups.show(report.summaries, console(), report.slurm.source, report.slurm.error)
+        else:
+            show_status(report, console())
         show_holders(report, console())
     if any(s.state in FAILED for s in report.summaries):
         raise SystemExit(EXIT_FAILED)

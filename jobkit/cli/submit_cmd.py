@@ -25,7 +25,7 @@ from jobkit.store import find_runs
 from jobkit.submit import submission as submit_mod
 from jobkit.submit.submit_runs import SubmitProblem, resumed_spec, submit_runs
 
-ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim"}
+ACTION_STYLE = {"new": "green", "resume": "cyan", "queued": "yellow", "running": "yellow", "done": "dim", "oom": "red"}
 
 executor_option = click.option(
     "--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", show_default=True,
@@ -184,6 +184,8 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
         sweep = sweep_mod.load(sweep_file, overrides=sets, only=only)
     except sweep_mod.SweepError as exc:
         fail(str(exc))
+    for line in sweep.warnings:
+        click.echo(f"warning: {line}", err=True)  # one line, never wrapped
     specs = sweep.specs
     if chunk:
         specs = [s.with_resources(replace(s.resources, chunk=True)) for s in specs]

@@ -1,6 +1,8 @@
 """How the report writes values, and which metrics are details: shared by the HTML and Markdown pages."""
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
@@ -31,3 +33,14 @@ def fmt_duration(seconds: float | None) -> str:
         return "—"
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def finite_number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def sort_value(v: Any) -> tuple:
+    n = finite_number(v)
+    return (0, n, "") if n is not None else (1, 0.0, json.dumps(v, sort_keys=True, default=str))

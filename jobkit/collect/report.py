@@ -1,4 +1,5 @@
-"""`collect(root, sweep)`: one sweep's runs -> `index.html`, `summary.json`, `summary.md` in one folder.
+"""`collect(root, sweep)`: one sweep's runs -> `index.html`, `summary.json`, `summary.md` in one folder
+(above `bigpage.LARGE_ABOVE` runs, also a page per run and curve chunks: `bigpage`, `runpages`).
 
 Everything comes from the run directories (spec, events, metrics, TensorBoard files, samples); a
 sweep that is still running gives a report of what exists plus a list of what is missing.
@@ -16,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from jobkit import atomic
+from jobkit.collect import bigpage, gallery, runpages
 from jobkit.collect import samples as samples_mod
 from jobkit.collect.format import PER_DIM, fmt_value, is_detail
+from jobkit.collect.format import finite_number as _num
+from jobkit.collect.format import sort_value as _sort_value
 from jobkit.collect.html import render_html
 from jobkit.collect.layout import layout_of
 from jobkit.collect.layout import to_json as layout_json
@@ -78,17 +82,6 @@ def sweep_runs(root: Path, sweep: str) -> list[RunDir]:
 
 
 # --- gathering --------------------------------------------------------------------------------------
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
-
-
-def _sort_value(v: Any) -> tuple:
-    n = _num(v)
-    return (0, n, "") if n is not None else (1, 0.0, json.dumps(v, sort_keys=True, default=str))
-
-
 def _differing(params: list[dict[str, Any]], preferred: tuple[str, ...] = ()) -> list[str]:
     """Param names whose values are not all equal across `params`: the workload's own key params
     first, in its order, then the others coarsest first (the table then reads as groups)."""
@@ -128,7 +121,9 @@ def _run_record(run: RunDir, layouts: dict[str, ReportLayout]
                    attempts=0, requeues=0, requeue_reasons={}, error=spec_problem)
         rec["missing"].append(spec_problem)
         return rec, {}, samples_mod.RunSamples()
-    layout = layouts.setdefault(s.workload, layout_of(s.workload))
+    if s.workload not in layouts:  # once per workload: loading one imports it
+        layouts[s.workload] = layout_of(s.workload)
+    layout = layouts[s.workload]
     rec.update(workload=s.workload, state=s.state, step=s.step, total=s.total, params=s.params,
                run_seconds=round(s.run_seconds, 1), attempts=s.attempts, segments=s.attempts,
                requeues=s.requeues, requeue_reasons=s.requeue_reasons, job_id=s.job_id,
@@ -205,32 +200,16 @@ def _missing(run: RunDir, s: RunSummary, curves: dict[str, Curve], metrics: dict
     return out
 
 
-def _image_record(src: Path, dest: str, copies: list[tuple[Path, str]]) -> dict[str, Any] | None:
-    """Note `src` for copying to `dest`; None (so the caller reports it) if it is not a readable image."""
-    width = height = None
-    try:
-        from PIL import Image
-
-        with Image.open(src) as im:
-            width, height = im.size
-            im.verify()
-    except ImportError:
-        pass
-    except Exception:
-        return None
-    copies.append((src, dest))
-    return {"src": dest, "width": width, "height": height}
-
-
 def gather(root: Path, sweep: str) -> Collected:
     runs = sweep_runs(root, sweep)
     col = Collected(summary={})
     recs, smps = [], {}
     layouts: dict[str, ReportLayout] = {}
+    large = bigpage.is_large(len(runs))
     for run in runs:
         rec, curves, smp = _run_record(run, layouts)
         recs.append(rec)
-        col.curves[rec["run_id"]] = curves
+        col.curves[rec["run_id"]] = bigpage.thinned(curves) if large else curves
         smps[rec["run_id"]] = smp
     # Key values: the params that tell runs of the same workload apart.
     workloads: dict[str, list[dict[str, Any]]] = {}
@@ -276,14 +255,14 @@ def gather(root: Path, sweep: str) -> Collected:
     for w, info in summary["workloads"].items():
         text_runs = [rid for rid in info["runs"] if smps[rid].text_steps()]
         if text_runs:
-            summary["text_samples"][w] = _text_samples(text_runs, smps)
+            summary["text_samples"][w] = gallery.text_samples(text_runs, smps)
     # Image comparisons: the kinds each workload names, side by side per group of runs.
     compared: set[str] = set()
     for w, info in summary["workloads"].items():
         layout = layouts.get(w, ReportLayout())
         if layout.images:
             grid_recs = [by_id[rid] for rid in info["runs"]]
-            summary["image_grids"][w] = _image_grid(grid_recs, smps, layout, col.copies)
+            summary["image_grids"][w] = gallery.image_grid(grid_recs, smps, layout, col.copies)
             compared.update(info["runs"])
     # Any other images (a workload that names none): the newest of each kind, per run.
     for rec in recs:
@@ -293,7 +272,7 @@ def gather(root: Path, sweep: str) -> Collected:
         if latest:
             imgs = {}
             for kind, path in sorted(latest.images.items()):
-                img = _image_record(path, f"img/{rec['run_id']}/{path.name}", col.copies)
+                img = gallery.image_record(path, f"img/{rec['run_id']}/{path.name}", col.copies)
                 if img:
                     imgs[kind] = img
                 else:
@@ -304,75 +283,6 @@ def gather(root: Path, sweep: str) -> Collected:
     summary["complete"] = all(r["state"] == State.COMPLETED for r in recs) and not summary["missing"]
     col.summary = summary
     return col
-
-
-def _text_samples(run_ids: list[str], smps: dict[str, samples_mod.RunSamples]) -> dict[str, Any]:
-    def group(entries: list[tuple[str, list[dict[str, str]]]]) -> list[dict[str, Any]]:
-        prompts: dict[str, dict[str, Any]] = {}
-        for rid, rows in entries:
-            for row in rows:
-                p = prompts.setdefault(row["prompt"], {"prompt": row["prompt"], "truth": row["truth"], "by_run": {}})
-                p["by_run"][rid] = row["generated"]
-                p["truth"] = p["truth"] or row["truth"]
-        return list(prompts.values())
-
-    steps: dict[int, list[tuple[str, list[dict[str, str]]]]] = {}
-    models: dict[str, str | None] = {}
-    latest_entries, latest_steps = [], {}
-    for rid in run_ids:
-        text_steps = smps[rid].text_steps()
-        for sf in text_steps:
-            steps.setdefault(sf.step, []).append((rid, samples_mod.text_samples(sf)))
-            models[rid] = (sf.data or {}).get("model", models.get(rid))
-        last = text_steps[-1]
-        latest_entries.append((rid, samples_mod.text_samples(last)))
-        latest_steps[rid] = last.step
-    return {
-        "runs": run_ids,
-        "models": models,
-        "latest": {"steps": latest_steps, "prompts": group(latest_entries)},
-        "steps": [{"step": step, "runs": [rid for rid, _ in entries], "prompts": group(entries)}
-                  for step, entries in sorted(steps.items())],
-    }
-
-
-def _image_grid(recs: list[dict[str, Any]], smps: dict[str, samples_mod.RunSamples], layout: ReportLayout,
-                copies: list[tuple[Path, str]]) -> dict[str, Any]:
-    """Per group (`layout.group_images_by`), each run's newest images and headline numbers, ordered
-    by `layout.compare_by`. Values come from the run's newest step json first, then its final metrics."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    symbol = layout.compare_label or layout.compare_by or ""
-    for rec in recs:
-        rid = rec["run_id"]
-        latest = smps[rid].latest(lambda sf: bool(sf.images) or sf.data is not None)
-        data = (latest.data if latest else None) or {}
-        value = data.get(layout.compare_by, rec["params"].get(layout.compare_by)) if layout.compare_by else None
-        group = str(data.get(layout.group_images_by) or rec["params"].get(layout.group_images_by) or "?") \
-            if layout.group_images_by else ""
-        skip = {layout.compare_by, layout.group_images_by}
-        others = {k: v for k, v in rec["key_values"].items() if k not in skip}
-        label = f"{symbol}={fmt_value(value)}" if value is not None else ""
-        if others:
-            rest = ", ".join(f"{k}={fmt_value(v)}" for k, v in others.items())
-            label = f"{label} ({rest})" if label else rest
-        metrics = {}
-        for m in layout.headline:
-            got = data.get(m.name)
-            metrics[m.name] = _num(got) if got is not None else rec["final"].get(m.name)
-        entry = {"run_id": rid, "value": value, "label": label or rid, "color": rec["color"], "state": rec["state"],
-                 "step": latest.step if latest else None, "images": {}, "metrics": metrics, "data": data}
-        if latest:
-            for kind, path in sorted(latest.images.items()):
-                img = _image_record(path, f"img/{rid}/{path.name}", copies)
-                if img:
-                    entry["images"][kind] = img
-                else:
-                    rec["missing"].append(f"samples/{path.name}: not a readable image")
-        groups.setdefault(group, []).append(entry)
-    for entries in groups.values():
-        entries.sort(key=lambda e: (_sort_value(e["value"]), e["label"], e["run_id"]))
-    return {"kinds": [k.name for k in layout.images], "group_by": layout.group_images_by,
-            "groups": [{"group": g, "runs": entries} for g, entries in sorted(groups.items())]}
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -391,9 +301,9 @@ def write(col: Collected, out: Path) -> Report:
     out = Path(out)
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True, mode=atomic.DIR_MODE)
-    img = out / "img"
-    if img.is_dir():  # a previous report's copies: replaced wholesale, so no stale image survives
-        shutil.rmtree(img)
+    for sub in ("img", runpages.RUNS_DIR, runpages.CURVES_DIR):  # a previous report's: replaced wholesale
+        if (out / sub).is_dir():
+            shutil.rmtree(out / sub)
     summary = col.summary
     summary["report"] = str(out / "index.html")
     failed: set[str] = set()
@@ -407,9 +317,15 @@ def write(col: Collected, out: Path) -> Report:
             summary["missing"].append(f"{src.parent.parent.name}: samples/{src.name}: could not copy ({exc.strerror})")
     if failed:
         _drop_images(summary, failed)
-    atomic.write_text(out / "index.html", render_html(summary, col.curves))
+    large = bigpage.is_large(len(summary["runs"]))
+    index = bigpage.write(out, summary, col.curves) if large else render_html(summary, col.curves)
+    atomic.write_text(out / "index.html", index)
     atomic.write_text(out / "summary.md", render_markdown(summary))
-    atomic.write_json(out / "summary.json", summary)
+    if large:  # no indent: json's C encoder, not its Python one (seconds, at 10,000 runs)
+        text = json.dumps(summary, sort_keys=True, default=str, separators=(",", ":")) + "\n"
+        atomic.write_text(out / "summary.json", text)
+    else:
+        atomic.write_json(out / "summary.json", summary)
     return Report(out=out, summary=summary)
 
 

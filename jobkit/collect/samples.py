@@ -8,6 +8,7 @@ reported in `problems`, never raised.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,13 +49,16 @@ class RunSamples:
 
 def scan(samples_dir: Path) -> RunSamples:
     out = RunSamples()
-    samples_dir = Path(samples_dir)
-    if not samples_dir.is_dir():
+    try:
+        with os.scandir(samples_dir) as entries:
+            found = sorted((e.name, e.is_file()) for e in entries)
+    except OSError:  # no samples/ (yet)
         return out
-    for path in sorted(samples_dir.iterdir()):
-        m = SAMPLE_FILE.match(path.name)
-        if not m or not path.is_file():
+    for name, is_file in found:
+        m = SAMPLE_FILE.match(name)
+        if not m or not is_file:
             continue
+        path = Path(samples_dir) / name
         step, kind, ext = int(m.group(1)), m.group(2), m.group(3).lower()
         sf = out.steps.setdefault(step, StepFiles(step))
         if ext == "json" and not kind:

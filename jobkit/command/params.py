@@ -179,5 +179,7 @@ Bring your own script (workload = "command"):
   A script written before jobkit, unchanged: resume_args = ["--init_from=resume"] (from the 2nd start, or
   while resume_when = "{run_dir}/ckpt.pt" exists), progress = 'iter (?P<step>\\d+): loss (?P<loss>[\\d.]+)',
   checkpoint = "{run_dir}/ckpt.pt", trackers = true|false|["wandb", "mlflow", "tensorboard"].
+  A script killed after the signal goes back to its last checkpoint; status says how much work was lost.
+  A key the command line never uses that is close to a jobkit key (resumeable) is refused.
   No output line or progress for stall_timeout ("5m"; default from its progress): stacks in {run_dir}/stacks
   (stall_signal = "USR1" is sent first; py-spy dump when installed), then stopped and requeued."""

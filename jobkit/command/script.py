@@ -5,10 +5,13 @@ All keys are optional and, when unset, absent from the run's params: existing ru
 """
 from __future__ import annotations
 
+import bisect
+import collections
 import glob
 import hashlib
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -110,6 +113,7 @@ class ProgressReader:
         self.state = report.Reporter()
         self.matches = 0
         self.step: int | None = None
+        self._seen: collections.deque[tuple[float, int]] = collections.deque(maxlen=4096)  # (read at, step)
         self._writer: Any = None  # TensorBoard, opened at the first match (None: not yet; False: no torch)
         self._lock = threading.Lock()
 
@@ -133,6 +137,7 @@ class ProgressReader:
             if self.step is not None and step < self.step:
                 return  # stdout and stderr are read apart: a line may arrive after a later one
             self.step = step
+            self._seen.append((time.time(), step))
             report.record(self.state, self.folder, self.attempt, self.step, self.total,
                           loss=loss, val_loss=val_loss, **values)
 
@@ -154,6 +159,14 @@ class ProgressReader:
             if value is not None:
                 self._writer.add_scalar(tag, value, step)
 
+    def step_at(self, t: float) -> int:
+        """The last step read by time `t` (a checkpoint file's mtime: what the script had printed
+        when it saved); the attempt's first step when none was. Polling the file is slower than a step."""
+        with self._lock:
+            seen = list(self._seen)
+        i = bisect.bisect_right([when for when, _ in seen], t)
+        return seen[i - 1][1] if i else self.start_step
+
     def flush(self) -> None:
         """Write the last progress seen (progress.json is otherwise rewritten every few seconds)."""
         with self._lock:
@@ -168,7 +181,7 @@ class CheckpointWatch:
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
-        self.recorded = self._look()  # what was there at the start is no news
+        self.recorded = self._look()  # what was there at the start is no news: name -> (mtime, size)
         self.pending: dict[str, tuple[float, int]] = {}
 
     def _look(self) -> dict[str, tuple[float, int]]:

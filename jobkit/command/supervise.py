@@ -25,9 +25,11 @@ import threading
 import time
 from typing import IO, Any, Callable
 
+from jobkit.command import lost as lost_mod
 from jobkit.command import params as command_mod
 from jobkit.command import script as script_mod
 from jobkit.command import stall as stall_mod
+from jobkit.run import leftovers, memory
 from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
 from jobkit.run.watchdog import StallRule
 from jobkit.state import Event
@@ -35,6 +37,7 @@ from jobkit.store import RunDir
 
 TAIL_LINES = 20
 POLL_S = 0.2
+REAP_S = 5.0  # how often exited orphans of the script are collected
 
 
 def stop_wait_s(host: Host) -> float:
@@ -43,11 +46,17 @@ def stop_wait_s(host: Host) -> float:
 
 
 def current_step(run: RunDir) -> int:
-    """The script's step as far as jobkit knows: its progress reports and saved checkpoints."""
-    step = int(run.progress().get("step") or 0)
+    """The script's step as far as jobkit knows: its progress reports and saved checkpoints, back to
+    where the next start begins after work was lost (`jobkit.command.lost`)."""
+    progress = run.progress()
+    step, lost_t = 0, None
     for ev in run.events():
         if ev.get("event") == Event.CHECKPOINT and ev.get("step") is not None:
             step = max(step, int(ev["step"]))
+        elif ev.get("event") == Event.WORK_LOST:
+            step, lost_t = int(ev.get("step") or 0), ev.get("t")
+    if lost_t is None or float(progress.get("t") or 0) > lost_t:
+        step = max(step, int(progress.get("step") or 0))
     return step
 
 
@@ -112,7 +121,7 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
     if any(e.get("event") == Event.FINISHED for e in run.events()):
         return run.metrics()  # already done: a duplicate start changes nothing
     step = current_step(run)
-    refuse_stalled_loop(run, step)
+    refuse_stalled_loop(run, step, events=lost_mod.for_stall_guard(run.events()))
     attempt = sum(1 for e in run.events() if e.get("event") == Event.STARTED) + 1
     stop_sig = command_mod.stop_signal_of(params.get("stop_signal", command_mod.DEFAULT_STOP_SIGNAL))
     argv = command_mod.expand(params["command"], params, run.path) + script_mod.resume_argv(params, run.path, attempt)
@@ -133,6 +142,8 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
     marker = run.path / command_mod.STOP_MARKER
     marker.unlink(missing_ok=True)
     flag = StopFlag(tuple(dict.fromkeys((*host.stop_signals, signal.SIGTERM))))
+    leftovers.become_subreaper()  # the script's orphans stay ours (and in the job's tree) until we end
+    oom_before = memory.oom_kills()
     try:
         try:
             proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -155,11 +166,15 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
         forwarded_at = killed = None
         cancelled = False
         deadline = host.deadline()
+        reaped = time.time()
         while proc.poll() is None:
             time.sleep(POLL_S)
             now = time.time()
             if flag.reason is None and stalls.overdue() is not None:
                 _stalled(run, proc, stalls, params, attempt, tail, flag)
+            if now - reaped > REAP_S:
+                leftovers.reap_orphans(keep=proc.pid)
+                reaped = now
             if watch is not None:
                 _saw_checkpoints(run, watch, reader)
             if flag.signum == signal.SIGTERM and signal.SIGTERM not in host.stop_signals:
@@ -182,12 +197,14 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
         _after_exit(run, watch, reader)
     finally:
         flag.restore()
-        if "proc" in locals() and proc.poll() is None:
+        if "proc" in locals():  # every exit path: whatever the script left in its group ends with it
             _kill_group(proc, signal.SIGKILL)
+    oom = _oom_killed(code, oom_before, memory.oom_kills())
     # Slurm may signal the script's processes itself (they are in the job's step): a stop request
     # that reached the supervisor counts even before it was forwarded.
     stopping = forwarded_at is not None or flag.reason is not None
-    return _outcome(run, params, code, lines, flag, stopping, killed is not None, cancelled, near_limit,
+    return _outcome(run, params, code, lines, flag, stopping and not oom, killed is not None, cancelled,
+                    near_limit, oom=oom,
                     stopped_codes={EXIT_STOPPED, -stop_sig, 128 + stop_sig, -signal.SIGKILL, 128 + signal.SIGKILL})
 
 
@@ -207,15 +224,22 @@ def _stalled(run: RunDir, proc: subprocess.Popen, watch: stall_mod.ScriptWatch, 
         proc.wait()
         raise RunFailed(f"stalled twice at step {step}; stacks in {run.path / stall_mod.STACKS}")
     flag.reason, flag.at = detail, time.time()
+def _signal_name(code: int) -> str:
+    number = -code if code < 0 else code - 128
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"exit code {code}"
 
 
 def _saw_checkpoints(run: RunDir, watch: script_mod.CheckpointWatch, reader: Any, final: bool = False) -> None:
-    """A checkpoint event for each checkpoint file that changed, at the latest step seen."""
+    """A checkpoint event for each checkpoint file that changed, at the last step printed before its mtime."""
     for name in watch.poll(final=final):
-        step = reader.step if reader is not None and reader.step is not None else current_step(run)
+        mtime = watch.recorded[name][0]
+        step = reader.step_at(mtime) if reader is not None else current_step(run)  # printed before it was saved
         path = os.path.abspath(name)
         shown = os.path.relpath(path, run.path.resolve()) if path.startswith(str(run.path.resolve())) else name
-        run.event(Event.CHECKPOINT, step=int(step), file=shown, reason="seen")
+        run.event(Event.CHECKPOINT, step=int(step), file=shown, reason="seen", mtime=round(mtime, 3))
 
 
 def _after_exit(run: RunDir, watch: Any, reader: Any) -> None:
@@ -229,9 +253,20 @@ def _after_exit(run: RunDir, watch: Any, reader: Any) -> None:
                                          "this attempt's output; status shows no step from it")
 
 
+def _oom_killed(code: int, before: int | None, after: int | None) -> bool:
+    """Killed by SIGKILL while the memory cgroup's OOM count went up: the OOM killer, not a person."""
+    return code in (-signal.SIGKILL, 128 + signal.SIGKILL) and after is not None and after > (before or 0)
+
+
 def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], flag: Any, stopping: bool,
-             killed: bool, cancelled: bool, near_limit: Any, stopped_codes: set[int]) -> dict[str, float]:
+             killed: bool, cancelled: bool, near_limit: Any, stopped_codes: set[int],
+             oom: bool = False) -> dict[str, float]:
     step = current_step(run)
+    if oom:
+        message = memory.oom_message(step, run.spec().resources.mem_mb, run.run_id)
+        run.event(Event.FAILED, step=step, error=message, exit_code=code, stderr_tail=lines,
+                  reason=memory.OOM_REASON)
+        raise RunFailed(message)
     last = lines[-1] if lines else "(no output on stderr)"
     if code == 0:
         progress, metrics = run.progress(), run.metrics()
@@ -253,6 +288,12 @@ def _outcome(run: RunDir, params: dict[str, Any], code: int, lines: list[str], f
                     f"last output: {' | '.join(lines[-3:]) or '(none)'}")
             run.event(Event.TIMEOUT, step=step, detail=reason, hint=hint, stderr_tail=lines, exit_code=code)
             return run.metrics()
+        if code != EXIT_STOPPED or not params.get("resumable"):  # its own save cannot be trusted, or none
+            died = "killed after the wait" if killed else "exited 3" if code == EXIT_STOPPED else \
+                f"died of {_signal_name(code)}"
+            back = run.event(Event.WORK_LOST, **lost_mod.fields(run, params, step, cause=f"the script {died}"))
+            raise Stopped(int(back["step"]), f"{reason}; the script {died} at step {step}: the next start "
+                                             f"begins at step {back['step']}")
         raise stop
     what = f"killed by signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() \
         else f"exited with code {code}"

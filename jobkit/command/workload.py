@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
+from jobkit.command import keys as command_keys
 from jobkit.command import params as command_params
 from jobkit.command import script as command_script
 from jobkit.plan.params import ParamError
@@ -35,7 +36,13 @@ class Command:
         """The run's params, defaults written out (raises ValueError naming the key and the fix)."""
         params = command_params.resolve_params(raw, workdir)
         command_script.check(params)
+        command_keys.refuse_misspelt(params)
         return params
+
+    @staticmethod
+    def unused_keys(runs: list[Mapping[str, Any]]) -> str | None:
+        """One warning line naming the keys of these runs that their command lines never use."""
+        return command_keys.warning(runs)
 
     @staticmethod
     def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from jobkit.plan.endings import Ending
 from jobkit.observe.runstate import RunSummary
+from jobkit.run.memory import oom_message
 from jobkit.slurm import SlurmView, job_state
 from jobkit.state import ACTIVE, TERMINAL, Phase, State
 
@@ -72,4 +74,26 @@ def settle(summary: RunSummary, view: SlurmView) -> RunSummary:
         summary.state = said
         if said in SCHEDULER_ENDED and not summary.error:
             summary.error = f"Slurm ended job {summary.job_id}: {word}"
+    return summary
+
+
+def ended_by_scheduler(before: State | str, after: State | str) -> bool:
+    """The folder said active, Slurm says ended without completing: the run had no last word, so
+    Slurm's record is asked how (`jobkit.observe.endings`)."""
+    return before in ACTIVE and after not in ACTIVE and after != State.COMPLETED
+
+
+def name_ending(summary: RunSummary, ending: Ending | None, mem_mb: int) -> RunSummary:
+    """An OOM kill or a lost node, named with what to do: OUT_OF_MEMORY with "out of memory at step N
+    (mem 4G): `jobkit resume RUN --set mem=8G`"; NODE_FAIL with the node, which a resume avoids."""
+    if ending is None:
+        return summary
+    summary.failed_nodes += [n for n in ending.failed_nodes if n not in summary.failed_nodes]
+    if ending.oom:
+        summary.state = State.OUT_OF_MEMORY
+        summary.error = oom_message(summary.step, mem_mb, summary.run_id)
+    elif summary.state == State.NODE_FAIL and summary.failed_nodes:
+        nodes = ",".join(summary.failed_nodes)
+        summary.error = (f"node {nodes} failed at step {summary.step}: `jobkit resume {summary.run_id}` "
+                         f"continues from the last checkpoint with --exclude={nodes}")
     return summary

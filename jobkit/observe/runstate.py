@@ -9,7 +9,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from jobkit.observe import worklost
 from jobkit.run.lease import pid_alive
+from jobkit.run.memory import OOM_REASON
 from jobkit.state import ATTEMPT_ENDS, QUEUED, STATE_OF_EVENT, Event, State
 from jobkit.store import RunDir
 
@@ -52,6 +54,9 @@ class RunSummary:
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
     tasks: str | None = None  # "nodes×tasks per node" of a run of several tasks (None: one process)
     no_step_s: float | None = None  # running, but its last step is older than expected: for how long
+    failed_nodes: list[str] = field(default_factory=list)  # nodes lost under an attempt (jobkit.plan.endings)
+    work_lost: str | None = None  # a command run's script killed past its checkpoint / restarted from scratch
+    work_lost_t: float | None = None  # progress written before it is from the lost work
 
     @property
     def eta_s(self) -> float | None:
@@ -129,6 +134,11 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
         s.error = f"time limit reached at step {ev.get('step')}: {ev.get('hint', '')}".strip()
     elif kind == Event.FAILED:
         s.error = str(ev.get("error", "")).strip().splitlines()[-1:][0] if ev.get("error") else "failed"
+        if ev.get("reason") == OOM_REASON:  # its supervisor saw the OOM killer (jobkit.run.memory)
+            s.state = State.OUT_OF_MEMORY
+    elif kind == Event.NODE_FAILED:
+        s.failed_nodes += [n for n in ev.get("nodes") or [] if n not in s.failed_nodes]
+        s.warnings.append(str(ev.get("message")))
     elif kind == Event.CONVERGED:
         s.converged = {k: ev.get(k) for k in ("step", "best_step", "best", "metric")}
     elif kind == Event.FINISHED:
@@ -140,6 +150,8 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
                           f"stacks: jobkit logs {s.run_id} --stacks")
     elif kind in (Event.WARNING, Event.CHECKPOINT_REJECTED):
         s.warnings.append(str(ev.get("message")))
+    elif kind == Event.WORK_LOST:
+        s.step, s.work_lost, s.work_lost_t = int(ev.get("step") or 0), worklost.note(ev), t
     if kind in ATTEMPT_ENDS:
         if attempt_start is not None and t is not None:
             s.run_seconds += max(0.0, t - attempt_start)
@@ -152,7 +164,7 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
 
 def _rest(s: RunSummary, run: RunDir, attempt_start: float | None) -> RunSummary:
     progress = run.progress()
-    if progress:
+    if progress and (s.work_lost_t is None or float(progress.get("t") or 0) > s.work_lost_t):
         try:
             s.step = max(s.step, int(progress.get("step", 0)))
         except (TypeError, ValueError):

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from jobkit.observe.lifecycle import settle
+from jobkit.observe.lifecycle import ended_by_scheduler, name_ending, settle
 from jobkit.observe.runstate import RunSummary, summarize
-from jobkit.slurm import SlurmView, query_states
+from jobkit.plan.endings import read_history
+from jobkit.slurm import SlurmView, job_history, query_states
 from jobkit.store import RunDir
 
 
@@ -27,4 +28,12 @@ def collect_status(runs: Sequence[RunDir], use_slurm: bool = True) -> StatusRepo
     if use_slurm:
         ids = [s.job_id for s in summaries if s.executor == "slurm" and s.job_id]
         view = query_states(ids)
-    return StatusReport(summaries=[settle(s, view) for s in summaries], slurm=view)
+    before = [s.state for s in summaries]
+    settled = [settle(s, view) for s in summaries]
+    ended = {s.job_id: (s, r) for s, r, b in zip(settled, runs, before) if ended_by_scheduler(b, s.state)}
+    if ended:  # killed without a last word (OOM, a lost node): one more call, for those runs only
+        view.calls += 1
+        history = read_history(job_history(list(ended)) or "")
+        for job_id, (s, r) in ended.items():
+            name_ending(s, history.get(job_id), r.spec().resources.mem_mb)
+    return StatusReport(summaries=settled, slurm=view)

@@ -179,6 +179,8 @@ def _note(s: RunSummary) -> str:
         notes.append(s.error)
     if s.convergence_note:
         notes.append(s.convergence_note)
+    if s.work_lost:
+        notes.append(s.work_lost)
     if s.alarms:
         notes.append(f"alarm: {s.alarms[-1]}")
     if s.warnings:

@@ -12,8 +12,9 @@ from typing import Callable, Protocol, Sequence
 
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
-from jobkit.observe import status_table
+from jobkit.observe import status_groups, status_table
 from jobkit.observe.lifecycle import all_ended
 from jobkit.observe.runstate import RunSummary
 
@@ -29,17 +30,22 @@ def ended_message(summaries: Sequence[RunSummary]) -> str:
 
 
 def watch(fetch: Callable[[], Report], out: Console, interval: float = 5.0,
-          describe: Callable[[Report], tuple[str, str | None]] = lambda r: ("none", None)) -> Report:
+          describe: Callable[[Report], tuple[str, str | None]] = lambda r: ("none", None),
+          grouped: bool = False) -> Report:
     """Show `fetch()` every `interval` seconds until no run is active (or Ctrl-C); the last report.
 
-    `describe(report)` gives the scheduler's name and error for the heading."""
+    `describe(report)` gives the scheduler's name and error for the heading; `grouped`: the counts of
+    `status_groups` (a large sweep) instead of the table."""
     report = fetch()
     try:
         if out.is_terminal:
             with Live(console=out, auto_refresh=False, transient=False) as live:
                 while True:
-                    table = status_table.build(report.summaries, *describe(report))
-                    live.update(status_table.fit(table, out), refresh=True)
+                    if grouped:
+                        live.update(Text("\n".join(_grouped(report, describe, out.width))), refresh=True)
+                    else:
+                        table = status_table.build(report.summaries, *describe(report))
+                        live.update(status_table.fit(table, out), refresh=True)
                     if all_ended(report.summaries):
                         break
                     time.sleep(interval)
@@ -47,7 +53,8 @@ def watch(fetch: Callable[[], Report], out: Console, interval: float = 5.0,
         else:
             shown: list[str] = []
             while True:
-                lines = status_table.plain_lines(status_table.build(report.summaries, *describe(report)))
+                lines = (_grouped(report, describe, out.width) if grouped else
+                         status_table.plain_lines(status_table.build(report.summaries, *describe(report))))
                 if lines != shown:
                     out.file.write(f"{time.strftime('%H:%M:%S')}\n" + "\n".join(lines) + "\n")
                     out.file.flush()
@@ -61,3 +68,7 @@ def watch(fetch: Callable[[], Report], out: Console, interval: float = 5.0,
         return report
     out.print(ended_message(report.summaries), soft_wrap=True)
     return report
+
+
+def _grouped(report: Report, describe: Callable[[Report], tuple[str, str | None]], width: int) -> list[str]:
+    return status_groups.lines(status_groups.group(report.summaries, *describe(report)), width=max(60, width))

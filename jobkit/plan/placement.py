@@ -370,6 +370,8 @@ def _placement(facts: ClusterFacts, res: Resources, best: _Judged, choice: Choic
 def _why(best: _Judged, ranked: list[_Judged], res: Resources, starts: Mapping[str, str]) -> str:
     note = (f"; QoS {best.qos}" if best.qos else "") + (
         f"; limit {best.limit.text} ({best.limit.source})" if best.limit is not None else "")
+    if res.partition is not None:
+        return f"{best.p.name}: named ({_fit_text(best, res.time_min, starts)}){note}"
     if len(ranked) == 1:
         return f"{best.p.name}: the only partition that fits {_asked(res)}{note}"
     runner = ranked[1]

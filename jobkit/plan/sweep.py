@@ -23,7 +23,7 @@ import os
 import re
 import tomllib
 import typing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -50,6 +50,7 @@ class SweepError(ValueError):
 class Sweep:
     name: str
     specs: list[JobSpec]
+    warnings: list[str] = field(default_factory=list)  # one line each, shown at submit (not errors)
 
 
 def parse_set(items: list[str] | tuple[str, ...]) -> list[tuple[str | None, str, Any]]:
@@ -120,7 +121,18 @@ def from_dict(data: Mapping[str, Any], source: str = "<sweep>", default_name: st
             raise SweepError(f"{source}: --only {only!r} matches none of the {len(specs)} runs "
                              f"(ids look like {specs[0].run_id})")
         specs = chosen
-    return Sweep(name=name, specs=specs)
+    return Sweep(name=name, specs=specs, warnings=_unused_keys(specs, source))
+
+
+def _unused_keys(specs: list[JobSpec], source: str) -> list[str]:
+    """A workload that runs itself may name keys its runs never use (`unused_keys`): one line each."""
+    lines = []
+    for workload in dict.fromkeys(s.workload for s in specs):
+        check = getattr(registry.load(workload, check=False), "unused_keys", None)
+        line = check([s.params for s in specs if s.workload == workload]) if check else None
+        if line:
+            lines.append(f"{source}: {line}")
+    return lines
 
 
 def _check_set_scopes(sets: list[tuple[str | None, str, Any]], runs: list[dict], defaults: dict, source: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobkit import slurm
-from jobkit.run import distributed, launch, lease, runner
+from jobkit.run import distributed, launch, lease, leftovers, nodefail, runner
 from jobkit.state import Event
 from jobkit.store import RunDir
 
@@ -37,11 +37,19 @@ class TrainJob(slurm.Checkpointable):
                   "nothing to do", file=sys.stderr, flush=True)
             return {}
         env = slurm.job_environment()
-        executor = env.executor
         spec = run.spec()
         limit_min = self.time_limit_min or spec.resources.time_min
         granted = os.environ.get("JOBKIT_LOCAL_GRANTED_T")  # set by jobkit.submit.localqueue: the clock starts there
         topology = distributed.Topology.from_job_env(env, os.environ.get("SLURM_JOB_ID") or env.job_id)
+        marker = leftovers.mark_rank(env.job_id, topology.rank, env.executor)  # inherited by all this rank starts
+        try:
+            return self._run(run, env, spec, limit_min, granted, topology)
+        finally:  # every exit path: nothing this rank started outlives it (jobkit.run.leftovers)
+            leftovers.kill_marked(marker)
+
+    def _run(self, run: RunDir, env: slurm.JobEnvironment, spec: Any, limit_min: int, granted: str | None,
+             topology: distributed.Topology) -> dict[str, float]:
+        executor = env.executor
         host = runner.Host(executor=executor, job_id=env.job_id, time_limit_s=limit_min * 60,
                            margin_s=self.signal_delay_s, stop_signals=(signal.SIGUSR2,),
                            started=float(granted) if granted else _process_start(),
@@ -57,6 +65,15 @@ class TrainJob(slurm.Checkpointable):
             return {}
         host.end_stalled = lambda run_, topo, step, detail: _requeue_stalled(run_, env, topo, held, step, detail)
         try:
+            lost, on_lost = nodefail.after_restart(run, env) if topology.is_main else ([], False)
+            for node in lost:
+                run.event(Event.NODE_FAILED, nodes=[node], job_id=env.job_id, message=nodefail.message(node))
+            if on_lost:  # Slurm put it back on a node that failed: leave it now, excluding that node
+                run.event(Event.REQUEUED, reason="node_fail", job_id=env.job_id,
+                          detail="started on a node that failed under an earlier attempt; requeued without it")
+                held.release()
+                problem = slurm.requeue(env, exclude=nodefail.lost_nodes(run))
+                raise runner.RunFailed(f"started on a node that failed before but could not requeue: {problem}")
             return launch.run(run, host, near_limit=lambda s: _classify(s, host, False) == "timeout")
         except runner.Stopped as stop:
             if not topology.is_main:
@@ -72,7 +89,8 @@ class TrainJob(slurm.Checkpointable):
                 return run.metrics()
             run.event(Event.REQUEUED, step=stop.step, reason=reason, job_id=env.job_id, detail=stop.reason)
             held.release()  # before requeueing: the next attempt must not wait for this one's lease
-            problem = slurm.requeue(env)  # exits the process when the job is requeued
+            # exits the process when the job is requeued (kept off the nodes this run lost)
+            problem = slurm.requeue(env, exclude=nodefail.lost_nodes(run))
             raise runner.RunFailed(f"stopped at step {stop.step} but could not requeue: {problem}") from None
         finally:
             held.release()

@@ -26,7 +26,7 @@ import torch
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry
 from jobkit.protocol import RunContext
-from jobkit.run import distributed, faults, rng, tblog, watchdog
+from jobkit.run import distributed, faults, rng, tblog, testhooks, watchdog
 from jobkit.run.convergence import Plateau, judged_by
 from jobkit.run.divergence import DivergenceMonitor
 from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
@@ -221,6 +221,7 @@ class Loop:
                 if (due_steps or self.ranks.due_agreed(self.due_by_time)) and self.step < self.total:
                     self.checkpoint("periodic")
                 self.progress()
+                testhooks.at_step(self.step, self.ranks.topo.rank)  # tests only: injected faults
                 if on_step is not None:
                     on_step(self.step)
             final = self.finish()

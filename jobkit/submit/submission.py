@@ -31,7 +31,7 @@ from jobkit.plan.siteconfig import SiteConfig
 from jobkit.plan.spec import JobSpec, Resources
 from jobkit.state import QUEUED, Event, State
 from jobkit.store import RunDir
-from jobkit.submit import intents, localqueue
+from jobkit.submit import aftermath, intents, localqueue
 from jobkit.submit.localnode import Node, Request
 
 JOB_NAME_PREFIX = "jobkit-"
@@ -117,14 +117,13 @@ def with_site_defaults(res: Resources, site: SiteConfig | None) -> Resources:
 
 
 def plan(specs: Sequence[JobSpec], root: Path, executor: str,
-         partitions: list[cluster_mod.Partition] | None,
          summaries: dict[str, RunSummary] | None = None, *,
          facts: ClusterFacts | None = None, site: SiteConfig | None = None,
          starts: dict[Resources, dict[str, str]] | None = None) -> list[PlannedRun]:
     """Decide, per spec, what submitting would do. Raises cluster.NoFit before anything is written.
 
-    With `facts` (read once per command, or a saved profile) the choice also knows accounts, QoS,
-    typed GPUs and node features (`placement.place`); `partitions` alone is the older, size-only choice."""
+    On Slurm, `facts` (read once per command, or a saved profile) are what `placement.place` chooses
+    the partition, account and QoS from; without them (local, or `--dry-run` off a cluster) nothing is placed."""
     specs = keep_folder_names(specs, root)  # a run's folder is found by its signature, never renamed
     summaries = summaries if summaries is not None else _existing_summaries(specs, root)
     placed: dict[Resources, placement_mod.Placement] = {}  # one choice per resource shape
@@ -133,7 +132,7 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
     for spec in specs:
         run_dir = Path(root) / spec.sweep / spec.run_id
         current = summaries.get(spec.run_id)
-        action, reason = _action(current)
+        action, reason = aftermath.memory_guard(spec, run_dir, current, *_action(current))
         item = PlannedRun(spec=spec, run_dir=run_dir, action=action, reason=reason,
                           job_id=current.job_id if current else None)
         if executor == "slurm" and facts is not None:
@@ -148,15 +147,12 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
             item.job_res = placement_mod.with_placement(res, where, choice.time_min)
             item.routed = not where.pass_partition
             item.candidates = where.candidates
-        elif executor == "slurm" and partitions is not None:
-            choice = cluster_mod.choose_partition(partitions, spec.resources)
-            item.partition = choice.partition.name if choice.partition else None
-            item.partition_reason, item.verdicts, item.segments = choice.reason, choice.verdicts, choice.segments
-            item.job_res = replace(spec.resources, time_min=choice.time_min, partition=item.partition)
         elif spec.resources.total_time_min and spec.resources.total_time_min > spec.resources.time_min:
             item.segments = math.ceil(spec.resources.total_time_min / spec.resources.time_min)
         if item.submits and current is not None:
             item.warning = _signal_warning(current, item.job_res)
+            item.job_res, avoided = aftermath.avoid_failed_nodes(item.job_res, current)
+            item.reason += f"; {avoided}" if avoided else ""
         planned.append(item)
     if executor == "slurm" and facts is not None:
         jobs: dict[str, int] = {}

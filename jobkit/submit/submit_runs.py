@@ -177,7 +177,7 @@ def _plan(specs: list[JobSpec], root: Path, sub: Submission, check_only: bool = 
           starts: dict | None = None) -> list[submit_mod.PlannedRun]:
     """The plan; `check_only` skips reading the runs' state (partitions and input checks only)."""
     try:
-        planned = submit_mod.plan(specs, root, sub.executor, None, summaries={} if check_only else None,
+        planned = submit_mod.plan(specs, root, sub.executor, summaries={} if check_only else None,
                                   facts=sub.facts, site=sub.site, starts=starts)
     except cluster_mod.NoFit as exc:
         raise SubmitProblem(str(exc)) from None
