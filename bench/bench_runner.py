@@ -3,6 +3,7 @@
     python bench/bench_runner.py                       # toy + charlm (tiny), 10M-param checkpoint
     python bench/bench_runner.py --repeats 5 --toy-steps 6000
     python bench/bench_runner.py --skip-charlm --skip-checkpoint
+    python bench/bench_runner.py --skip-toy --skip-charlm --skip-lease --skip-checkpoint   # the watchdog only
 
 Prints figures, asserts nothing (issue 3, "Benchmark"). Target: runner overhead <= 3 % per step.
 
@@ -62,10 +63,10 @@ def make_params(workload: str, overrides: dict):
     return cls, p
 
 
-def make_run(root: Path, workload: str, overrides: dict, cpus: int) -> RunDir:
+def make_run(root: Path, workload: str, overrides: dict, cpus: int, stall_timeout_s: float | None = None) -> RunDir:
     cls, p = make_params(workload, overrides)
     spec = JobSpec(sweep="bench", workload=workload, params=params_mod.to_dict(p), name=workload,
-                   resources=Resources(cpus=cpus))
+                   resources=Resources(cpus=cpus, stall_timeout_s=stall_timeout_s))
     return RunDir.create(root, spec)
 
 
@@ -115,10 +116,11 @@ def bare_loop(workload: str, overrides: dict, cpus: int, work: Path) -> tuple[fl
 
 
 def runner_loop(workload: str, overrides: dict, cpus: int, work: Path,
-                held: float | None = None) -> tuple[float, float, float, RunDir]:
+                held: float | None = None, stall_timeout_s: float | None = None) -> tuple[float, float, float, RunDir]:
     """Same figures through `runner.run` (timed by its `on_step` hook, called after every step);
-    `held`: under a lease of that timeout, as jobs and `jobkit run` train (heartbeat every timeout/5)."""
-    run = make_run(work, workload, overrides, cpus)
+    `held`: under a lease of that timeout, as jobs and `jobkit run` train (heartbeat every timeout/5);
+    `stall_timeout_s`: the run's (None: derived from its steps, the default; 0: no watchdog at all)."""
+    run = make_run(work, workload, overrides, cpus, stall_timeout_s)
     if held is not None:
         with lease.Lease.take(run.path, job_id="bench", limit_s=held):
             return runner_loop_of(run, workload, overrides)
@@ -215,6 +217,35 @@ def lease_cost(label: str, workload: str, overrides: dict, cpus: int, repeats: i
     print(f"   per step       : {pct:+.2f} % best vs best, {paired:+.2f} % median of the paired repeats   "
           f"target < 1 %: {'OK' if pct < 1.0 else 'OVER TARGET'}")
     print(f"   take + release : {statistics.median(takes) * 1e3:.2f} ms (median of 20; once per job)")
+
+
+def watchdog_cost(label: str, workload: str, overrides: dict, cpus: int, repeats: int, scratch: Path) -> None:
+    """The stall watchdog's cost on a step: the runner with it (the default) and without it
+    (`stall_timeout = "off"`: no thread, no wrapper), interleaved in this process, best of `repeats`;
+    and its per-step call (`Watchdog.feed`) timed alone, against the step time of the same runs."""
+    from jobkit.run.watchdog import StallRule, Watchdog
+
+    steps = int(overrides["steps"])
+    print(f"\n## stall watchdog on {label}: {steps} steps, best of {repeats} (interleaved, same process)")
+    runner_loop(workload, dict(overrides, steps=min(steps, 30)), cpus, scratch / "warm")
+    off, on = [], []
+    for r in range(repeats):
+        off.append(runner_loop(workload, overrides, cpus, scratch / f"off-{r}", stall_timeout_s=0)[0])
+        on.append(runner_loop(workload, overrides, cpus, scratch / f"on-{r}")[0])
+        print(f"   repeat {r + 1}: without {off[-1] * 1e3:.4f} ms/step, with the watchdog {on[-1] * 1e3:.4f} ms/step "
+              f"({(on[-1] / off[-1] - 1) * 100:+.2f} %)")
+    dog = Watchdog(StallRule(), on_stall=lambda d, limit: None)
+    n = 200_000
+    t0 = time.perf_counter()
+    for i in range(n):
+        dog.feed(i)
+    feed_s = (time.perf_counter() - t0) / n
+    pct = (min(on) / min(off) - 1) * 100
+    paired = statistics.median((a / b - 1) * 100 for b, a in zip(off, on))
+    print(f"   per step       : {pct:+.2f} % best vs best, {paired:+.2f} % median of the paired repeats   "
+          f"target < 1 %: {'OK' if pct < 1.0 else 'OVER TARGET'}")
+    print(f"   feed() alone   : {feed_s * 1e6:.3f} us per call = {feed_s / min(off) * 100:.4f} % of a "
+          f"{min(off) * 1e3:.3f} ms step (+ one wrapper call; the thread wakes every few seconds)")
 
 
 RUNNER_SIDE = [  # (label, file fragment, function): the runner's own work per step, by cause
@@ -338,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-charlm", action="store_true")
     ap.add_argument("--skip-checkpoint", action="store_true")
     ap.add_argument("--skip-lease", action="store_true", help="skip the lease's cost on a charlm tiny step")
+    ap.add_argument("--skip-watchdog", action="store_true", help="skip the stall watchdog's cost on a charlm tiny step")
     ap.add_argument("--lease-beat-timeout", type=float, default=1.0,
                     help="lease timeout for the lease figure (heartbeat every timeout/5; default 1 s: often)")
     ap.add_argument("--ckpt-width", type=int, default=1000, help="Linear width (default 1000)")
@@ -375,6 +407,14 @@ def main(argv: list[str] | None = None) -> None:
                            {"preset": "tiny", "model": args.charlm_model, "data": "tinyshakespeare",
                             "steps": args.charlm_steps, **cadence}, args.cpus, args.repeats, scratch / "lease",
                            args.lease_beat_timeout)
+        if not args.skip_watchdog:
+            why = charlm_available()
+            if why:
+                print(f"\n## stall watchdog: skipped ({why})")
+            else:
+                watchdog_cost(f"charlm tiny ({args.charlm_model})", "charlm",
+                              {"preset": "tiny", "model": args.charlm_model, "data": "tinyshakespeare",
+                               "steps": args.charlm_steps, **cadence}, args.cpus, args.repeats, scratch / "watchdog")
         if not args.skip_checkpoint:
             checkpoint_bench(args.repeats, scratch, args.ckpt_width, args.ckpt_layers)
     finally:

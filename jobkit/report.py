@@ -17,10 +17,12 @@ default action), so a signal that arrives before the first check is not lost.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,12 @@ class _Reporter:
         self.loss: float | None = None
         self.val: dict[str, float] = {}
         self.monitor: DivergenceMonitor | None = None
+        # The newest report not yet written (skipped within PROGRESS_EVERY_S): a timer writes it when
+        # the interval is over, so progress.json is never older than the interval (nor lost at exit).
+        self.pending: dict[str, Any] | None = None
+        self.pending_folder: Path | None = None
+        self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()
 
 
 Reporter = _Reporter
@@ -116,7 +124,8 @@ def progress(step: int, total: int | None = None, *, loss: float | None = None, 
              **val_metrics: float) -> None:
     """Report the step reached (1-based: steps done) and its losses.
 
-    Call it every step if you like: progress.json is rewritten at most every few seconds (and at the
+    Call it every step if you like: progress.json is rewritten at most every few seconds (a report
+    skipped within the interval is written when it ends, so status is never more than that behind; and at the
     last step); `loss` feeds the divergence alarm; `val_loss` and other keyword metrics (validation
     metrics, e.g. `val_bpc=...`) go to metrics.json, which `collect` reads as final metrics.
     """
@@ -149,11 +158,36 @@ def record(r: _Reporter, folder: Path, attempt_no: int, step: int, total: int | 
         r.val.update((k, float(v)) for k, v in val_metrics.items())
         atomic.write_json(folder / "metrics.json", {"step": step, **r.val})
     last = total is not None and step >= total
-    if force or last or val_loss is not None or now - r.last_write >= PROGRESS_EVERY_S:
-        r.last_write = now
-        atomic.write_json(folder / "progress.json", {
-            "step": step, "total": total, "t": now, "attempt": attempt_no, "loss": r.loss,
-            "val_loss": r.val.get("val_loss"), "steps_per_s": r.steps_per_s})
+    state = {"step": step, "total": total, "t": now, "attempt": attempt_no, "loss": r.loss,
+             "val_loss": r.val.get("val_loss"), "steps_per_s": r.steps_per_s}
+    with r.lock:
+        r.pending, r.pending_folder = state, folder
+        if force or last or val_loss is not None or now - r.last_write >= PROGRESS_EVERY_S:
+            _write_pending(r)
+        elif r.timer is None:  # the last call of a burst is written when the interval ends
+            r.timer = threading.Timer(max(0.05, r.last_write + PROGRESS_EVERY_S - now), flush, args=(r,))
+            r.timer.daemon = True
+            r.timer.start()
+
+
+def _write_pending(r: _Reporter) -> None:
+    """Write the pending report (the caller holds `r.lock`)."""
+    if r.pending is None or r.pending_folder is None:
+        return
+    r.last_write = time.time()
+    atomic.write_json(r.pending_folder / "progress.json", r.pending)
+    r.pending = None
+
+
+def flush(r: _Reporter | None = None) -> None:
+    """Write the newest progress report now, if one is waiting (also run at the interval's end and at exit)."""
+    r = _r if r is None else r
+    with r.lock:
+        r.timer = None
+        try:
+            _write_pending(r)
+        except OSError:
+            pass  # the run folder went away: nothing to show it in
 
 
 def checkpoint_saved(step: int, path: str | os.PathLike[str], seconds: float | None = None) -> None:
@@ -182,6 +216,7 @@ def _total_hint(folder: Path) -> int | None:
 
 
 if run_dir() is not None:
+    atexit.register(flush)
     try:
         name = (os.environ.get("JOBKIT_STOP_SIGNAL") or "USR2").upper()
         sig = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]

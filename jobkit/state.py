@@ -67,6 +67,7 @@ class Event(StrEnum):
     LEASE_TAKEN_OVER = "lease_taken_over"  # a writer took the lease of one gone silent (jobkit/run/lease.py)
     SUBMIT_INTENT = "submit_intent"  # about to sbatch, with the token the job carries; `submitted` is the receipt
     SUBMIT_ABORTED = "submit_aborted"  # the submission of an intent was taken back (all or nothing)
+    STALLED = "stalled"  # no step for the stall timeout: stacks kept, the job requeued (jobkit/run/watchdog.py)
     NODE_FAILED = "node_failed"  # an attempt's node was lost (NODE_FAIL); later attempts exclude it
     WORK_LOST = "work_lost"  # a script killed past its checkpoint, or not resumable: the next start goes back
     WAITING = "waiting"  # waiting for room under MaxSubmitPU/MaxJobsPU; a later submit (the feeder) sends it

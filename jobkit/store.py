@@ -108,6 +108,10 @@ class RunDir:
         """`jobkit cancel` ended the run's job; its checkpoints stay for `resume`."""
         return self.event(Event.CANCELLED, job_id=job_id, step=step)
 
+    def record_stalled(self, step: int, **fields: Any) -> dict[str, Any]:
+        """No step for the stall timeout (jobkit/run/watchdog.py, a command's supervisor); stacks in stacks/."""
+        return self.event(Event.STALLED, step=step, **fields)
+
     def record_failed(self, error: str, **fields: Any) -> dict[str, Any]:
         """The run failed; `error` is the line `jobkit status` shows."""
         return self.event(Event.FAILED, error=error, **fields)

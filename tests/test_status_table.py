@@ -56,7 +56,8 @@ def smoke_runs(root: Path, monkeypatch, states: dict[str, str] | None = None) ->
         elif state == "FAILED":
             _event(run, t + 30, "failed", step=17, error=f"Traceback ...\n{ERROR}")
         else:
-            run.write_progress({"step": total // 2, "total": total, "t": t + 30, "loss": 2.5, "val_loss": 2.6,
+            # a step just now: a healthy running run (an old one would say "no step for ...")
+            run.write_progress({"step": total // 2, "total": total, "t": time.time(), "loss": 2.5, "val_loss": 2.6,
                                 "steps_per_s": 4.0})
         runs.append(run)
     return runs

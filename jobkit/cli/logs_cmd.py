@@ -21,9 +21,11 @@ from jobkit.observe.status import collect_status
               help="Include stderr (submitit's log and tracebacks go there).")
 @click.option("--task", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which task (rank) of a run of several tasks; 0 is the main rank.")
+@click.option("--stacks", is_flag=True, help="Print the stacks a stalled run's processes left (stacks/).")
 @root_option
-def logs(run_selector: str, follow: bool, attempt: int | None, stderr: bool, task: int, root: Path | None) -> None:
-    """Print the stdout and stderr of every Slurm attempt of RUN.
+def logs(run_selector: str, follow: bool, attempt: int | None, stderr: bool, task: int, stacks: bool,
+         root: Path | None) -> None:
+    """Print the stdout and stderr of every Slurm attempt of RUN (--stacks: the stacks of a stall).
 
     \b
     Examples:
@@ -31,12 +33,23 @@ def logs(run_selector: str, follow: bool, attempt: int | None, stderr: bool, tas
       jobkit logs charlm-lstm --attempt 2
       jobkit logs charlm-lstm -f
       jobkit logs charlm-ddp --task 1
+      jobkit logs charlm-lstm --stacks
     """
     root = resolve_root(root)
     runs = find(root, [run_selector])
     if len(runs) != 1:
         fail(f"{run_selector!r} matches {len(runs)} runs; give a longer run id")
     run = runs[0]
+    if stacks:
+        files = logs_mod.stacks_files(run, attempt)
+        if not files:
+            which = "" if attempt is None else f" in attempt {attempt}"
+            fail(f"{run.run_id} has no stacks{which}: they are written when a run stalls (no step for its "
+                 "stall_timeout)")
+        for path in files:
+            console().rule(f"{path.parent.name}/{path.name}")
+            sys.stdout.write(path.read_text(errors="replace"))
+        return
     jobs = logs_mod.job_logs(run, task)
     if not jobs:
         fail(f"{run.run_id} has no job logs (never submitted, or run in the foreground with `jobkit run`)")

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 NAME = "command"
 # Keys jobkit itself reads from a command run (they are parameters too: part of the identity).
 # Optional keys for a script written before jobkit (`jobkit.command.script`); absent unless set.
-SCRIPT_KEYS = ("resume_args", "resume_when", "progress", "checkpoint", "trackers")
+SCRIPT_KEYS = ("resume_args", "resume_when", "progress", "checkpoint", "trackers", "stall_signal")
 JOBKIT_KEYS = ("command", "steps", "resumable", "stop_signal", *SCRIPT_KEYS)
 LIST_KEYS = ("command", "resume_args", "trackers")  # lists that are one value, not a sweep axis
 BUILTINS = ("run_dir", "python")  # placeholders that are not parameters
@@ -91,6 +91,12 @@ def resolve_params(raw: Mapping[str, Any], workdir: Path) -> dict[str, Any]:
     if not isinstance(resumable, bool):
         raise CommandError(f"resumable: expected true or false, got {resumable!r}")
     params["stop_signal"] = stop_signal_of(params.get("stop_signal", DEFAULT_STOP_SIGNAL)).name[3:]
+    if "stall_signal" in params:  # sent to the script's process group when it stalls (jobkit.command.stall)
+        try:
+            params["stall_signal"] = stop_signal_of(params["stall_signal"]).name[3:]
+        except CommandError:
+            raise CommandError(f"stall_signal: {params['stall_signal']!r} is not a signal name; use e.g. "
+                               "\"USR1\" (for a script that registered faulthandler on it)") from None
     for arg in command:
         check_placeholders(params, arg)
     _check_program(command, workdir)
@@ -174,4 +180,6 @@ Bring your own script (workload = "command"):
   while resume_when = "{run_dir}/ckpt.pt" exists), progress = 'iter (?P<step>\\d+): loss (?P<loss>[\\d.]+)',
   checkpoint = "{run_dir}/ckpt.pt", trackers = true|false|["wandb", "mlflow", "tensorboard"].
   A script killed after the signal goes back to its last checkpoint; status says how much work was lost.
-  A key the command line never uses that is close to a jobkit key (resumeable) is refused."""
+  A key the command line never uses that is close to a jobkit key (resumeable) is refused.
+  No output line or progress for stall_timeout ("5m"; default from its progress): stacks in {run_dir}/stacks
+  (stall_signal = "USR1" is sent first; py-spy dump when installed), then stopped and requeued."""

@@ -28,8 +28,10 @@ from typing import IO, Any, Callable
 from jobkit.command import lost as lost_mod
 from jobkit.command import params as command_mod
 from jobkit.command import script as script_mod
+from jobkit.command import stall as stall_mod
 from jobkit.run import leftovers, memory
 from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
+from jobkit.run.watchdog import StallRule
 from jobkit.state import Event
 from jobkit.store import RunDir
 
@@ -64,6 +66,7 @@ class _Tail:
 
     def __init__(self, stream: IO[bytes], out: Any = None, feed: Callable[[str], None] | None = None) -> None:
         self.lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.capture: list[str] | None = None  # every line while set (what a stalled script prints)
         self._out, self._feed = out, feed
         self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
         self._thread.start()
@@ -79,6 +82,8 @@ class _Tail:
             text = raw.decode("utf-8", "replace").rstrip()
             if text:
                 self.lines.append(text)
+                if self.capture is not None:
+                    self.capture.append(text)
                 if self._feed is not None:
                     try:
                         self._feed(text)
@@ -150,7 +155,12 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
             raise RunFailed(message) from None
         run.event(Event.STARTED, attempt=attempt, step=step, job_id=host.job_id, executor=host.executor,
                   host=socket.gethostname(), pid=os.getpid(), child_pid=proc.pid, command=argv, workdir=workdir)
-        feed = reader.feed if reader else None
+        stalls = stall_mod.ScriptWatch(run, StallRule(stall_mod.stall_timeout(host, run)), attempt)
+
+        def feed(text: str) -> None:
+            stalls.saw_line(text)
+            if reader is not None:
+                reader.feed(text)
         tail = _Tail(proc.stderr, feed=feed)  # type: ignore[arg-type]
         out = _Tail(proc.stdout, out=sys.stdout, feed=feed) if reader else None  # type: ignore[arg-type]
         forwarded_at = killed = None
@@ -160,6 +170,8 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
         while proc.poll() is None:
             time.sleep(POLL_S)
             now = time.time()
+            if flag.reason is None and stalls.overdue() is not None:
+                _stalled(run, proc, stalls, params, attempt, tail, flag)
             if now - reaped > REAP_S:
                 leftovers.reap_orphans(keep=proc.pid)
                 reaped = now
@@ -196,6 +208,22 @@ def run(run: RunDir, host: Host | None = None, near_limit: Any = None) -> dict[s
                     stopped_codes={EXIT_STOPPED, -stop_sig, 128 + stop_sig, -signal.SIGKILL, 128 + signal.SIGKILL})
 
 
+def _stalled(run: RunDir, proc: subprocess.Popen, watch: stall_mod.ScriptWatch, params: dict[str, Any],
+             attempt: int, tail: _Tail, flag: StopFlag) -> None:
+    """No progress for the stall timeout: the stacks, then `stalled` and a stop as a signal would ask
+    (the job requeues it); a second stall at this step: FAILED, and the script is killed."""
+    limit, since, step = watch.dog.limit() or 0.0, watch.since(), current_step(run)
+    tail.capture = []
+    stall_mod.signal_group(proc.pid, params.get("stall_signal"))
+    stacks = stall_mod.dump(run, attempt, proc.pid, limit, since, step, params.get("stall_signal"),
+                            list(tail.lines) if not tail.capture else tail.capture)
+    detail = stall_mod.record(run, step, watch, limit, stacks)
+    print(f"jobkit: {detail or 'stalled twice'}; stacks in {stacks}", file=sys.stderr, flush=True)
+    if detail is None:
+        _kill_group(proc, signal.SIGKILL)
+        proc.wait()
+        raise RunFailed(f"stalled twice at step {step}; stacks in {run.path / stall_mod.STACKS}")
+    flag.reason, flag.at = detail, time.time()
 def _signal_name(code: int) -> str:
     number = -code if code < 0 else code - 128
     try:

@@ -70,6 +70,23 @@ def attempts(run: RunDir, task: int = 0) -> list[Attempt]:
     return out
 
 
+STACKS = "stacks"  # jobkit.run.watchdog.STACKS: where a stalled run's processes left their stacks
+
+
+def stacks_files(run: RunDir, attempt: int | None = None) -> list[Path]:
+    """The stack dumps a stall left (`stacks/attempt<A>-rank<R>.txt`, a command's `attempt<A>-*.txt`),
+    oldest attempt first, rank order within one; only attempt `attempt` when given."""
+    folder = run.path / STACKS
+    if not folder.is_dir():
+        return []
+
+    def key(path: Path) -> tuple[int, str]:
+        head = path.name.split("-", 1)[0].removeprefix("attempt")
+        return (int(head) if head.isdigit() else 0, path.name)
+    files = sorted((p for p in folder.glob("attempt*.txt") if p.is_file()), key=key)
+    return [p for p in files if attempt is None or key(p)[0] == attempt]
+
+
 def follow(paths: list[Path], ended: Callable[[], bool], out: TextIO = sys.stdout, poll_s: float = 1.0) -> None:
     """Print what is appended to `paths` until `ended()` says the run has ended (Ctrl-C stops it too)."""
     offsets = {p: p.stat().st_size if p.exists() else 0 for p in paths}

@@ -53,6 +53,7 @@ class RunSummary:
     key_params: tuple[str, ...] = ()  # the workload's, as spec.json records them (empty: not recorded)
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
     tasks: str | None = None  # "nodes×tasks per node" of a run of several tasks (None: one process)
+    no_step_s: float | None = None  # running, but its last step is older than expected: for how long
     failed_nodes: list[str] = field(default_factory=list)  # nodes lost under an attempt (jobkit.plan.endings)
     work_lost: str | None = None  # a command run's script killed past its checkpoint / restarted from scratch
     work_lost_t: float | None = None  # progress written before it is from the lost work
@@ -144,6 +145,9 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
         s.final = dict(ev.get("metrics") or {})
     elif kind == Event.ALARM:
         s.alarms.append(f"step {ev.get('step')}: {ev.get('message')}")
+    elif kind == Event.STALLED:
+        s.warnings.append(f"stalled after step {ev.get('step')} (rank {ev.get('rank')}); "
+                          f"stacks: jobkit logs {s.run_id} --stacks")
     elif kind in (Event.WARNING, Event.CHECKPOINT_REJECTED):
         s.warnings.append(str(ev.get("message")))
     elif kind == Event.WORK_LOST:
@@ -171,6 +175,8 @@ def _rest(s: RunSummary, run: RunDir, attempt_start: float | None) -> RunSummary
         s.steps_per_s = progress.get("steps_per_s")
         if s.state == State.RUNNING and attempt_start is not None and progress.get("t"):
             s.run_seconds += max(0.0, progress["t"] - attempt_start)
+        if s.state == State.RUNNING and attempt_start is not None:
+            s.no_step_s = no_step_for(progress.get("t"), attempt_start, s.steps_per_s or None, time.time())
     if s.state == State.RUNNING and s.executor != "slurm" and not _alive_here(s.pid, s.host):
         s.state = State.FAILED  # a local process that died without a word (kill -9, OOM)
         s.error = s.error or "the process ended without recording why (killed?)"
@@ -179,6 +185,24 @@ def _rest(s: RunSummary, run: RunDir, attempt_start: float | None) -> RunSummary
         s.state = State.FAILED  # its local controller is gone: it will never (re)start
         s.error = s.error or "its local job is gone without recording an end (killed?)"
     return s
+
+
+NO_STEP_AFTER_S = 120.0  # a step older than this (or 10 steps' time, when longer) is worth saying
+FIRST_STEP_AFTER_S = 600.0  # ... and this long for an attempt's first step (setup, resume, compile)
+
+
+def no_step_for(last_t: Any, attempt_start: float, steps_per_s: float | None, now: float) -> float | None:
+    """How long a running run has gone without a step, when that is longer than expected; else None.
+    `last_t` is progress.json's time (written at most every few seconds); older than the attempt's
+    start means no step yet in this attempt."""
+    try:
+        last = float(last_t) if last_t is not None else None
+    except (TypeError, ValueError):
+        return None
+    first = last is None or last < attempt_start
+    since = now - (attempt_start if first else last)
+    expected = FIRST_STEP_AFTER_S if first else max(NO_STEP_AFTER_S, 10.0 / steps_per_s if steps_per_s else 0.0)
+    return since if since > expected else None
 
 
 def _alive_here(pid: int | None, host: str | None) -> bool:

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from jobkit.observe.lifecycle import has_ended, needs_attention
 from jobkit.observe.runstate import RunSummary
+from jobkit.plan.slurmtime import format_duration
 from jobkit.plan.spec import differing_keys
 from jobkit.protocol import ReportLayout
 from jobkit.state import State
@@ -165,6 +166,13 @@ def _time(s: RunSummary) -> str:
     return duration(s.run_seconds) if s.run_seconds and (has_ended(s.state) or s.requeues) else MISSING
 
 
+def _state(s: RunSummary) -> str:
+    """`RUNNING (no step for 14m)` when a running run's last step is older than expected."""
+    if s.state == State.RUNNING and s.no_step_s is not None:
+        return f"{s.state} (no step for {format_duration(s.no_step_s)})"
+    return str(s.state)
+
+
 def _note(s: RunSummary) -> str:
     notes = []
     if s.error and needs_attention(s.state):  # ended without finishing, or unknown: say why
@@ -187,7 +195,7 @@ def _columns(keys: Sequence[str]) -> list[Column]:
         Column("partition", lambda s: s.partition or MISSING),
         Column("job", lambda s: s.job_id or MISSING),
         Column("nodes×tasks", lambda s: s.tasks or MISSING),
-        Column("state", lambda s: s.state),
+        Column("state", _state),
         Column("requeues/segs", lambda s: f"{s.requeues}/{max(s.attempts, 0)}"),
         Column("step", lambda s: f"{s.step}/{s.total}", right=True),
         Column("loss", lambda s: number(s.loss), right=True),
@@ -270,7 +278,7 @@ def _rich(table: StatusTable, columns: Sequence[str], value_width: int, note_wid
             elif name == "note" and note_width is not None:
                 cell = shorten(cell, note_width)
             if name == "state":
-                cells.append(Text(cell, style=STATE_STYLE.get(cell, "")))
+                cells.append(Text(cell, style=STATE_STYLE.get(state, "")))
             elif name == "note" and cell != MISSING:
                 cells.append(Text(cell, style="red" if needs_attention(state) else "magenta"))
             else:

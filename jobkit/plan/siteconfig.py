@@ -15,6 +15,7 @@ never_partitions = ["interactive"]  # never chosen unless a run names them
 sbatch_per_minute = 10              # space sbatch calls (a site's "N allocations a minute"); default: no spacing
 poll_min_s = 3                      # --wait/--watch poll every 0.3 s per run, within these bounds
 poll_max_s = 60
+stall_timeout = "15m"               # no step for this long is a stall (default: from the run's step time)
 ```
 `setup` lines are the user's own shell lines, run as written at the top of every job script (that is
 their purpose: `module load`, `source`); only NUL and line breaks inside a line are refused, so one
@@ -28,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobkit.plan.slurmtime import format_duration, parse_duration
 from jobkit.plan.slurmvalues import check_name
 
-KEYS = ("account", "qos", "python", "setup", "never_partitions", "sbatch_per_minute", "poll_min_s", "poll_max_s")
+KEYS = ("account", "qos", "python", "setup", "never_partitions", "sbatch_per_minute", "poll_min_s", "poll_max_s",
+        "stall_timeout")
 NUMBERS = ("sbatch_per_minute", "poll_min_s", "poll_max_s")
 PROJECT_FILE = "jobkit.toml"
 
@@ -49,8 +52,16 @@ class SiteConfig:
     sbatch_per_minute: float | None = None  # None: sbatch calls are not spaced
     poll_min_s: float = 3.0
     poll_max_s: float = 60.0
+    stall_timeout_s: float | None = None  # a run's default `stall_timeout` (run/watchdog.py)
     sources: dict[str, str] = field(default_factory=dict)  # key -> file it came from
     files: tuple[str, ...] = ()  # every file read, nearest first
+
+    @property
+    def stall_timeout(self) -> str | None:
+        """As written back: `15m`, `off`; None when the file sets none."""
+        if self.stall_timeout_s is None:
+            return None
+        return "off" if not self.stall_timeout_s else format_duration(self.stall_timeout_s)
 
     def to_json(self) -> dict[str, Any]:
         return {"values": {k: (list(v) if isinstance(v, tuple) else v) for k, v in
@@ -122,6 +133,11 @@ def _validate(path: Path, data: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(names, list):
                 raise ConfigError(f"{path}: never_partitions: expected a list of partition names, got {names!r}")
             out["never_partitions"] = tuple(check_name("a partition", n) for n in names)
+        if "stall_timeout" in data:
+            try:
+                out["stall_timeout_s"] = parse_duration(data["stall_timeout"])
+            except ValueError as exc:
+                raise ConfigError(f"{path}: stall_timeout: {exc}") from None
     except ConfigError:
         raise
     except ValueError as exc:
@@ -144,5 +160,5 @@ def load(start: Path | None = None, env: dict[str, str] | None = None) -> SiteCo
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         for key, value in _validate(path, data).items():
             values[key] = value
-            sources[key] = str(path)
+            sources[key.removesuffix("_s")] = str(path)
     return SiteConfig(**values, sources=sources, files=tuple(str(p) for p in files))

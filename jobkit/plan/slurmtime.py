@@ -53,3 +53,45 @@ def parse_mem(text: str | int) -> int:
         raise ValueError(f"not a memory size: {text!r} (use e.g. 500M, 4G)")
     factor = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group("u").upper()]
     return max(1, int(round(float(m.group("n")) * factor)))
+
+
+_DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in a duration: `"90s"`, `"5m"`, `"1h30m"`, a Slurm time (`"00:05:00"`; a bare number is
+    minutes, as `--time` reads it), or `"off"` / `0` (0: the watch is off). Raises ValueError."""
+    bad = f"expected a duration like '5m', '90s', '1h30m' or '00:05:00' (or 'off'), got {value!r}"
+    if isinstance(value, bool):
+        raise ValueError(bad)
+    if isinstance(value, (int, float)):
+        if not value >= 0:
+            raise ValueError(bad)
+        return float(value) * 60.0
+    text = str(value).strip().lower()
+    if text in ("off", "none"):
+        return 0.0
+    m = _DURATION.match(text)
+    if m and any(m.groupdict().values()):
+        return sum(float(m.group(k) or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
+    slurm_form = _TIME.match(text)
+    if slurm_form is None:
+        raise ValueError(bad)
+    d, a, b, c = (int(slurm_form.group(k) or 0) for k in "dabc")
+    if slurm_form.group("d"):
+        return float(d * 86400 + a * 3600 + b * 60 + c)
+    if slurm_form.group("c") is not None:
+        return float(a * 3600 + b * 60 + c)
+    return float(a * 60 + b)
+
+
+def format_duration(seconds: float) -> str:
+    """`45s`, `5m`, `1m30s`, `14m`, `2h05m`: short, for status lines and events."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes}m" if not rest or minutes >= 10 else f"{minutes}m{rest:02d}s"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m"

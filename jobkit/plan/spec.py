@@ -15,12 +15,12 @@ from functools import cached_property
 from typing import Any, Mapping
 
 from jobkit.plan import slurmvalues
-from jobkit.plan.slurmtime import format_time, parse_mem, parse_time
+from jobkit.plan.slurmtime import format_duration, format_time, parse_duration, parse_mem, parse_time
 
 # what a run asks for and how it is handled (`check_data`: check its data at submit); never hashed
 RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chunk",
                  "account", "qos", "constraint", "nodes", "exclude", "sbatch", "tasks_per_node",
-                 "check_data", "preemptible", "max_running")
+                 "check_data", "preemptible", "max_running", "stall_timeout")
 # Workload fields (validated with the workload's params) that say how a run is run, not what it
 # computes: recorded in the spec beside the resources, changeable by `resume --set`, never hashed.
 SETTING_KEYS = ("checkpoint_every", "checkpoint_minutes", "eval_every", "sample_every", "log_every",
@@ -51,6 +51,7 @@ class Resources:
     check_data: bool = True  # check the data at submit (false: it exists only on compute nodes)
     preemptible: bool = False  # may go to a partition whose jobs can be preempted (it resumes; gains a queue)
     max_running: int | None = None  # the array throttle (`--array=...%N`): at most N of these runs at once
+    stall_timeout_s: float | None = None  # no step this long is a stall (run/watchdog.py); None: derived, 0: off
 
     def shape(self) -> tuple:
         """Runs with equal shapes share one job array (one sbatch call)."""
@@ -94,6 +95,7 @@ class Resources:
             "check_data": self.check_data,
             "preemptible": self.preemptible,
             **({"max_running": self.max_running} if self.max_running else {}),
+            **({} if self.stall_timeout_s is None else {"stall_timeout": stall_text(self.stall_timeout_s)}),
         }
 
     @classmethod
@@ -157,6 +159,8 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
                 if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value)):
                     raise ValueError(f"expected a partition name (letters, digits, . _ -), got {value!r}")
                 changes["partition"] = value or None
+            elif key == "stall_timeout":
+                changes["stall_timeout_s"] = None if value is None or value == "" else parse_duration(value)
             elif key in ("chunk", "check_data", "preemptible"):
                 if not isinstance(value, bool):
                     raise ValueError(f"expected true or false, got {value!r}")
@@ -164,6 +168,11 @@ def parse_resources(data: Mapping[str, Any], base: Resources | None = None) -> R
         except ValueError as exc:
             raise ResourceError(key, str(exc)) from None
     return replace(res, **changes)
+
+
+def stall_text(seconds: float) -> str:
+    """How a stall timeout is written back (spec.json, `config`): `off`, `5m`, `90s`."""
+    return "off" if not seconds else format_duration(seconds)
 
 
 def _parse_gpus(value: Any) -> tuple[int, str | None]:

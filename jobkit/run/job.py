@@ -23,10 +23,12 @@ from jobkit.store import RunDir
 class TrainJob(slurm.Checkpointable):
     """Runs one run directory; safe to pickle (it holds only the path)."""
 
-    def __init__(self, run_dir: str | Path, signal_delay_s: int = 90, time_limit_min: int | None = None) -> None:
+    def __init__(self, run_dir: str | Path, signal_delay_s: int = 90, time_limit_min: int | None = None,
+                 stall_timeout_s: float | None = None) -> None:
         self.run_dir = str(run_dir)
         self.signal_delay_s = signal_delay_s
         self.time_limit_min = time_limit_min  # this job's limit (a segment's, when chunked)
+        self.stall_timeout_s = stall_timeout_s  # the run's or the site's (jobkit.toml); None: derived
 
     def __call__(self) -> dict[str, float]:
         run = RunDir(Path(self.run_dir))
@@ -52,7 +54,7 @@ class TrainJob(slurm.Checkpointable):
                            margin_s=self.signal_delay_s, stop_signals=(signal.SIGUSR2,),
                            started=float(granted) if granted else _process_start(),
                            queued_s=float(os.environ.get("JOBKIT_LOCAL_QUEUED_S") or 0) if granted else None,
-                           topology=topology)
+                           topology=topology, stall_timeout_s=getattr(self, "stall_timeout_s", None))
         chunked = spec.resources.chunk or bool(
             spec.resources.total_time_min and spec.resources.total_time_min > limit_min)
         chunked = chunked or launch.continues_at_limit(spec)
@@ -61,6 +63,7 @@ class TrainJob(slurm.Checkpointable):
         except lease.LeaseHeld as exc:  # not a failure of the run (see README): this job just ends
             print(f"jobkit: {exc}; this job ends without touching the run", file=sys.stderr, flush=True)
             return {}
+        host.end_stalled = lambda run_, topo, step, detail: _requeue_stalled(run_, env, topo, held, step, detail)
         try:
             lost, on_lost = nodefail.after_restart(run, env) if topology.is_main else ([], False)
             for node in lost:
@@ -98,11 +101,32 @@ class TrainJob(slurm.Checkpointable):
         return slurm.resubmission(TrainJob(self.run_dir, self.signal_delay_s, self.time_limit_min))
 
 
+def _requeue_stalled(run: RunDir, env: Any, topo: distributed.Topology, held: lease.Lease, step: int,
+                     detail: str | None) -> None:
+    """A stalled attempt (from the watchdog's thread): the main rank writes `requeued` and requeues the job
+    as a stop does; every rank then ends its process with `os._exit` (its main thread is stuck)."""
+    if detail is None:  # the run failed (stalled twice): nothing to requeue
+        os._exit(1)
+    held.release()
+    if not topo.is_main:
+        time.sleep(5.0)  # the main rank has read this rank's stacks record by now, and requeued the job
+        os._exit(1)  # (Slurm ends it sooner; the local executor requeues when any task exits with its code)
+    run.event(Event.REQUEUED, step=step, reason="stall", job_id=env.job_id, detail=detail)
+    try:
+        problem = slurm.requeue(env)  # ends with SystemExit (its exit status) once the job is requeued
+    except SystemExit as done:
+        os._exit(done.code if isinstance(done.code, int) else 1)
+    run.record_failed(f"stalled at step {step} but could not requeue: {problem}", step=step)
+    os._exit(1)
+
+
 def _classify(stop: runner.Stopped, host: runner.Host, chunked: bool) -> str:
     """`segment` / `timeout` when the job's time limit is near (chunked or not), else `preemption`.
 
     Near the limit a signal is ambiguous (Slurm's time-limit warning and a preemption are the same
     USR2), so there Slurm itself is asked whether it chose the job for preemption."""
+    if stop.reason.startswith("stalled"):  # a command run's stall watch (jobkit.command.stall)
+        return "stall"
     if host.time_limit_s is None:
         return "preemption"
     if stop.reason.startswith("time limit"):  # jobkit's own deadline: no signal at all

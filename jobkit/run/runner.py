@@ -26,7 +26,7 @@ import torch
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry
 from jobkit.protocol import RunContext
-from jobkit.run import distributed, faults, rng, tblog, testhooks
+from jobkit.run import distributed, faults, rng, tblog, testhooks, watchdog
 from jobkit.run.convergence import Plateau, judged_by
 from jobkit.run.divergence import DivergenceMonitor
 from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
@@ -62,11 +62,13 @@ def run(run: RunDir, host: Host | None = None,
     flag = StopFlag(host.stop_signals)
     try:
         loop = _prepare(run, host, flag)
+        dog = watchdog.watch(loop)  # a stalled loop is found, its stacks kept, the attempt ended
         try:
             if not loop.start(SummaryWriter):
                 return run.metrics()  # already done: a duplicate start changes nothing
             return loop.train(on_step)
         finally:
+            dog.stop()
             loop.ranks.close()
     except (Stopped, RunFailed):
         raise
@@ -103,7 +105,7 @@ def _prepare(run: RunDir, host: Host, flag: StopFlag) -> "Loop":
         if topo.is_main:
             run.event(Event.FAILED, step=0, error=message)
         raise RunFailed(message)
-    ranks = distributed.Ranks.open(topo, device, host.collective_timeout_s)
+    ranks = distributed.Ranks.open(topo, device, watchdog.collective_timeout(host, spec.resources))
     return Loop(run, host, flag, spec, workload, params, device, ranks, takes_ctx)
 
 

@@ -10,7 +10,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from jobkit.run import distributed
 from jobkit.state import Event
@@ -47,6 +47,10 @@ class Host:
     topology: distributed.Topology = field(default_factory=distributed.Topology)  # this task among the run's
     collective_timeout_s: float = field(default_factory=lambda: float(
         os.environ.get("JOBKIT_COLLECTIVE_TIMEOUT_S", distributed.DEFAULT_TIMEOUT_S)))
+    stall_timeout_s: float | None = None  # no step for this long is a stall (run/watchdog.py); None: the spec's
+    # How a stalled attempt ends (run, topology, step, detail or None when the run failed); it exits the
+    # process. The job requeues (run/job.py); None: the foreground's stop (exit 3).
+    end_stalled: Callable[[Any, Any, int, str | None], None] | None = None
 
     def deadline(self) -> float | None:
         if self.time_limit_s is None:

@@ -111,10 +111,11 @@ def pick_executor(name: str) -> str:
 
 
 def with_site_defaults(res: Resources, site: SiteConfig | None) -> Resources:
-    """The site config's account/qos where the run names none."""
+    """The site config's account/qos (and stall timeout) where the run names none."""
     if site is None:
         return res
-    return replace(res, account=res.account or site.account, qos=res.qos or site.qos)
+    stall = res.stall_timeout_s if res.stall_timeout_s is not None else site.stall_timeout_s
+    return replace(res, account=res.account or site.account, qos=res.qos or site.qos, stall_timeout_s=stall)
 
 
 def plan(specs: Sequence[JobSpec], root: Path, executor: str,
@@ -320,8 +321,8 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
                 ex = slurm.local_executor(folder, timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,
                                           signal_delay_s=signal_delay_for(res), gpus=res.gpus,
                                           tasks=res.world_size, python=shlex.join(python) if python else None)
-            fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min)
-                   for item in items]
+            fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min,
+                            stall_timeout_s=with_site_defaults(item.job_res, site).stall_timeout_s) for item in items]
             if executor == "slurm":  # a site's "N allocations a minute" (jobkit.toml sbatch_per_minute)
                 CALLS.pace_sbatch(site.sbatch_per_minute if site is not None else None)
             try:

@@ -249,3 +249,25 @@ def windows(ids: torch.Tensor, starts: torch.Tensor, context: int) -> tuple[torc
     """Inputs `ids[s:s+T]` and targets `ids[s+1:s+T+1]` for each start `s`, as (B, T) int64."""
     chunk = ids[starts[:, None] + torch.arange(context + 1)].long()
     return chunk[:, :-1], chunk[:, 1:]
+
+
+BLOCK_ENV = "JOBKIT_TEST_BLOCK_READ"  # tests only: "STEP:RANK:FILE" (RANK `*`: every rank)
+
+
+def blocked_read_hook(rank: int):
+    """Fault injection for the stall watchdog's tests, off unless $JOBKIT_TEST_BLOCK_READ is set: the
+    batch read of step STEP blocks on RANK for as long as FILE exists (a read from a stalled file
+    system). None when off, so a run pays one attribute test per step."""
+    value = os.environ.get(BLOCK_ENV)
+    if not value:
+        return None
+    step, who, path = value.split(":", 2)
+    if who not in ("*", str(rank)):
+        return None
+
+    def blocking_read(at: int) -> None:
+        import time
+
+        while at == int(step) and os.path.exists(path):
+            time.sleep(0.2)
+    return blocking_read

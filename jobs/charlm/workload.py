@@ -23,7 +23,8 @@ from jobkit.plan.datacheck import DataProblem
 from jobkit.protocol import Metric, ReportLayout, RunContext
 from jobkit.torchutil import Stepper, autocast_dtype, eval_mode
 
-from .data import Corpus, DataError, Vocab, check_corpus, load_corpus, random_batch, val_window_starts, windows
+from .data import (Corpus, DataError, Vocab, blocked_read_hook, check_corpus, load_corpus, random_batch,
+                   val_window_starts, windows)
 from .models import TCNLM, build_model, count_params
 from .params import CharLMParams
 from .presets import PRESETS
@@ -115,6 +116,7 @@ class CharLM:
     def setup(self, run_dir: Path, device: torch.device, ctx: RunContext = RunContext()) -> None:
         p = self.params
         self.run_dir, self.device, self.ctx = Path(run_dir), torch.device(device), ctx
+        self.blocked_read = blocked_read_hook(ctx.rank)  # tests only ($JOBKIT_TEST_BLOCK_READ); None
         self.corpus: Corpus = load_corpus(p.data, lowercase=p.lowercase, val_fraction=p.val_fraction,
                                           min_split=max(p.context, p.prompt_len) + 1)
         self.vocab = self.corpus.vocab
@@ -152,6 +154,8 @@ class CharLM:
     def train_step(self, step: int) -> dict[str, float]:
         p = self.params
         start = time.perf_counter()
+        if self.blocked_read is not None:
+            self.blocked_read(step)
         if self.ctx.world_size == 1:
             x, y = random_batch(self.corpus.train, p.batch_size, p.context, self.batch_generator)
         else:  # every rank draws the global batch's starts (one generator) and keeps its part
