@@ -199,7 +199,7 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Change a resource (time, cpus, mem, gpus, account, qos, constraint, nodes, exclude, ...) or a "
                    "run setting (checkpoint_every, eval_every, sample_every, log_every, checkpoint_minutes, "
-                   "keep_checkpoints); never the run's params.")
+                   "keep_checkpoints, async_checkpoint); never the run's params.")
 @executor_option
 @dry_run_option
 @json_option
