@@ -99,6 +99,14 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
                 chosen = " [bold](chosen)[/]" if v.partition.name == p.partition else ""
                 vt.add_row(v.partition.name + chosen, mark, v.reason)
             out.print(vt)
+    if explain:  # the warning time each job asks for (#SBATCH --signal), and why (jobkit.plan.lead)
+        leads: dict[tuple[int, str], list[str]] = {}
+        for p in planned:
+            if p.submits and p.lead:
+                leads.setdefault((p.signal_s, p.lead.why), []).append(p.spec.run_id)
+        for (seconds, why), ids in leads.items():
+            who = ids[0] if len(ids) == 1 else f"{len(ids)} runs"
+            out.print(f"Warning time {seconds}s before the limit (--signal USR2@{seconds}) for {who}: {why}")
     for p in planned:
         if p.warning:
             err_console().print(f"[yellow]warning[/] {p.spec.run_id}: {p.warning}")

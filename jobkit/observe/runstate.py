@@ -47,6 +47,8 @@ class RunSummary:
     host: str | None = None
     step_seconds: float | None = None
     checkpoint_seconds: float | None = None
+    checkpoint_bytes: int | None = None  # the newest checkpoint's size (with its seconds: the write speed)
+    state_bytes: int | None = None  # the state's size as the runner saw it at its start
     entry: int = 0  # the sweep file's [[run]] table it came from (sweep order)
     key_params: tuple[str, ...] = ()  # the workload's, as spec.json records them (empty: not recorded)
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
@@ -116,10 +118,12 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
             s.tasks = f"{nodes}×{int(ev['tasks']) // nodes}"
         s.executor = ev.get("executor") or s.executor
         s.step = max(s.step, int(ev.get("step", 0)))
+        s.state_bytes = ev.get("state_bytes", s.state_bytes)
     elif kind == Event.CHECKPOINT:
         s.last_checkpoint_t, s.last_checkpoint_step = t, ev.get("step")
         s.checkpoint_seconds = ev.get("seconds", s.checkpoint_seconds)
         s.step_seconds = ev.get("step_seconds", s.step_seconds)
+        s.checkpoint_bytes = ev.get("size", s.checkpoint_bytes)
     elif kind == Event.REQUEUED:
         s.requeues += 1
         reason = str(ev.get("reason", "signal"))

@@ -17,12 +17,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from jobkit.plan.lead import DEFAULT_BANDWIDTH
 from jobkit.state import ATTEMPT_ENDS, Event
 
 AUTO = "auto"
 DEFAULT_MTBI_S = 4 * 3600.0  # stated default: one interruption every 4 h when none was observed
 MTBI_ENV = "JOBKIT_DEFAULT_MTBI_S"  # overrides it (a site's known rate; benchmarks)
-DEFAULT_BANDWIDTH = 50e6  # bytes/s: a conservative write speed for a shared file system, until measured
 
 
 def young_daly_s(checkpoint_s: float, mtbi_s: float) -> float:

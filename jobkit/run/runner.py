@@ -263,6 +263,7 @@ class Loop:
                 self.writer.add_scalar(f"train/{key}", value, self.step)
 
     def fail_diverged(self, loss: float | None) -> None:
+        self.saver.close()  # the checkpoint in flight is the last good one
         good = self.run.checkpoints()
         kept = f"the last good checkpoint (step {good[0].step}) is kept" if good else "no checkpoint was written"
         message = (f"loss is {loss} at step {self.step + 1}: training diverged; {kept}. "
