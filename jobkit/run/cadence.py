@@ -102,7 +102,8 @@ class Cadence:
     def for_run(cls, every: int | str, events: list[dict[str, Any]], state_bytes: int | None,
                 step: int, now: float) -> "Cadence":
         """The cadence of a run starting (or resuming) at `step`, from its events so far."""
-        mtbi = interruptions(events, now).mtbi_s(default_mtbi_s())
+        # this attempt is starting: one the events leave open ended without a word (an interruption)
+        mtbi = interruptions([*events, {"t": now, "event": Event.STARTED}], now).mtbi_s(default_mtbi_s())
         measured = [e for e in events if e.get("event") == Event.CHECKPOINT and e.get("seconds")]
         if measured:
             estimate = float(measured[-1]["seconds"])
