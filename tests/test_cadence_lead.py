@@ -65,7 +65,8 @@ def test_auto_cadence_of_a_run_uses_its_events(monkeypatch):
     assert c.checkpoint_s == 4.5 and c.since == 300
     assert c.mtbi_s == pytest.approx((3800 + cadence.DEFAULT_MTBI_S) / 2)
     killed = cadence.Cadence.for_run("auto", events[:2] + [_ev(3700, "started")], 0, 300, now=4000)
-    assert killed.mtbi_s == pytest.approx((3600 + 300 + cadence.DEFAULT_MTBI_S) / 3)  # the open attempt vanished
+    # the open attempt vanished: an interruption; it counts as running until its last event
+    assert killed.mtbi_s == pytest.approx((3600 + cadence.DEFAULT_MTBI_S) / 3)
     fresh = cadence.Cadence.for_run("auto", [], state_bytes=10**9, step=0, now=0)
     assert fresh.checkpoint_s == pytest.approx(10**9 / lead.DEFAULT_BANDWIDTH)  # estimated before any write
     monkeypatch.setenv(cadence.MTBI_ENV, "600")
