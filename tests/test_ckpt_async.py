@@ -36,6 +36,11 @@ def test_snapshot_is_a_deep_copy_on_cpu_that_keeps_types_and_shared_tensors():
     assert isinstance(copied["model"], OrderedDict)
     assert copied["opt"]["param_groups"][0]["lr"] == 0.1 and copied["pos"] == (1, [2, 3])
     assert copied["model"]["w"].device.type == "cpu"
+    pool: dict = {}
+    first = ckptwriter.snapshot(state, pool)
+    w.add_(1)
+    second = ckptwriter.snapshot(state, pool)  # the next snapshot refills the same buffers
+    assert second["model"]["w"] is first["model"]["w"] and torch.equal(second["model"]["w"], w)
 
 
 class _SlowSaves:
