@@ -85,6 +85,8 @@ def test_a_run_at_auto_checkpoints_on_the_planned_interval_and_shows_it(tmp_path
     assert progress["checkpoint_every"] >= 1
     status = CliRunner().invoke(cli, ["status", "--json", "--root", str(tmp_path)])
     assert status.exit_code == 0, status.output
+    (row,) = json.loads(status.stdout)["runs"]
+    assert row["checkpoint_every"] == progress["checkpoint_every"] and row["checkpoint_auto"]["mtbi_s"] > 0
 
 
 @pytest.mark.parametrize("value,ok", [("auto", True), (100, True), (0, True), ("fast", False), (-1, False),
@@ -168,3 +170,21 @@ def _specs(sweep: Path):
 def _spec():
     from jobkit.plan.spec import JobSpec
     return JobSpec(sweep="s", workload="toy", params={"steps": 1}, name="x", resources=Resources(time_min=60))
+
+
+def test_status_names_the_auto_interval_of_a_running_run():
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from jobkit.cli.status_cmd import show_auto_cadence
+
+    running = RunSummary(run_id="r-1", sweep="s", workload="toy", path="/x", params={}, state="RUNNING",
+                         checkpoint_every=412, checkpoint_auto={"interval_s": 107.3, "checkpoint_s": 0.4,
+                                                                "mtbi_s": 14400.0})
+    done = RunSummary(run_id="r-2", sweep="s", workload="toy", path="/y", params={}, state="COMPLETED",
+                      checkpoint_every=5, checkpoint_auto={"interval_s": 1.0})
+    out = Console(record=True, width=200)
+    show_auto_cadence(SimpleNamespace(summaries=[running, done]), out)
+    text = out.export_text()
+    assert "r-1: checkpoint every 412 steps" in text and "107.3s" in text and "r-2" not in text
