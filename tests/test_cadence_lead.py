@@ -188,3 +188,10 @@ def test_status_names_the_auto_interval_of_a_running_run():
     show_auto_cadence(SimpleNamespace(summaries=[running, done]), out)
     text = out.export_text()
     assert "r-1: checkpoint every 412 steps" in text and "107.3s" in text and "r-2" not in text
+
+
+def test_the_runs_of_one_array_share_the_longest_lead():
+    a, b, c = lead.Lead(40, "a"), lead.Lead(95, "b"), lead.Lead(30, "c")
+    out = lead.shared(["x", "x", "y"], [a, b, c])
+    assert [o.seconds for o in out] == [95, 95, 30] and "longest its array needs" in out[0].why
+    assert out[1] is b and out[2] is c

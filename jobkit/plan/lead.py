@@ -11,8 +11,8 @@ checking limits only every 30 s), never more than a fraction of the job.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Hashable, Sequence
 
 MARGIN_S = 10.0  # exit, requeue, a slow file system's hiccup
 CAP_FRACTION = 0.5  # the warning never takes more than this share of the job's time
@@ -97,3 +97,18 @@ def measured_bandwidth(summaries: Sequence[Any]) -> float | None:
     speeds = [s.checkpoint_bytes / s.checkpoint_seconds for s in summaries
               if s.checkpoint_bytes and s.checkpoint_seconds]
     return min(speeds) if speeds else None
+
+
+def shared(groups: Sequence[Hashable], leads: Sequence[Lead | None]) -> list[Lead | None]:
+    """The leads with each group's longest (the jobs of one array share one --signal; longer is safe):
+    resuming a large sweep stays one sbatch per shape, whatever each run measured."""
+    longest: dict[Hashable, int] = {}
+    for group, lead in zip(groups, leads):
+        if lead is not None:
+            longest[group] = max(longest.get(group, 0), lead.seconds)
+    out: list[Lead | None] = []
+    for group, lead in zip(groups, leads):
+        if lead is not None and lead.seconds < longest[group]:
+            lead = replace(lead, seconds=longest[group], why=f"{lead.why}; {longest[group]}s, the longest its array needs")
+        out.append(lead)
+    return out

@@ -170,6 +170,10 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
                                           bandwidth=bandwidth)
             item.warning = item.lead.problem
         planned.append(item)
+    sent = [i for i in planned if i.submits]  # one array, one --signal: the longest its runs need
+    for item, shared in zip(sent, lead_mod.shared([(i.spec.sweep, i.job_res.shape(), i.segments) for i in sent],
+                                                  [i.lead for i in sent])):
+        item.lead = shared
     if executor == "slurm" and facts is not None:
         jobs: dict[str, int] = {}
         by_account: dict[str, int] = {}
@@ -280,8 +284,7 @@ def arrays(planned: list[PlannedRun], max_array_size: int | None = None) -> list
     groups: dict[tuple, list[PlannedRun]] = {}
     for item in planned:
         if item.submits:
-            groups.setdefault((item.spec.sweep, item.job_res.shape(), item.segments, item.signal_s),
-                              []).append(item)
+            groups.setdefault((item.spec.sweep, item.job_res.shape(), item.segments), []).append(item)
     size = max(1, max_array_size) if max_array_size else None
     out = []
     for items in groups.values():
