@@ -345,9 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt-width", type=int, default=1000, help="Linear width (default 1000)")
     ap.add_argument("--ckpt-layers", type=int, default=10, help="Linear layers (default 10: 10.01M params)")
     ap.add_argument("--ckpt-sizes", default="10M,100M", help="async checkpoint section: model sizes (10M,100M)")
-    ap.add_argument("--mtbi-s", type=float, default=600.0, help="MTBI the auto cadence assumes here (default 600 s)")
-    ap.add_argument("--auto-seconds", type=float, nargs=2, default=(60.0, 150.0), metavar=("S10M", "S100M"),
-                    help="length of each auto-overhead run (default 60 s and 150 s)")
+    ap.add_argument("--mtbi-s", type=float, default=120.0, help="MTBI the auto cadence assumes here (default 120 s)")
+    ap.add_argument("--auto-seconds", type=float, nargs=2, default=(60.0, 120.0), metavar=("S10M", "S100M"),
+                    help="length of each auto-overhead run (default 60 s and 120 s)")
     ap.add_argument("--skip-async", action="store_true", help="skip the async checkpoint / auto cadence section")
     ap.add_argument("--only-async", action="store_true", help="run only the async checkpoint / auto cadence section")
     ap.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temp folder, removed)")
