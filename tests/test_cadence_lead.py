@@ -52,6 +52,10 @@ def test_auto_cadence_plans_steps_from_the_measured_times_and_replans_after_each
     c.checkpointed(240, checkpoint_s=8.0, step_s=1.0)  # a slower write: a longer interval, in steps of 1 s
     assert c.steps == 240 and c.due_auto(480, 1.0) and not c.due_auto(479, 1.0)
     assert c.describe()["checkpoint_auto"]["interval_s"] == 240.0
+    c.checkpointed(480, checkpoint_s=None, step_s=1.0)  # an async checkpoint: its write is not measured yet
+    assert c.steps == 240
+    assert not c.due_auto(480 + 59, 1.0, checkpoint_s=2.0)  # measured later, in the background: re-planned
+    assert c.steps == 120 and c.due_auto(480 + 120, 1.0, checkpoint_s=2.0)
     fixed = cadence.Cadence(50)
     assert fixed.due(100) and not fixed.due(101) and not fixed.due_auto(100, 1.0)
     assert not cadence.Cadence(0).due(100)

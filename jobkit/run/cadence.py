@@ -117,11 +117,14 @@ class Cadence:
         """A fixed cadence: every `checkpoint_every` steps (every rank computes the same)."""
         return not self.auto and bool(self.steps) and step % self.steps == 0
 
-    def due_auto(self, step: int, step_s: float | None) -> bool:
+    def due_auto(self, step: int, step_s: float | None, checkpoint_s: float | None = None) -> bool:
         """`auto`: the planned interval has passed since the last checkpoint (asked on the main rank,
-        whose answer the ranks agree on with the time-based one)."""
+        whose answer the ranks agree on with the time-based one). `checkpoint_s`: the newest write
+        measured (a background write reports it after the loop went on): the interval is re-planned."""
         if not self.auto:
             return False
+        if checkpoint_s and checkpoint_s != self.checkpoint_s:
+            self.checkpoint_s, self.steps = checkpoint_s, None
         if self.steps is None:
             if not step_s:
                 return False

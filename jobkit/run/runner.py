@@ -341,7 +341,8 @@ class Loop:
 
     def due_by_time(self) -> bool:
         minutes = self.params.checkpoint_minutes
-        if self.main and self.cadence.due_auto(self.step, self.step_time_ema):  # `auto`: Young/Daly
+        last = self.saver.last
+        if self.main and self.cadence.due_auto(self.step, self.step_time_ema, last and last.seconds):  # Young/Daly
             return True
         return bool(minutes) and time.monotonic() - self.last_ckpt_time >= minutes * 60
 
