@@ -6,6 +6,8 @@
     python bench/bench_runner.py --skip-toy --skip-charlm --skip-lease --skip-checkpoint   # the watchdog only
 
 Prints figures, asserts nothing (issue 3, "Benchmark"). Target: runner overhead <= 3 % per step.
+Issue 27 (`bench/ckpt_async.py`, `--only-async`): the loop's pause per periodic checkpoint sync vs async
+and the whole-run overhead at checkpoint_every = "auto", for ~10M and ~100M-parameter MLPs.
 
 Overhead per step. The same workload object API is driven twice in this process:
   * bare:   `setup()` then `train_step(i)` N times (no runner: no checkpoint, TensorBoard, events,
@@ -374,8 +376,16 @@ def main(argv: list[str] | None = None) -> None:
                     help="lease timeout for the lease figure (heartbeat every timeout/5; default 1 s: often)")
     ap.add_argument("--ckpt-width", type=int, default=1000, help="Linear width (default 1000)")
     ap.add_argument("--ckpt-layers", type=int, default=10, help="Linear layers (default 10: 10.01M params)")
+    ap.add_argument("--ckpt-sizes", default="10M,100M", help="async checkpoint section: model sizes (10M,100M)")
+    ap.add_argument("--mtbi-s", type=float, default=120.0, help="MTBI the auto cadence assumes here (default 120 s)")
+    ap.add_argument("--auto-seconds", type=float, nargs=2, default=(60.0, 120.0), metavar=("S10M", "S100M"),
+                    help="length of each auto-overhead run (default 60 s and 120 s)")
+    ap.add_argument("--skip-async", action="store_true", help="skip the async checkpoint / auto cadence section")
+    ap.add_argument("--only-async", action="store_true", help="run only the async checkpoint / auto cadence section")
     ap.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temp folder, removed)")
     args = ap.parse_args(argv)
+    if args.only_async:
+        args.skip_toy = args.skip_charlm = args.skip_lease = args.skip_checkpoint = True
 
     scratch = Path(tempfile.mkdtemp(prefix="jobkit-bench-runner-", dir=args.dir))
     print(f"# jobkit runner benchmark — {time.strftime('%Y-%m-%d %H:%M')} · {platform.node()} · "
@@ -417,6 +427,10 @@ def main(argv: list[str] | None = None) -> None:
                                "steps": args.charlm_steps, **cadence}, args.cpus, args.repeats, scratch / "watchdog")
         if not args.skip_checkpoint:
             checkpoint_bench(args.repeats, scratch, args.ckpt_width, args.ckpt_layers)
+        if not args.skip_async:  # issue 27: the loop's pause sync vs async, and the overhead at "auto"
+            import ckpt_async
+            ckpt_async.main_section(scratch / "async", args.cpus, args.repeats, args.ckpt_sizes.split(","),
+                                    args.mtbi_s, dict(zip(("10M", "100M"), args.auto_seconds)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if results:

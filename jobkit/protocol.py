@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # torch only types the protocol; importing it would slow every CLI command
     import torch
@@ -32,12 +32,17 @@ class BaseParams:
     preset: str = field(default="default", metadata={"help": "named bundle of defaults"})
     steps: int = field(default=1000, metadata={"min": 1, "max": MAX_STEPS, "help": "optimisation steps in total"})
     seed: int = field(default=0, metadata={"min": 0, "help": "seeds every RNG"})
-    checkpoint_every: int = field(default=500, metadata={"min": 0, "help": "steps between checkpoints (0: off)"})
+    checkpoint_every: int | Literal["auto"] = field(default=500, metadata={
+        "min": 0, "help": "steps between checkpoints (0: off; 'auto': Young/Daly from the measured checkpoint "
+                          "time and the run's interruptions)"})
     checkpoint_minutes: float = field(default=10.0, metadata={"min": 0, "max": 10**6, "help": "minutes between checkpoints (0: off)"})
     eval_every: int = field(default=250, metadata={"min": 0, "help": "steps between evaluations (0: end only)"})
     sample_every: int = field(default=0, metadata={"min": 0, "help": "steps between samples (0: end only)"})
     log_every: int = field(default=10, metadata={"min": 1, "help": "steps between logged train metrics"})
     keep_checkpoints: int = field(default=2, metadata={"min": 1, "max": 1000, "help": "checkpoints kept on disk"})
+    async_checkpoint: bool = field(default=True, metadata={
+        "identity": "when-set", "help": "write periodic checkpoints in the background (costs one copy of the "
+                                        "state in memory while a write is in flight); false: in the loop"})
     stop: str = field(default="steps", metadata={
         "choices": ["steps", "plateau"],
         "help": "'plateau': stop once the target metric (val_loss) stops improving; steps stays the upper bound"})

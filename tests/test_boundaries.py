@@ -241,7 +241,8 @@ def test_no_bare_event_strings():
 # loop and the job around it and its lease (inside a job), and the submission that records `submit_intent` and `submitted`. Everything
 # else (the CLI above all) calls one of the store's named writers (record_stopped, record_cancelled, ...).
 EVENT_WRITING_MODULES = {"jobkit/store.py", "jobkit/run/runner.py", "jobkit/run/job.py", "jobkit/run/lease.py",
-                         "jobkit/command/supervise.py", "jobkit/submit/submission.py", "jobkit/submit/intents.py"}
+                         "jobkit/command/supervise.py", "jobkit/submit/submission.py", "jobkit/submit/intents.py",
+                         "jobkit/run/ckptwriter.py"}  # the loop's checkpoint writer (its background thread)
 
 
 def test_events_are_written_through_the_store():

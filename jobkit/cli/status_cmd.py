@@ -16,7 +16,7 @@ from jobkit.observe.status import StatusReport, collect_status
 from jobkit.run import lease
 from jobkit.schedcalls import poll_interval
 from jobkit.plan import siteconfig
-from jobkit.state import FAILED
+from jobkit.state import FAILED, State
 
 
 def watch_interval(runs: int) -> float:
@@ -54,6 +54,15 @@ def show_holders(report: StatusReport, out: Console, most: int = 10) -> None:
         out.print(f"[dim]{run_id}: trained by {holder.describe()} (heartbeat {holder.age():.0f}s ago)[/]")
     if len(held) > most:
         out.print(f"[dim]… and {len(held) - most} more runs being trained (`--json` names every holder)[/]")
+
+
+def show_auto_cadence(report: StatusReport, out: Console, most: int = 10) -> None:
+    """One line per running run at checkpoint_every = "auto": the interval it uses now, and why."""
+    auto = [s for s in report.summaries if s.checkpoint_auto and s.state == State.RUNNING]
+    for s in auto[:most]:
+        a = s.checkpoint_auto
+        out.print(f"[dim]{s.run_id}: checkpoint every {s.checkpoint_every} steps (auto: √(2 × {a.get('checkpoint_s')}s "
+                  f"checkpoint × {a.get('mtbi_s')}s between interruptions) = {a.get('interval_s')}s)[/]")
 
 
 @click.command("status")
@@ -109,6 +118,7 @@ def status(selectors: tuple[str, ...], watch: bool, interval: float | None, show
         else:
             show_status(report, console())
         show_holders(report, console())
+        show_auto_cadence(report, console())
     for line in report.feeders if not as_json else ():
         console().print(line)
     if any(s.state in FAILED for s in report.summaries):

@@ -101,6 +101,14 @@ def _render(planned: list[submit_mod.PlannedRun], executor: str, explain: bool, 
                 chosen = " [bold](chosen)[/]" if v.partition.name == p.partition else ""
                 vt.add_row(v.partition.name + chosen, mark, v.reason)
             out.print(vt)
+    if explain:  # the warning time each job asks for (#SBATCH --signal), and why (jobkit.plan.lead)
+        leads: dict[tuple[int, str], list[str]] = {}
+        for p in planned:
+            if p.submits and p.lead:
+                leads.setdefault((p.signal_s, p.lead.why), []).append(p.spec.run_id)
+        for (seconds, why), ids in leads.items():
+            who = ids[0] if len(ids) == 1 else f"{len(ids)} runs"
+            out.print(f"Warning time {seconds}s before the limit (--signal USR2@{seconds}) for {who}: {why}")
     for p in planned:
         if p.warning:
             err_console().print(f"[yellow]warning[/] {p.spec.run_id}: {p.warning}")
@@ -228,7 +236,7 @@ def submit(sweep_file: Path, sets: tuple[str, ...], only: str | None, chunk: boo
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Change a resource (time, cpus, mem, gpus, account, qos, constraint, nodes, exclude, ...) or a "
                    "run setting (checkpoint_every, eval_every, sample_every, log_every, checkpoint_minutes, "
-                   "keep_checkpoints); never the run's params.")
+                   "keep_checkpoints, async_checkpoint); never the run's params.")
 @executor_option
 @dry_run_option
 @json_option

@@ -49,6 +49,10 @@ class RunSummary:
     host: str | None = None
     step_seconds: float | None = None
     checkpoint_seconds: float | None = None
+    checkpoint_bytes: int | None = None  # the newest checkpoint's size (with its seconds: the write speed)
+    state_bytes: int | None = None  # the state's size as the runner saw it at its start
+    checkpoint_every: int | None = None  # the periodic interval in steps the loop uses now (progress.json)
+    checkpoint_auto: dict[str, Any] | None = None  # with checkpoint_every = "auto": its interval and inputs
     entry: int = 0  # the sweep file's [[run]] table it came from (sweep order)
     key_params: tuple[str, ...] = ()  # the workload's, as spec.json records them (empty: not recorded)
     final: dict[str, Any] = field(default_factory=dict)  # metrics recorded when it finished
@@ -122,10 +126,12 @@ def _apply(s: RunSummary, ev: dict[str, Any], attempt_start: float | None) -> fl
             s.tasks = f"{nodes}×{int(ev['tasks']) // nodes}"
         s.executor = ev.get("executor") or s.executor
         s.step = max(s.step, int(ev.get("step", 0)))
+        s.state_bytes = ev.get("state_bytes", s.state_bytes)
     elif kind == Event.CHECKPOINT:
         s.last_checkpoint_t, s.last_checkpoint_step = t, ev.get("step")
         s.checkpoint_seconds = ev.get("seconds", s.checkpoint_seconds)
         s.step_seconds = ev.get("step_seconds", s.step_seconds)
+        s.checkpoint_bytes = ev.get("size", s.checkpoint_bytes)
     elif kind == Event.REQUEUED:
         s.requeues += 1
         reason = str(ev.get("reason", "signal"))
@@ -173,6 +179,7 @@ def _rest(s: RunSummary, run: RunDir, attempt_start: float | None) -> RunSummary
         s.loss = progress.get("loss", s.loss)
         s.val_loss = progress.get("val_loss", s.val_loss)
         s.steps_per_s = progress.get("steps_per_s")
+        s.checkpoint_every, s.checkpoint_auto = progress.get("checkpoint_every"), progress.get("checkpoint_auto")
         if s.state == State.RUNNING and attempt_start is not None and progress.get("t"):
             s.run_seconds += max(0.0, progress["t"] - attempt_start)
         if s.state == State.RUNNING and attempt_start is not None:

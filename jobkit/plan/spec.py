@@ -24,7 +24,7 @@ RESOURCE_KEYS = ("time", "total_time", "cpus", "mem", "gpus", "partition", "chun
 # Workload fields (validated with the workload's params) that say how a run is run, not what it
 # computes: recorded in the spec beside the resources, changeable by `resume --set`, never hashed.
 SETTING_KEYS = ("checkpoint_every", "checkpoint_minutes", "eval_every", "sample_every", "log_every",
-                "keep_checkpoints")
+                "keep_checkpoints", "async_checkpoint")
 _NAME_SAFE = re.compile(r"[^a-z0-9.]+")
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

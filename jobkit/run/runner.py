@@ -27,6 +27,8 @@ from jobkit.plan import params as params_mod
 from jobkit.plan import registry
 from jobkit.protocol import RunContext
 from jobkit.run import distributed, faults, rng, tblog, testhooks, watchdog
+from jobkit.run.cadence import Cadence
+from jobkit.run.ckptwriter import CheckpointWriter
 from jobkit.run.convergence import Plateau, judged_by
 from jobkit.run.divergence import DivergenceMonitor
 from jobkit.run.stops import EXIT_STOPPED, Host, RunFailed, StopFlag, Stopped, refuse_stalled_loop
@@ -130,6 +132,8 @@ class Loop:
         self.step_time_ema: float | None = None
         self.last_metrics: dict[str, float] = {}
         self.val_metrics: dict[str, float] = {}
+        self.saver = CheckpointWriter(run, params.keep_checkpoints, background=params.async_checkpoint)
+        self.cadence = Cadence(params.checkpoint_every)  # `auto`: planned from the run's events at start
 
     def note(self, name: str, **fields: Any) -> None:
         """An event, from the main rank only."""
@@ -153,11 +157,13 @@ class Loop:
         if self._converged_or_done() and any(e.get("event") == Event.FINISHED for e in events):
             return False
         refuse_stalled_loop(run, self.step, write=self.main, events=events)
+        state_bytes = faults.state_bytes(self.workload.state_dict())  # the checkpoint's size, before one exists
+        self.cadence = Cadence.for_run(self.params.checkpoint_every, events, state_bytes, self.step, time.time())
         where = self.ranks.where(socket.gethostname(), os.getpid())  # every rank has read the run by now
         self.note(Event.STARTED, attempt=self.attempt, step=self.step, job_id=self.host.job_id,
                   executor=self.host.executor, host=socket.gethostname(), pid=os.getpid(), device=str(self.device),
                   resumed_from=None if loaded is None else loaded.file, threads=torch.get_num_threads(),
-                  cores=_cores(), **({} if self.host.queued_s is None else {"queued_s": round(self.host.queued_s, 3)}),
+                  cores=_cores(), state_bytes=state_bytes, **({} if self.host.queued_s is None else {"queued_s": round(self.host.queued_s, 3)}),
                   **where)
         if self.main:
             self.writer = tblog.open_writer(writer_cls, run.tb_dir, self.step)
@@ -211,13 +217,14 @@ class Loop:
                 if self.ranks.stop_agreed(self.stop_wanted):
                     self.stop()
                 self.train_step()
+                self.saver.raise_error()  # a background checkpoint write failed: surfaced here, at the next step
                 if p.eval_every and self.step % p.eval_every == 0 and self.step < self.total:
                     self.evaluate()
                     if self.plateau is not None and self.plateau.converged:
                         break  # finish() reuses this evaluation
                 if p.sample_every and self.step % p.sample_every == 0 and self.step < self.total:
                     self.sample()
-                due_steps = p.checkpoint_every and self.step % p.checkpoint_every == 0
+                due_steps = self.cadence.due(self.step)
                 if (due_steps or self.ranks.due_agreed(self.due_by_time)) and self.step < self.total:
                     self.checkpoint("periodic")
                 self.progress()
@@ -226,6 +233,7 @@ class Loop:
                     on_step(self.step)
             final = self.finish()
         except BaseException:
+            self.saver.close()  # a checkpoint write in flight completes (or fails) before the loop ends
             try:
                 self.writer.close()  # may re-raise the writer thread's own error: the first one is what counts
             except Exception:
@@ -258,6 +266,7 @@ class Loop:
                 self.writer.add_scalar(f"train/{key}", value, self.step)
 
     def fail_diverged(self, loss: float | None) -> None:
+        self.saver.close()  # the checkpoint in flight is the last good one
         good = self.run.checkpoints()
         kept = f"the last good checkpoint (step {good[0].step}) is kept" if good else "no checkpoint was written"
         message = (f"loss is {loss} at step {self.step + 1}: training diverged; {kept}. "
@@ -305,10 +314,10 @@ class Loop:
                      "rng": rng.get_state(), "runner": own}
             if rng_ranks is not None:
                 state["rng_ranks"] = rng_ranks
-            info = self.run.save_checkpoint(self.step, state, keep=self.params.keep_checkpoints)
             ema = self.step_time_ema
-            self.run.event(Event.CHECKPOINT, step=self.step, file=info.file, reason=reason,
-                           seconds=round(info.seconds, 4), step_seconds=None if ema is None else round(ema, 5))
+            self.saver.save(self.step, state, reason, periodic=reason == "periodic",
+                            step_seconds=None if ema is None else round(ema, 5))
+            self.cadence.checkpointed(self.step, self.saver.last.seconds if self.saver.last else None, ema)
         self.ranks.checkpoint_written()
         self.last_ckpt_time = time.monotonic()
 
@@ -323,7 +332,7 @@ class Loop:
         ema = self.step_time_ema
         self.run.write_progress({"step": self.step, "total": self.total, "t": now, "attempt": self.attempt,
                                  "loss": self.last_metrics.get("loss"), "val_loss": self.val_metrics.get("val_loss"),
-                                 "steps_per_s": None if not ema else 1.0 / ema})
+                                 "steps_per_s": None if not ema else 1.0 / ema, **self.cadence.describe()})
 
     # --- stop and finish -------------------------------------------------------------------------
     def stop_wanted(self) -> bool:
@@ -335,6 +344,9 @@ class Loop:
 
     def due_by_time(self) -> bool:
         minutes = self.params.checkpoint_minutes
+        last = self.saver.last
+        if self.main and self.cadence.due_auto(self.step, self.step_time_ema, last and last.seconds):  # Young/Daly
+            return True
         return bool(minutes) and time.monotonic() - self.last_ckpt_time >= minutes * 60
 
     def stop(self) -> None:

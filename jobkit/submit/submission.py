@@ -25,6 +25,7 @@ from jobkit import slurm, store
 from jobkit.observe.runstate import RunSummary
 from jobkit.observe.status import collect_status
 from jobkit.plan import choose as cluster_mod
+from jobkit.plan import lead as lead_mod
 from jobkit.plan import placement as placement_mod
 from jobkit.plan.clusterfacts import ClusterFacts
 from jobkit.plan.siteconfig import SiteConfig
@@ -60,6 +61,7 @@ class PlannedRun:
     candidates: tuple[tuple[str, str | None], ...] = ()  # (partition, QoS) that fit, best first (placement)
     starts: dict[str, str] = field(default_factory=dict)  # partition -> Slurm's expected start (--test-only)
     prior: str | None = None  # the run's state before this submit (None: no folder)
+    lead: lead_mod.Lead | None = None  # the warning time its job asks for, from what the run measured
 
     def __post_init__(self) -> None:
         if self.job_res is None:
@@ -69,6 +71,11 @@ class PlannedRun:
     def sbatch_partition(self) -> str | None:
         """What --partition gets: none when the site routes by time and the user named none."""
         return None if self.routed else self.partition
+
+    @property
+    def signal_s(self) -> int:
+        """Seconds between Slurm's USR2 and the kill that this run's job asks for (--signal)."""
+        return self.lead.seconds if self.lead else signal_delay_for(self.job_res)
 
     @property
     def submits(self) -> bool:
@@ -81,6 +88,7 @@ class PlannedRun:
                 "gpus": self.job_res.gpus_text if self.job_res.gpu_type else self.job_res.gpus,
                 "constraint": self.job_res.constraint, "nodes": self.job_res.nodes,
                 "segments": self.segments, "time": self.job_res.time, "warning": self.warning,
+                "signal_s": self.signal_s, **({"signal_why": self.lead.why} if self.lead else {}),
                 **({"routed": True} if self.routed else {}), **({"starts": self.starts} if self.starts else {}),
                 "job_id": self.job_id, "path": str(self.run_dir),
                 "verdicts": [{"partition": v.partition.name, "fits": v.fits, "reason": v.reason}
@@ -88,8 +96,8 @@ class PlannedRun:
 
 
 def signal_delay_for(res: Resources) -> int:
-    """Seconds between Slurm's warning signal and the kill: enough to checkpoint, never most of the job."""
-    return int(max(10, min(90, res.time_min * 60 // 4)))
+    """Seconds between Slurm's warning signal and the kill before anything is measured (`plan.lead`)."""
+    return lead_mod.default_lead_s(res.time_min)
 
 
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@%=,-]+$")
@@ -130,6 +138,7 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
     summaries = summaries if summaries is not None else _existing_summaries(specs, root)
     placed: dict[Resources, placement_mod.Placement] = {}  # one choice per resource shape
     groups = None  # placement checks AllowGroups against the local user on a live cluster only
+    bandwidth = lead_mod.measured_bandwidth(list(summaries.values()))
     planned = []
     for spec in specs:
         run_dir = Path(root) / spec.sweep / spec.run_id
@@ -151,11 +160,20 @@ def plan(specs: Sequence[JobSpec], root: Path, executor: str,
             item.candidates = where.candidates
         elif spec.resources.total_time_min and spec.resources.total_time_min > spec.resources.time_min:
             item.segments = math.ceil(spec.resources.total_time_min / spec.resources.time_min)
-        if item.submits and current is not None:
-            item.warning = _signal_warning(current, item.job_res)
-            item.job_res, avoided = aftermath.avoid_failed_nodes(item.job_res, current)
-            item.reason += f"; {avoided}" if avoided else ""
+        if item.submits:
+            if current is not None:
+                item.job_res, avoided = aftermath.avoid_failed_nodes(item.job_res, current)
+                item.reason += f"; {avoided}" if avoided else ""
+            chosen = next((v.partition for v in item.verdicts if v.partition.name == item.partition), None)
+            item.lead = lead_mod.lead_for(item.job_res.time_min, lead_mod.Figures.of(current),
+                                          grace_s=getattr(chosen, "grace_time_s", None), partition=item.partition,
+                                          bandwidth=bandwidth)
+            item.warning = item.lead.problem
         planned.append(item)
+    sent = [i for i in planned if i.submits]  # one array, one --signal: the longest its runs need
+    for item, shared in zip(sent, lead_mod.shared([(i.spec.sweep, i.job_res.shape(), i.segments) for i in sent],
+                                                  [i.lead for i in sent])):
+        item.lead = shared
     return planned  # what the job limits leave room for now: jobkit.plan.room (submit_runs)
 
 
@@ -201,12 +219,8 @@ def _action(current: RunSummary | None) -> tuple[str, str]:
 
 
 def _signal_warning(current: RunSummary, res: Resources) -> str | None:
-    need = (current.step_seconds or 0) * 2 + (current.checkpoint_seconds or 0) * 2 + 5
-    delay = signal_delay_for(res)
-    if current.step_seconds is not None and need > delay:
-        return (f"a step takes {current.step_seconds:.1f}s and a checkpoint {current.checkpoint_seconds or 0:.1f}s: "
-                f"the {delay}s warning before the time limit may be too short to checkpoint; ask for a longer --time")
-    return None
+    """The one line a run whose measured needs exceed what its job allows is told at submit."""
+    return lead_mod.lead_for(res.time_min, lead_mod.Figures.of(current)).problem
 
 
 @contextmanager
@@ -223,11 +237,12 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
 
 
 def slurm_parameters(res: Resources, partition: str | None, sweep: str,
-                     site: SiteConfig | None = None, token: str | None = None) -> dict[str, Any]:
+                     site: SiteConfig | None = None, token: str | None = None,
+                     signal_s: int | None = None) -> dict[str, Any]:
     """submitit's SlurmExecutor parameters for one job of `res`: every value was validated when parsed
     (spec/slurmvalues), so none needs quoting in the #SBATCH lines; `setup` lines are the site's own."""
     params: dict[str, Any] = dict(time=res.time_min, cpus_per_task=res.cpus, mem=f"{res.mem_mb}M",
-                                  signal_delay_s=signal_delay_for(res), job_name=f"{JOB_NAME_PREFIX}{sweep}",
+                                  signal_delay_s=signal_s or signal_delay_for(res), job_name=f"{JOB_NAME_PREFIX}{sweep}",
                                   additional_parameters={"open-mode": "append", **dict(res.sbatch)})
     if token:  # the submission's token travels with the job: a dead submitter's jobs are found by it
         own = params["additional_parameters"].get("comment")  # a user's `[sbatch] comment` follows it
@@ -254,7 +269,7 @@ def sbatch_script(item: PlannedRun, root: Path, site: SiteConfig | None = None) 
     the same parameters `execute` gives the executor, so the two cannot drift apart."""
     python = site.python if site is not None and site.python else shlex.quote(sys.executable)
     return slurm.render_script(slurm_parameters(item.job_res, item.sbatch_partition, item.spec.sweep, site,
-                                                token=intents.TOKEN_PLACEHOLDER),
+                                                token=intents.TOKEN_PLACEHOLDER, signal_s=item.signal_s),
                                slurm.job_folder(Path(root) / item.spec.sweep), python)
 
 
@@ -315,13 +330,14 @@ def execute(planned: list[PlannedRun], root: Path, executor: str, site: SiteConf
                                                     items[0].job_res.time_min * 60, str(items[0].run_dir.resolve()))
             res = items[0].job_res
             if executor == "slurm":
-                ex = slurm.slurm_executor(folder, slurm_parameters(res, sbatch_partition, sweep, site, token=token),
+                ex = slurm.slurm_executor(folder, slurm_parameters(res, sbatch_partition, sweep, site, token=token,
+                                                                   signal_s=items[0].signal_s),
                                           python=site.python if site is not None else None)
             else:  # `python` puts jobkit.submit.localqueue in front of each task: it waits for its share, then runs
                 ex = slurm.local_executor(folder, timeout_min=LOCAL_CONTROLLER_TIMEOUT_MIN if python else res.time_min,
-                                          signal_delay_s=signal_delay_for(res), gpus=res.gpus,
+                                          signal_delay_s=items[0].signal_s, gpus=res.gpus,
                                           tasks=res.world_size, python=shlex.join(python) if python else None)
-            fns = [TrainJob(item.run_dir.resolve(), signal_delay_for(item.job_res), item.job_res.time_min,
+            fns = [TrainJob(item.run_dir.resolve(), item.signal_s, item.job_res.time_min,
                             stall_timeout_s=with_site_defaults(item.job_res, site).stall_timeout_s) for item in items]
             if executor == "slurm":  # a site's "N allocations a minute" (jobkit.toml sbatch_per_minute)
                 CALLS.pace_sbatch(site.sbatch_per_minute if site is not None else None)
