@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
+from test_watchdog import silent_script
 
 from jobkit.state import Event
 from jobkit.store import RunDir
@@ -106,23 +107,7 @@ def test_one_rank_of_two_that_blocks_is_named_and_every_rank_exits(tmp_path, slu
     assert first["tasks"] == 2 and not [pid for _, pid in first["ranks"] if alive(pid)]
 
 
-SILENT = """\
-import faulthandler, os, signal, sys, time
-from jobkit import report
-faulthandler.register(signal.SIGUSR1, all_threads=True)
-block = sys.argv[1]
-
-def wait_for_input():
-    while os.path.exists(block):
-        time.sleep(0.2)
-
-for step in range(1, 41):
-    if step == 21:
-        wait_for_input()
-    print(f"step {step}", flush=True)
-    report.progress(step, 40, loss=1.0)
-    time.sleep(0.05)
-"""
+SILENT = silent_script(40, 21, 0.05)
 
 
 def test_a_command_script_that_stops_printing_is_requeued_with_its_stacks_and_finishes(tmp_path):

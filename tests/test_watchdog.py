@@ -258,7 +258,10 @@ def test_one_blocked_rank_of_two_is_named_and_both_exit(tmp_path):
     assert of(run, Event.FINISHED)
 
 
-SILENT = """\
+def silent_script(steps: int, block_at: int, pause_s: float) -> str:
+    """A command script that goes silent at `block_at` while the file named by its argument exists (it
+    dumps its stacks on SIGUSR1, the `stall_signal` the tests name)."""
+    return f"""\
 import faulthandler, os, signal, sys, time
 from jobkit import report
 faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -268,13 +271,16 @@ def wait_for_input():
     while os.path.exists(block):
         time.sleep(0.2)
 
-for step in range(1, 31):
-    if step == 11:
+for step in range(1, {steps + 1}):
+    if step == {block_at}:
         wait_for_input()
-    print(f"step {step}", flush=True)
-    report.progress(step, 30, loss=1.0)
-    time.sleep(0.02)
+    print(f"step {{step}}", flush=True)
+    report.progress(step, {steps}, loss=1.0)
+    time.sleep({pause_s})
 """
+
+
+SILENT = silent_script(30, 11, 0.02)
 
 
 @pytest.mark.slow
