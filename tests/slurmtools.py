@@ -10,6 +10,7 @@ from typing import Callable, Iterable
 
 from jobkit.observe import lifecycle
 from jobkit.observe.status import collect_status
+from jobkit.run import leftovers
 from jobkit.store import RunDir, find_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,3 +106,27 @@ def feeder_sweep(root: Path, sweep_file: Path, qos: str, env: dict, timeout: flo
             "never_submitted": len(summaries) - len(submitted), "arrays": len(arrays),
             "feeders": len(list((sweep_dir / ".submitit").glob("feeder-*.out"))), "restarted": restarted,
             "first_submit": first.stdout}
+
+
+def described(pids: list[int]) -> list[str]:
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            cmd = "?"
+        out.append(f"{pid} [{leftovers.marker_of(pid)}] {cmd}")
+    return out
+
+
+def assert_nothing_left(prefix: str, job_id: str, wait_s: float = 90) -> None:
+    """Once Slurm has let go of the job (not in squeue), no process carrying its marker may remain.
+    Slurm's own teardown (KillWait) may still be under way when the queue drops the job, so the scan
+    is repeated until it is empty or `wait_s` has passed."""
+    end = time.time() + wait_s
+    while subprocess.run(["squeue", "-h", "-j", job_id.split("_")[0]], capture_output=True, text=True).stdout.strip():
+        assert time.time() < end, f"job {job_id} still in the queue"
+        time.sleep(0.5)
+    while (left := leftovers.marked(prefix.rstrip("/"))) and time.time() < end:
+        time.sleep(0.5)
+    assert not left, "left behind:\n" + "\n".join(described(left))

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
+from slurmtools import all_ended, assert_nothing_left, cancel_sweeps, described, jobkit, wait_until
 
 from jobkit.run import leftovers, testhooks
 from jobkit.store import RunDir
@@ -61,30 +61,6 @@ def marker_prefix(run: RunDir) -> str:
     """`<job id>/`: every attempt of the run's job (the batch script's marker)."""
     job_id = [e for e in run.events() if e["event"] == "started"][-1]["job_id"]
     return f"{job_id}/"
-
-
-def described(pids: list[int]) -> list[str]:
-    out = []
-    for pid in pids:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            cmd = "?"
-        out.append(f"{pid} [{leftovers.marker_of(pid)}] {cmd}")
-    return out
-
-
-def assert_nothing_left(prefix: str, job_id: str, wait_s: float = 90) -> None:
-    """Once Slurm has let go of the job (not in squeue), no process carrying its marker may remain.
-    Slurm's own teardown (KillWait) may still be under way when the queue drops the job, so the scan
-    is repeated until it is empty or `wait_s` has passed."""
-    end = time.time() + wait_s
-    while subprocess.run(["squeue", "-h", "-j", job_id.split("_")[0]], capture_output=True, text=True).stdout.strip():
-        assert time.time() < end, f"job {job_id} still in the queue"
-        time.sleep(0.5)
-    while (left := leftovers.marked(prefix.rstrip("/"))) and time.time() < end:
-        time.sleep(0.5)
-    assert not left, "left behind:\n" + "\n".join(described(left))
 
 
 def command_sweep(tmp_path: Path, name: str, extra: str) -> Path:

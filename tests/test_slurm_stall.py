@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from slurmtools import all_ended, cancel_sweeps, jobkit, wait_until
+from slurmtools import all_ended, assert_nothing_left, cancel_sweeps, jobkit, wait_until
 from test_watchdog import silent_script
 
 from jobkit.state import Event
@@ -51,7 +51,10 @@ def stalled_then_unblocked(root: Path, block: Path) -> RunDir:
     block.unlink()
     (s,) = wait_until(root, all_ended, 420)
     assert s.state == "COMPLETED", s.error
-    return RunDir(Path(s.path))
+    run = RunDir(Path(s.path))
+    job = of(run, Event.STARTED)[0]["job_id"]
+    assert_nothing_left(f"{job}/", job)  # nothing of the stalled attempt (nor of the last) on any node
+    return run
 
 
 def stall_requeues(run: RunDir) -> list[int]:
