@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from slurmtools import all_ended, cancel_sweeps, wait_until
 
-from jobkit.observe.runstate import summarize
+from jobkit.observe.runstate import RunSummary, summarize
 from jobkit.store import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,15 +85,17 @@ def shakespeare_char(tmp_path) -> Path:
 
 @pytest.fixture
 def word_corpus(tmp_path) -> tuple[Path, int]:
-    """A Wikitext-2-shaped folder (train.txt, valid.txt, test.txt) from the first 15,000 lines of the
-    corpus: 13,000 / 1,000 / 1,000 lines, ~75k training words, a ~12k-word vocabulary (~30 s of CPU);
-    and the batches per epoch main.py prints (`len(train_data) // bptt` at --batch_size 10 --bptt 20)."""
+    """A Wikitext-2-shaped folder (train.txt, valid.txt, test.txt) from the corpus: all but the last 4,000
+    lines to train on, then 2,000 / 2,000; and the batches per epoch main.py prints (`len(train_data) // bptt`
+    at --batch_size 10 --bptt 20). Long enough (over a minute of CPU) that the script is still running when
+    the preemption's GraceTime (30 s on `test`) ends: it ignores the signal, so only the kill stops it."""
     lines = corpus().splitlines()
+    train, valid, test = lines[:-4000], lines[-4000:-2000], lines[-2000:]
     folder = tmp_path / "words"
     folder.mkdir()
-    for name, part in (("train", lines[:13000]), ("valid", lines[13000:14000]), ("test", lines[14000:15000])):
+    for name, part in (("train", train), ("valid", valid), ("test", test)):
         (folder / f"{name}.txt").write_text("\n".join(part) + "\n")
-    words = sum(len(line.split()) + 1 for line in lines[:13000])  # data.py: words + <eos> per line
+    words = sum(len(line.split()) + 1 for line in train)  # data.py: words + <eos> per line
     return folder, words // 10 // 20
 
 
@@ -156,8 +158,9 @@ def test_nanogpt_resumes_from_its_checkpoint_after_a_preemption(tmp_path, shakes
             straight.kill()
 
 
-def completed_through_preemptions(root: Path, run: RunDir) -> list[dict]:
-    """Waits for the run to complete; every requeue was a preemption and each has its `work_lost` event."""
+def completed_through_preemptions(root: Path, run: RunDir) -> tuple[RunSummary, list[dict], list[dict]]:
+    """Waits for the run to complete; every requeue was a preemption and each has its `work_lost` event.
+    Returns the run's summary, its events and its `work_lost` events."""
     (s,) = wait_until(root, all_ended, 420)
     assert s.state == "COMPLETED", s.error
     events = run.events()
@@ -165,13 +168,13 @@ def completed_through_preemptions(root: Path, run: RunDir) -> list[dict]:
     assert reasons and set(reasons) == {"preemption"}  # ours (another job on `preempt` may add one)
     losses = [e for e in events if e["event"] == "work_lost"]
     assert len(losses) == len(reasons)
-    return losses
+    return s, events, losses
 
 
 def check_nanogpt(tmp_path: Path, root: Path, run: RunDir, ref: RunDir, straight: subprocess.Popen) -> None:
     seen = preempt_when(root, 55)  # past the checkpoint at iter 50
     assert seen.total == 200 and 0 < seen.loss < 5
-    losses = completed_through_preemptions(root, run)
+    s, events, losses = completed_through_preemptions(root, run)
     lost = max(losses, key=lambda e: e["reached"])  # the preemption at step >= 55
     assert lost["cause"] == "the script died of SIGUSR2" and lost["checkpoint"] == "ckpt.pt"
     # nanoGPT prints `step 50: train loss …, val loss …` just before it saves: the checkpoint's step
@@ -214,13 +217,13 @@ def test_word_language_model_is_restarted_from_scratch_and_says_so(tmp_path, wor
     run = RunDir(Path(item["path"]))
     seen = preempt_when(root, 30)  # early: the preemption must land before this short run ends
     assert seen.total == batches and seen.loss > 0
-    losses = completed_through_preemptions(root, run)
+    s, events, losses = completed_through_preemptions(root, run)
     assert all(e["from_scratch"] and e["step"] == 0 for e in losses)
     assert max(e["reached"] for e in losses) >= 30
     last = losses[-1]
     assert s.work_lost.startswith(f"restarted from scratch (resumable = false): the script died of SIGUSR2 "
                                   f"at step {last['reached']}, {last['reached']} steps")
-    assert [e["step"] for e in events if e["event"] == "started"] == [0] * (len(reasons) + 1)
+    assert [e["step"] for e in events if e["event"] == "started"] == [0] * (len(losses) + 1)
     assert s.step == batches // 10 * 10 and (run.path / "model.pt").is_file()  # its last progress line
     status = subprocess.run([sys.executable, "-m", "jobkit", "status", "--json"], capture_output=True, text=True,
                             env={**os.environ, "JOBKIT_ROOT": str(root)}, timeout=120, check=True)
