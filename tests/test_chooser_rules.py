@@ -128,19 +128,15 @@ def test_a_qos_bound_refusal_names_the_qos():
     assert "limit 2-00:00:00" in p.choice.reason
 
 
-def test_gpus_per_job_and_submit_limits_per_user():
+def test_gpus_per_job_per_user():
     f = scavenger_site(scavenger=False)
     f.qos["normal"] = clusterfacts.Qos("normal", max_tres_pu="gres/gpu=4", max_submit_pu=10)
     with pytest.raises(NoFit, match=r"QoS normal MaxTRESPU gres/gpu=4 < 8 GPUs asked"):
         place(f, gpus=4, nodes=2, cpus=1)
     assert place(f, gpus=4, cpus=1).partition == "gpu-short"
-    f.queued_jobs = {"normal": 3}
-    placement.check_submit_limits(f, {"normal": 7})
-    with pytest.raises(NoFit, match=r"QoS normal MaxSubmitPU 10: 8 jobs to submit \+ 3 of yours already queued"):
-        placement.check_submit_limits(f, {"normal": 8})
 
 
-def test_association_limits_gpus_per_job_and_jobs_submitted():
+def test_association_limits_gpus_per_job():
     text = ("c|physics|alice||normal|normal||10|20|gres/gpu=2|physics\n"
             "c|lab|alice|gpu|normal|normal|1-00:00:00||||physics\n")
     a, b = clusterfacts.parse_associations(text)
@@ -155,14 +151,6 @@ def test_association_limits_gpus_per_job_and_jobs_submitted():
     f.qos["normal"] = clusterfacts.Qos("normal", max_tres="gres/gpu=1")  # the tighter one is named
     with pytest.raises(NoFit, match=r"QoS normal MaxTRES gres/gpu=1 < 2 GPUs asked"):
         place(f, gpus=2, cpus=1)
-    f.queued_by_account = {"physics": 2}
-    placement.check_submit_limits(f, {}, {"physics": 3})
-    with pytest.raises(NoFit, match=r"association physics MaxSubmit 5: 4 jobs to submit \+ 2 of yours already "
-                                    r"queued > 5"):
-        placement.check_submit_limits(f, {}, {"physics": 4})
-    f.qos["normal"] = clusterfacts.Qos("normal", max_submit_pu=4)  # both exceeded: the tightest is named
-    with pytest.raises(NoFit, match=r"^QoS normal MaxSubmitPU 4: 6 jobs"):
-        placement.check_submit_limits(f, {"normal": 6}, {"physics": 6})
 
 
 def test_a_sweep_over_the_association_max_submit_sends_what_fits_and_the_rest_waits(tmp_path: Path):

@@ -8,9 +8,8 @@
   admits the time; else the granted QoS with the shortest MaxWall that does (a longer QoS when the
   run needs it and the user has it); none admitting it: the longest (a chunked run's segments).
 - Per user: a job's GPUs against the tightest of the QoS's MaxTRES and MaxTRESPU and the association's
-  MaxTRES `gres/gpu`; a sweep's job count against the QoS's MaxSubmitPU and the association's MaxSubmit,
-  counting the user's jobs already queued under that QoS or account (read live only). MaxJobs/MaxJobsPU
-  only hold extra jobs pending, so they refuse nothing.
+  MaxTRES `gres/gpu`. A sweep's job count against MaxSubmitPU/MaxJobsPU and MaxSubmit/MaxJobs is
+  `jobkit.plan.room`'s: what does not fit now waits, it is not refused.
 Pure: no subprocess.
 """
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from jobkit.plan.choose import NoFit, Partition
+from jobkit.plan.choose import Partition
 from jobkit.plan.clusterfacts import Association, ClusterFacts
 from jobkit.plan.slurmtext import _int, parse_tres
 from jobkit.plan.slurmtime import format_time
@@ -93,29 +92,3 @@ def gpu_limit(facts: ClusterFacts, qos: str | None, assoc: Association | None = 
     if assoc is not None and assoc.max_gpus() is not None:
         found.append((assoc.max_gpus(), f"association {assoc.account} MaxTRES gres/gpu={assoc.max_gpus()}"))
     return min(found) if found else None
-
-
-def check_submit_limits(facts: ClusterFacts, jobs_by_qos: dict[str, int],
-                        jobs_by_account: dict[str, int] | None = None) -> None:
-    """Raise NoFit when the jobs to submit under a QoS (account), plus the user's jobs already queued under
-    it, exceed its MaxSubmitPU (the association's MaxSubmit): Slurm would refuse the sbatch; an array
-    counts one job per task. Of several limits exceeded, the tightest is named."""
-    over = []  # (limit, message)
-    for name, count in sorted(jobs_by_qos.items()):
-        q = facts.qos.get(name)
-        if q is not None and q.max_submit_pu is not None:
-            over += _over(q.max_submit_pu, count, facts.queued_jobs.get(name, 0), f"QoS {name} MaxSubmitPU")
-    for account, count in sorted((jobs_by_account or {}).items()):
-        caps = [a.max_submit for a in facts.associations if a.account == account and a.max_submit is not None]
-        if caps:
-            over += _over(min(caps), count, facts.queued_by_account.get(account, 0), f"association {account} MaxSubmit")
-    if over:
-        raise NoFit(min(over)[1])
-
-
-def _over(limit: int, count: int, queued: int, what: str) -> list[tuple[int, str]]:
-    if count + queued <= limit:
-        return []
-    already = f" + {queued} of yours already queued" if queued else ""
-    return [(limit, f"{what} {limit}: {count} jobs to submit{already} > {limit} — submit fewer runs at a time "
-                    "(--only) or wait for queued ones to end")]

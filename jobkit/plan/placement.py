@@ -36,7 +36,6 @@ from typing import Iterable, Mapping
 from jobkit.plan import limits as lim
 from jobkit.plan.choose import Choice, NoFit, Partition, Verdict, _asked, _user_groups
 from jobkit.plan.clusterfacts import Association, ClusterFacts
-from jobkit.plan.limits import check_submit_limits  # noqa: F401  (the sweep-level check, with place())
 from jobkit.plan.nodefit import Fit, feature_constraint, gpu_types, node_fit
 from jobkit.plan.preemption import preemption_risk
 from jobkit.plan.slurmtime import format_time
