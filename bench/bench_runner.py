@@ -393,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# scratch: {scratch}")
     cadence = {"checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
                "eval_every": 0, "sample_every": 0}
+    charlm_tiny = {"preset": "tiny", "model": args.charlm_model, "data": "tinyshakespeare",
+                   "steps": args.charlm_steps, **cadence}
     results = []
     try:
         if not args.skip_toy:
@@ -405,8 +407,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"\n## charlm: skipped ({why})")
             else:
                 results.append(overhead(f"charlm tiny ({args.charlm_model})", "charlm",
-                                        {"preset": "tiny", "model": args.charlm_model, "data": "tinyshakespeare",
-                                         "steps": args.charlm_steps, **cadence},
+                                        charlm_tiny,
                                         args.cpus, args.repeats, scratch / "charlm", args.profile))
         if not args.skip_lease:
             why = charlm_available()
@@ -414,8 +415,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"\n## lease: skipped ({why})")
             else:
                 lease_cost(f"charlm tiny ({args.charlm_model})", "charlm",
-                           {"preset": "tiny", "model": args.charlm_model, "data": "tinyshakespeare",
-                            "steps": args.charlm_steps, **cadence}, args.cpus, args.repeats, scratch / "lease",
+                           charlm_tiny, args.cpus, args.repeats, scratch / "lease",
                            args.lease_beat_timeout)
         if not args.skip_watchdog:
             why = charlm_available()
@@ -423,8 +423,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"\n## stall watchdog: skipped ({why})")
             else:
                 watchdog_cost(f"charlm tiny ({args.charlm_model})", "charlm",
-                              {"preset": "tiny", "model": args.charlm_model, "data": "tinyshakespeare",
-                               "steps": args.charlm_steps, **cadence}, args.cpus, args.repeats, scratch / "watchdog")
+                              charlm_tiny, args.cpus, args.repeats, scratch / "watchdog")
         if not args.skip_checkpoint:
             checkpoint_bench(args.repeats, scratch, args.ckpt_width, args.ckpt_layers)
         if not args.skip_async:  # issue 27: the loop's pause sync vs async, and the overhead at "auto"
