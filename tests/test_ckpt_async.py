@@ -43,6 +43,38 @@ def test_snapshot_is_a_deep_copy_on_cpu_that_keeps_types_and_shared_tensors():
     assert second["model"]["w"] is first["model"]["w"] and torch.equal(second["model"]["w"], w)
 
 
+def test_warm_makes_the_buffers_off_the_loop_and_the_first_snapshot_only_copies_into_them(tmp_path):
+    run = testing.make_run(tmp_path, "toy", {"preset": "tiny", "steps": 10})
+    w = torch.arange(6, dtype=torch.float32)
+    state = {"model": OrderedDict(w=w, tied=w), "opt": {"m": torch.ones(3, 2)}, "step": 4}
+    writer = ckptwriter.CheckpointWriter(run, keep=2)
+    writer.warm(state)
+    writer.wait()
+    warmed = {k: b.data_ptr() for k, b in writer._pool.items()}
+    assert set(warmed) == {("model", "w"), ("opt", "m")}  # a tied tensor gets one buffer
+    w.add_(1)
+    writer.save(5, state, "periodic", True)
+    writer.wait()
+    assert {k: b.data_ptr() for k, b in writer._pool.items()} == warmed  # filled in place, nothing allocated
+    loaded, info = run.load_checkpoint()
+    assert info.step == 5 and torch.equal(loaded["model"]["w"], w) and torch.equal(loaded["opt"]["m"], torch.ones(3, 2))
+    sync = ckptwriter.CheckpointWriter(run, keep=2, background=False)
+    sync.warm(state)  # a run that writes in the loop holds no copy
+    assert sync._thread is None and not sync._pool
+
+
+def test_a_run_with_periodic_checkpoints_warms_its_buffers_after_the_first_step(tmp_path, monkeypatch):
+    warmed: list[int] = []
+    real = ckptwriter.CheckpointWriter.warm
+    monkeypatch.setattr(ckptwriter.CheckpointWriter, "warm",
+                        lambda self, state: (warmed.append(state["step"]), real(self, state)))
+    runner.run(testing.make_run(tmp_path / "a", "toy", {"preset": "tiny", "steps": 6, "checkpoint_every": 3}))
+    assert warmed == [1]
+    runner.run(testing.make_run(tmp_path / "b", "toy", {"preset": "tiny", "steps": 6, "checkpoint_every": 0,
+                                                        "checkpoint_minutes": 0}))
+    assert warmed == [1]  # no periodic checkpoint planned: no copy held
+
+
 class _SlowSaves:
     """Stands in for RunDir.save_checkpoint: records the order and how many writes overlap."""
 

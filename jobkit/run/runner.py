@@ -26,7 +26,7 @@ import torch
 from jobkit.plan import params as params_mod
 from jobkit.plan import registry
 from jobkit.protocol import RunContext
-from jobkit.run import distributed, faults, rng, tblog, testhooks, watchdog
+from jobkit.run import distributed, faults, heap, rng, tblog, testhooks, watchdog
 from jobkit.run.cadence import Cadence
 from jobkit.run.ckptwriter import CheckpointWriter
 from jobkit.run.convergence import Plateau, judged_by
@@ -97,6 +97,13 @@ def _prepare(run: RunDir, host: Host, flag: StopFlag) -> "Loop":
             run.event(Event.FAILED, step=0, error=message)
         raise RunFailed(message) from None
     torch.set_num_threads(max(1, spec.resources.cpus))
+    try:
+        heap_mode = heap.keep_freed_memory()  # before setup() allocates the model
+    except ValueError as exc:
+        message = f"{exc}"
+        if topo.is_main:
+            run.event(Event.FAILED, step=0, error=message)
+        raise RunFailed(message) from None
     device = torch.device("cuda" if spec.resources.gpus > 0 and torch.cuda.is_available() else "cpu")
     if topo.distributed and device.type == "cuda":
         device = torch.device("cuda", topo.local_rank % max(1, torch.cuda.device_count()))
@@ -108,7 +115,9 @@ def _prepare(run: RunDir, host: Host, flag: StopFlag) -> "Loop":
             run.event(Event.FAILED, step=0, error=message)
         raise RunFailed(message)
     ranks = distributed.Ranks.open(topo, device, watchdog.collective_timeout(host, spec.resources))
-    return Loop(run, host, flag, spec, workload, params, device, ranks, takes_ctx)
+    loop = Loop(run, host, flag, spec, workload, params, device, ranks, takes_ctx)
+    loop.heap = heap_mode
+    return loop
 
 
 class Loop:
@@ -133,6 +142,7 @@ class Loop:
         self.last_metrics: dict[str, float] = {}
         self.val_metrics: dict[str, float] = {}
         self.saver = CheckpointWriter(run, params.keep_checkpoints, background=params.async_checkpoint)
+        self.heap = "system"  # what `heap.keep_freed_memory` did in this process (set by _prepare)
         self.cadence = Cadence(params.checkpoint_every)  # `auto`: planned from the run's events at start
 
     def note(self, name: str, **fields: Any) -> None:
@@ -163,7 +173,7 @@ class Loop:
         self.note(Event.STARTED, attempt=self.attempt, step=self.step, job_id=self.host.job_id,
                   executor=self.host.executor, host=socket.gethostname(), pid=os.getpid(), device=str(self.device),
                   resumed_from=None if loaded is None else loaded.file, threads=torch.get_num_threads(),
-                  cores=_cores(), state_bytes=state_bytes, **({} if self.host.queued_s is None else {"queued_s": round(self.host.queued_s, 3)}),
+                  cores=_cores(), state_bytes=state_bytes, heap=self.heap, **({} if self.host.queued_s is None else {"queued_s": round(self.host.queued_s, 3)}),
                   **where)
         if self.main:
             self.writer = tblog.open_writer(writer_cls, run.tb_dir, self.step)
@@ -212,12 +222,16 @@ class Loop:
         """Steps until the total (or a plateau), each followed by what its cadences ask for."""
         p = self.params
         self.ranks.begin(self.stop_wanted)
+        warm_pending = self._periodic_planned() and self.step < self.total
         try:
             while self.step < self.total:
                 if self.ranks.stop_agreed(self.stop_wanted):
                     self.stop()
                 self.train_step()
                 self.saver.raise_error()  # a background checkpoint write failed: surfaced here, at the next step
+                if warm_pending and self.main:  # the state has its full shape now: its snapshot buffers, off the loop
+                    self.saver.warm(self._state())
+                warm_pending = False
                 if p.eval_every and self.step % p.eval_every == 0 and self.step < self.total:
                     self.evaluate()
                     if self.plateau is not None and self.plateau.converged:
@@ -308,18 +322,26 @@ class Loop:
         self.writer.flush()
         rng_ranks = self.ranks.gather_rng(rng.get_state())
         if self.main:
-            own = {"divergence": self.monitor.state_dict(),
-                   **({"plateau": self.plateau.state_dict()} if self.plateau else {})}
-            state = {"format": CHECKPOINT_FORMAT, "step": self.step, "workload": self.workload.state_dict(),
-                     "rng": rng.get_state(), "runner": own}
-            if rng_ranks is not None:
-                state["rng_ranks"] = rng_ranks
+            state = self._state(rng_ranks)
             ema = self.step_time_ema
             self.saver.save(self.step, state, reason, periodic=reason == "periodic",
                             step_seconds=None if ema is None else round(ema, 5))
             self.cadence.checkpointed(self.step, self.saver.last.seconds if self.saver.last else None, ema)
         self.ranks.checkpoint_written()
         self.last_ckpt_time = time.monotonic()
+
+    def _state(self, rng_ranks: Any = None) -> dict[str, Any]:
+        """What a checkpoint holds: the workload, RNGs (every rank's when gathered) and the monitors."""
+        own = {"divergence": self.monitor.state_dict(), **({"plateau": self.plateau.state_dict()} if self.plateau else {})}
+        state = {"format": CHECKPOINT_FORMAT, "step": self.step, "workload": self.workload.state_dict(),
+                 "rng": rng.get_state(), "runner": own}
+        if rng_ranks is not None:
+            state["rng_ranks"] = rng_ranks
+        return state
+
+    def _periodic_planned(self) -> bool:
+        p = self.params
+        return bool(p.checkpoint_every or p.checkpoint_minutes)
 
     def progress(self, force: bool = False) -> None:
         """progress.json for `jobkit status`, at most every PROGRESS_EVERY_S unless forced."""
