@@ -4,6 +4,9 @@ The bare loop draws the same batches, runs the same network's forward and loss, 
 `backward`, a default-settings optimiser step and `loss.item()` — nothing else. The workload's step
 adds what a run needs (gradient clipping, learning-rate schedule, metrics) and the kernels it picks
 (fused AdamW); the ratio says what that costs or saves. Rounds alternate; the median is reported.
+
+Both run in one process with the heap as a jobkit run has it (`jobkit/run/heap.py`: freed memory
+kept; `JOBKIT_MALLOC=system` measures glibc's own behaviour), so both get the same allocator.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from jobkit.plan.params import resolve
+from jobkit.run import heap
 from jobs.charlm.data import random_batch
 from jobs.charlm.models import build_model
 from jobs.charlm.workload import CharLM
@@ -77,6 +81,7 @@ def _rates(steppers: dict[str, Callable[[int], Any]], steps: int, rounds: int) -
 def compare(data: str, scratch: Path, steps: int = 50, rounds: int = 5) -> dict[str, float]:
     """Print workload vs bare speed for the charlm LSTM (cpu-small) and the β-VAE (cpu-small, sprites)."""
     out = {}
+    print(f"heap: {heap.keep_freed_memory()} (as in a run)")
     lstm = CharLM(resolve(CharLM.Params, CharLM.presets, {"preset": "cpu-small", "model": "lstm", "data": data}))
     lstm.setup(scratch / "lstm", torch.device("cpu"))
     vae = BetaVAE(resolve(BetaVAE.Params, BetaVAE.presets, {"preset": "cpu-small"}))
