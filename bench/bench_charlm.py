@@ -39,6 +39,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jobkit.run import heap  # noqa: E402
 import bare_loops  # noqa: E402  (bench/, beside this file)
 import vs_nanogpt  # noqa: E402
 from jobkit.plan.params import resolve  # noqa: E402
@@ -252,6 +253,8 @@ def nanogpt_section(where: str | None, data: str, tmp: Path, steps: int, compile
     print(line)
     if path is None:
         return
+    # as a charlm run has it (jobkit/run/heap.py); nanoGPT, in the same process, gets it too
+    print(f"heap: {heap.keep_freed_memory()} (both trainers)")
     variants: dict = {"charlm": {}, "charlm autocast=bf16": {"autocast": "bf16"}}
     if compile_too:
         variants.update({"charlm compile=true": {"compile": True},
