@@ -5,8 +5,9 @@ parameters with AdamW here; tens of seconds for 1B on a shared file system), eve
 
 How: `snapshot` deep-copies the state (tensors cloned, GPU tensors copied to CPU) at a step boundary,
 where it is consistent, into CPU buffers that `warm` made in the background after the first step; the
-copy is written by one background thread through the run folder's own `RunDir.save_checkpoint` (room check, atomic temp file + rename, sha256, latest.json), so a kill -9 at
-any instant still leaves the last complete checkpoint. At most one write is in flight: the next
+copy is written by one background thread through the run folder's own `RunDir.save_checkpoint` (room
+check, atomic temp file + rename, sha256, latest.json), so a kill -9 at any instant still leaves the
+last complete checkpoint. At most one write is in flight: the next
 snapshot waits for it. A stop, the end of a run and a preemption wait for the write in flight and then
 save synchronously. An error in the background (a full disk) is kept and raised in the loop at its next
 step (`raise_error`), so it takes the same path as a synchronous one.
@@ -15,7 +16,8 @@ The writer thread runs at nice 10 (Linux), so it takes cores the training thread
 
 Memory: when periodic checkpoints are planned, the process keeps one extra copy of the state in CPU
 memory from its first step on (model + AdamW moments: ~12 bytes per parameter in fp32; pinned memory
-for GPU tensors), reused by every snapshot. `async_checkpoint = false` writes in the loop instead and holds no copy.
+for GPU tensors), reused by every snapshot. `async_checkpoint = false` writes in the loop instead and
+holds no copy.
 """
 from __future__ import annotations
 

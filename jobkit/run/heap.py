@@ -10,9 +10,9 @@ start to the next, 42,000 page faults a second in the slow case (issue 27's benc
 
 How: `mallopt` at the start of a run raises the mmap threshold to glibc's maximum (32 MiB) and the trim
 threshold to 2 GiB, so blocks up to 32 MiB are reused from the heap and freed memory stays in the
-process. The price: a run's resident memory stays near its peak instead of shrinking after it (its
-peak, which Slurm's memory limit already had to allow, does not grow). Tensors above 32 MiB are
-mmapped and faulted as before.
+process. The price: a run's resident memory stays near its peak instead of shrinking after it (the
+peak itself is what Slurm's memory limit already had to allow). Tensors above 32 MiB are mmapped and
+faulted as before.
 
 Left alone: non-glibc platforms, a process whose allocator was replaced (jemalloc or tcmalloc through
 `LD_PRELOAD`), a user who set glibc's own `MALLOC_*_` variables, and `JOBKIT_MALLOC=system`.
@@ -56,7 +56,8 @@ def keep_freed_memory(env: Mapping[str, str] | None = None) -> str:
         return what
     try:
         libc = ctypes.CDLL(None)
-        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        ok = (libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+              and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
     except (OSError, AttributeError):
         return "not-glibc"
     return "keep" if ok else "refused"

@@ -89,42 +89,38 @@ def run(run: RunDir, host: Host | None = None,
 def _prepare(run: RunDir, host: Host, flag: StopFlag) -> "Loop":
     """The workload from the spec, the device, and the ranks connected: a loop ready to start."""
     topo = host.topology
+
+    def refuse(message: str) -> RunFailed:
+        """A run that cannot start: its `failed` event (written by the main rank) and the error to raise."""
+        if topo.is_main:
+            run.event(Event.FAILED, step=0, error=message)
+        return RunFailed(message)
+
     try:
         spec, workload, params = build_workload(run)
     except params_mod.ParamError as exc:
-        message = f"spec.json: {exc}"
-        if topo.is_main:
-            run.event(Event.FAILED, step=0, error=message)
-        raise RunFailed(message) from None
+        raise refuse(f"spec.json: {exc}") from None
     torch.set_num_threads(max(1, spec.resources.cpus))
     try:
         heap_mode = heap.keep_freed_memory()  # before setup() allocates the model
     except ValueError as exc:
-        message = f"{exc}"
-        if topo.is_main:
-            run.event(Event.FAILED, step=0, error=message)
-        raise RunFailed(message) from None
+        raise refuse(str(exc)) from None
     device = torch.device("cuda" if spec.resources.gpus > 0 and torch.cuda.is_available() else "cpu")
     if topo.distributed and device.type == "cuda":
         device = torch.device("cuda", topo.local_rank % max(1, torch.cuda.device_count()))
     takes_ctx = "ctx" in inspect.signature(workload.setup).parameters
     if topo.distributed and not takes_ctx:
-        message = (f"workload {spec.workload!r} trains in one process only (its setup() takes no ctx); "
-                   "resubmit with tasks_per_node = 1 and nodes = 1")
-        if topo.is_main:
-            run.event(Event.FAILED, step=0, error=message)
-        raise RunFailed(message)
+        raise refuse(f"workload {spec.workload!r} trains in one process only (its setup() takes no ctx); "
+                     "resubmit with tasks_per_node = 1 and nodes = 1")
     ranks = distributed.Ranks.open(topo, device, watchdog.collective_timeout(host, spec.resources))
-    loop = Loop(run, host, flag, spec, workload, params, device, ranks, takes_ctx)
-    loop.heap = heap_mode
-    return loop
+    return Loop(run, host, flag, spec, workload, params, device, ranks, takes_ctx, heap_mode)
 
 
 class Loop:
     """One attempt at a run: the state the training loop carries from step to step."""
 
     def __init__(self, run: RunDir, host: Host, flag: StopFlag, spec: Any, workload: Any, params: Any,
-                 device: torch.device, ranks: distributed.Ranks, takes_ctx: bool) -> None:
+                 device: torch.device, ranks: distributed.Ranks, takes_ctx: bool, heap_mode: str = "system") -> None:
         self.run, self.host, self.flag = run, host, flag
         self.spec, self.workload, self.params = spec, workload, params
         self.device, self.ranks, self.takes_ctx = device, ranks, takes_ctx
@@ -142,7 +138,7 @@ class Loop:
         self.last_metrics: dict[str, float] = {}
         self.val_metrics: dict[str, float] = {}
         self.saver = CheckpointWriter(run, params.keep_checkpoints, background=params.async_checkpoint)
-        self.heap = "system"  # what `heap.keep_freed_memory` did in this process (set by _prepare)
+        self.heap = heap_mode  # what `heap.keep_freed_memory` did in this process (the `started` event says)
         self.cadence = Cadence(params.checkpoint_every)  # `auto`: planned from the run's events at start
 
     def note(self, name: str, **fields: Any) -> None:
@@ -173,7 +169,8 @@ class Loop:
         self.note(Event.STARTED, attempt=self.attempt, step=self.step, job_id=self.host.job_id,
                   executor=self.host.executor, host=socket.gethostname(), pid=os.getpid(), device=str(self.device),
                   resumed_from=None if loaded is None else loaded.file, threads=torch.get_num_threads(),
-                  cores=_cores(), state_bytes=state_bytes, heap=self.heap, **({} if self.host.queued_s is None else {"queued_s": round(self.host.queued_s, 3)}),
+                  cores=_cores(), state_bytes=state_bytes, heap=self.heap,
+                  **({} if self.host.queued_s is None else {"queued_s": round(self.host.queued_s, 3)}),
                   **where)
         if self.main:
             self.writer = tblog.open_writer(writer_cls, run.tb_dir, self.step)
@@ -332,7 +329,8 @@ class Loop:
 
     def _state(self, rng_ranks: Any = None) -> dict[str, Any]:
         """What a checkpoint holds: the workload, RNGs (every rank's when gathered) and the monitors."""
-        own = {"divergence": self.monitor.state_dict(), **({"plateau": self.plateau.state_dict()} if self.plateau else {})}
+        own = {"divergence": self.monitor.state_dict(),
+               **({"plateau": self.plateau.state_dict()} if self.plateau else {})}
         state = {"format": CHECKPOINT_FORMAT, "step": self.step, "workload": self.workload.state_dict(),
                  "rng": rng.get_state(), "runner": own}
         if rng_ranks is not None:
