@@ -66,6 +66,7 @@ def tb(sweep: str, root: Path | None, port: int | None, host: str, reload_interv
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        raise SystemExit(EXIT_OK) from None
+        pass
     finally:
         tbmod.remove_links(links)
+    tbmod.exit_now(EXIT_OK)
