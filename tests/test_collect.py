@@ -270,6 +270,7 @@ def test_tb_serves_every_run_separately_on_localhost(demo, tmp_path):
     root, ids = demo
     code = ("import sys; from jobkit.cli.tb_cmd import tb; "
             "tb(['charlm-demo', '--root', sys.argv[1], '--port', '0', '--reload-interval', '1'])")
+    before = set(Path(tempfile.gettempdir()).glob("jobkit-tb-*"))  # another process's (or a killed one's): not ours
     proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
@@ -286,7 +287,8 @@ def test_tb_serves_every_run_separately_on_localhost(demo, tmp_path):
         with urllib.request.urlopen(url + "data/plugins_listing", timeout=10) as resp:
             plugins = json.load(resp)
         assert plugins["scalars"]["enabled"] and plugins["hparams"]["enabled"], plugins
-        links = [p for p in Path(tempfile.gettempdir()).glob("jobkit-tb-*") if (p / ids["charlm-demo"][0]).is_symlink()]
+        links = [p for p in set(Path(tempfile.gettempdir()).glob("jobkit-tb-*")) - before
+                 if (p / ids["charlm-demo"][0]).is_symlink()]
         assert links
     finally:
         os.killpg(proc.pid, signal.SIGINT)
