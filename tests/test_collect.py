@@ -271,8 +271,11 @@ def test_tb_serves_every_run_separately_on_localhost(demo, tmp_path):
     code = ("import sys; from jobkit.cli.tb_cmd import tb; "
             "tb(['charlm-demo', '--root', sys.argv[1], '--port', '0', '--reload-interval', '1'])")
     before = set(Path(tempfile.gettempdir()).glob("jobkit-tb-*"))  # another process's (or a killed one's): not ours
+    # started as a script's `jobkit tb &` starts it: SIGINT ignored from the start (what a non-interactive
+    # shell gives a background command); Ctrl-C must stop it all the same
     proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         url = proc.stdout.readline().strip()
         assert re.fullmatch(r"http://(localhost|127\.0\.0\.1):\d+/", url), (url, proc.stderr.read() if proc.poll() else "")

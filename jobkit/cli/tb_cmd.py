@@ -59,6 +59,9 @@ def tb(sweep: str, root: Path | None, port: int | None, host: str, reload_interv
     def stop(signum, frame):  # `kill` as well as Ctrl-C: remove the link folder on the way out
         raise KeyboardInterrupt
 
+    # SIGINT too: a process started in the background by a non-interactive shell (a script's `jobkit tb &`)
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt; "Ctrl-C stops it" holds anyway
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
         click.echo(url)
@@ -66,7 +69,6 @@ def tb(sweep: str, root: Path | None, port: int | None, host: str, reload_interv
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        pass
+        raise SystemExit(EXIT_OK) from None
     finally:
         tbmod.remove_links(links)
-    tbmod.exit_now(EXIT_OK)

@@ -15,7 +15,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from jobkit.store import RunDir
 
@@ -90,23 +89,6 @@ def launch(p: TBPlan) -> tuple[str, Path | None]:
     except BaseException:
         remove_links(links)
         raise
-
-
-def exit_now(code: int) -> NoReturn:
-    """End the process without the interpreter's shutdown, once the links are gone. TensorBoard's
-    threads may sit in a gRPC call to its data server, which the same Ctrl-C stopped, and
-    concurrent.futures' exit handler then waits for them: CI once saw `jobkit tb` still running 15 s
-    after SIGINT. TensorBoard's one exit task (its info file) is done here; its data server ends when
-    our end closes its stdin (`--die-after-stdin`)."""
-    try:
-        from tensorboard import manager
-
-        manager.remove_info_file()
-    except Exception:  # best effort: a stale info file only lists a server that is gone
-        pass
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def remove_links(folder: Path | None) -> None:
