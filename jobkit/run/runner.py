@@ -219,16 +219,17 @@ class Loop:
         """Steps until the total (or a plateau), each followed by what its cadences ask for."""
         p = self.params
         self.ranks.begin(self.stop_wanted)
-        warm_pending = self._periodic_planned() and self.step < self.total
+        # periodic checkpoints planned: their snapshot buffers are made off the loop once the state has its shape
+        warm_pending = self.main and bool(p.checkpoint_every or p.checkpoint_minutes) and self.step < self.total
         try:
             while self.step < self.total:
                 if self.ranks.stop_agreed(self.stop_wanted):
                     self.stop()
                 self.train_step()
                 self.saver.raise_error()  # a background checkpoint write failed: surfaced here, at the next step
-                if warm_pending and self.main:  # the state has its full shape now: its snapshot buffers, off the loop
+                if warm_pending:  # after the first step: optimisers create their moments there
                     self.saver.warm(self._state())
-                warm_pending = False
+                    warm_pending = False
                 if p.eval_every and self.step % p.eval_every == 0 and self.step < self.total:
                     self.evaluate()
                     if self.plateau is not None and self.plateau.converged:
@@ -336,10 +337,6 @@ class Loop:
         if rng_ranks is not None:
             state["rng_ranks"] = rng_ranks
         return state
-
-    def _periodic_planned(self) -> bool:
-        p = self.params
-        return bool(p.checkpoint_every or p.checkpoint_minutes)
 
     def progress(self, force: bool = False) -> None:
         """progress.json for `jobkit status`, at most every PROGRESS_EVERY_S unless forced."""
